@@ -1,0 +1,1 @@
+"""balance-bot: warns a team before its CometAPI credit runs out."""

@@ -1,0 +1,131 @@
+"""`balance-bot check` output: a Nagios/Icinga plugin line, or JSON (SPEC section 3)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from bot.model import PollFailure, Severity, Snapshot
+from bot.render import event_line, plain
+from bot.service import Monitor
+
+
+class Status(IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    status: Status
+    text: str  # the plugin output
+    data: dict[str, Any]  # the --json object
+
+    def output(self, as_json: bool) -> str:
+        return json.dumps(self.data, indent=2, ensure_ascii=False) if as_json else self.text
+
+
+def build(monitor: Monitor, results: dict[str, Snapshot | PollFailure]) -> Report:
+    firing, _ = monitor.firing_events()
+    failed = {a: r for a, r in results.items() if isinstance(r, PollFailure)}
+    fresh = [e for e in firing if e.account not in failed]
+    if any(e.severity is Severity.CRITICAL for e in fresh):
+        status = Status.CRITICAL
+    elif failed:
+        status = Status.UNKNOWN
+    elif fresh:
+        status = Status.WARNING
+    else:
+        status = Status.OK
+    order = {Severity.CRITICAL: 0, Severity.WARNING: 1}
+    firing.sort(key=lambda e: (order[e.severity], e.account, e.rule, e.subject))
+
+    problems = [f"{a}: {r.reason}" for a, r in failed.items()]
+    problems += [plain(event_line(e)) for e in firing if e.account not in failed]
+    if problems:
+        summary = "; ".join(problems[:3]) + (
+            f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        )
+    else:
+        totals = [
+            f"{a} ${r.total_quota:,.2f}" for a, r in results.items() if isinstance(r, Snapshot)
+        ]
+        summary = "all balances above their thresholds: " + ", ".join(totals)
+    perf = " ".join(_perfdata(monitor, a, r) for a, r in results.items() if isinstance(r, Snapshot))
+    text = f"BALANCE {status.name} - {_one_line(summary)}" + (f" | {perf}" if perf else "")
+
+    accounts = [_account_json(a, r) for a, r in results.items()]
+    alerts = [
+        {
+            "rule": e.rule,
+            "account": e.account,
+            "subject": e.subject,
+            "severity": e.severity.value,
+            "state": "firing",
+            "value": e.value,
+            "threshold": e.threshold,
+        }
+        for e in firing
+    ]
+    return Report(status, text, {"status": status.name, "accounts": accounts, "alerts": alerts})
+
+
+def unknown(reason: str) -> Report:
+    data = {"status": "UNKNOWN", "accounts": [], "alerts": [], "error": reason}
+    return Report(Status.UNKNOWN, f"BALANCE UNKNOWN - {_one_line(reason)}", data)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("|", "/").split())
+
+
+def _perf_label(text: str) -> str:
+    return re.sub(r"['=\s]", "_", text)
+
+
+def _perfdata(monitor: Monitor, account: str, snap: Snapshot) -> str:
+    """'main_total'=12.34;20;5 - warn/crit are the USD thresholds of total rules."""
+    levels: dict[Severity, float] = {}
+    for rule in monitor.rules.values():
+        if rule.target == "total" and not rule.percent and rule.matches_account(account):
+            current = levels.get(rule.severity)
+            levels[rule.severity] = max(current, rule.threshold) if current else rule.threshold
+    warn = levels.get(Severity.WARNING)
+    crit = levels.get(Severity.CRITICAL)
+    fmt = lambda v: "" if v is None else f"{v:g}"  # noqa: E731
+    return f"'{_perf_label(account)}_total'={snap.total_quota:.2f};{fmt(warn)};{fmt(crit)}"
+
+
+def _account_json(account: str, result: Snapshot | PollFailure) -> dict[str, Any]:
+    if isinstance(result, PollFailure):
+        return {
+            "name": account,
+            "username": None,
+            "total_quota": None,
+            "total_used_quota": None,
+            "request_count": None,
+            "keys": [],
+            "error": result.reason,
+        }
+    return {
+        "name": account,
+        "username": result.username,
+        "total_quota": result.total_quota,
+        "total_used_quota": result.total_used_quota,
+        "request_count": result.request_count,
+        "keys": [
+            {
+                "name": k.name,
+                "remain_quota": k.remain_quota,
+                "used_quota": k.used_quota,
+                "unlimited": k.unlimited,
+            }
+            for k in result.keys
+        ],
+        "error": None,
+    }

@@ -1,0 +1,184 @@
+"""Command line: run | check | validate | demo (SPEC section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import config as config_mod
+from bot import secrets
+from bot.check import Status, build, unknown
+from bot.config import Config, ConfigError
+from bot.logs import LOG_FORMATS, log_event, setup_logging
+from bot.metrics import package_version
+from bot.store import StoreError
+
+logger = logging.getLogger("bot")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 3
+
+LOG_FORMAT_ENV = "BALANCE_BOT_LOG_FORMAT"
+HTTP_LISTEN_ENV = "BALANCE_BOT_HTTP_LISTEN"
+DELIVERY_WAIT = 20.0  # check: how long to wait for its notifications to go out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", help=f"config file (default: ${config_mod.CONFIG_ENV} or ./rules.toml)"
+    )
+    common.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help=f"log line format (default: config, ${LOG_FORMAT_ENV}, human)",
+    )
+    common.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="the service: poll, alert, answer chat commands")
+    check = sub.add_parser(
+        "check", parents=[common], help="one poll cycle, Nagios-style output and exit code"
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON object instead")
+    check.add_argument(
+        "--no-notify", action="store_true", help="evaluate and save state, send nothing"
+    )
+    sub.add_parser("validate", parents=[common], help="check the config and the env vars it names")
+    demo = sub.add_parser(
+        "demo", parents=[common], help="no credentials needed: a simulated account"
+    )
+    demo.add_argument("--interval", default="2s", help="poll interval (default 2s)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    fmt = args.log_format or os.environ.get(LOG_FORMAT_ENV) or None
+    setup_logging(fmt or "human", args.log_level)
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return _run_async(lambda stop: run_demo(stop, args.interval))
+    path = config_mod.resolve_path(args.config)
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        return _config_failed(args, path, exc)
+    cfg = _apply_env(cfg)
+    for secret in cfg.secrets():
+        secrets.register(secret)
+    if fmt is None and cfg.bot.log_format != "human":
+        setup_logging(cfg.bot.log_format, args.log_level)
+    if args.command == "validate":
+        print(
+            f"{path}: OK ({len(cfg.accounts)} accounts, {len(cfg.rules)} rules, "
+            f"notifiers: {', '.join(cfg.notifiers) or 'log'})"
+        )
+        return EXIT_OK
+    if args.command == "check":
+        return asyncio.run(_check(cfg, args.json, not args.no_notify))
+    return _run_async(lambda stop: _serve(cfg, stop))
+
+
+def _config_failed(args: argparse.Namespace, path: Path, exc: ConfigError) -> int:
+    if args.command == "check":
+        report = unknown(f"config error in {path}: " + "; ".join(exc.problems))
+        print(report.output(args.json))
+        return EXIT_CONFIG
+    print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {secrets.redact(problem)}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _apply_env(cfg: Config) -> Config:
+    """Settings an image sets for every deployment (SPEC section 7)."""
+    updates = {}
+    if listen := os.environ.get(HTTP_LISTEN_ENV):
+        updates["http_listen"] = listen
+    if not updates:
+        return cfg
+    return cfg.model_copy(
+        update={"bot": cfg.bot.model_validate({**cfg.bot.model_dump(), **updates})}
+    )
+
+
+def _run_async(main_coro) -> int:  # type: ignore[no-untyped-def]
+    """Run until SIGTERM/SIGINT; a second signal exits at once."""
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log_event(logger, "bot.killed", logging.WARNING, signal=signal.Signals(signum).name)
+                logging.shutdown()
+                os._exit(128 + signum)
+            log_event(logger, "bot.signal", signal=signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        return await main_coro(stop)
+
+    try:
+        return asyncio.run(runner())
+    except StoreError as exc:
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_FAILED
+
+
+async def _serve(cfg: Config, stop: asyncio.Event) -> int:
+    from bot.service import App
+
+    async with App(cfg) as app:
+        await app.serve(stop)
+    return EXIT_OK
+
+
+async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
+    from bot.service import App
+
+    try:
+        async with App(cfg) as app:
+            if notify:
+                await app.start_notifiers(listen=False)
+            result = await app.cycle(notify)
+            if not result.committed:
+                report = unknown(f"could not save state to {cfg.bot.state_path}")
+            else:
+                report = build(app.monitor, result.results)
+            if notify:
+                await _flush(app)
+    except StoreError as exc:
+        report = unknown(str(exc))
+    print(report.output(as_json))
+    return int(report.status) if report.status in Status else EXIT_CONFIG
+
+
+async def _flush(app) -> None:  # type: ignore[no-untyped-def]
+    """Deliver what is due now; what fails stays in the outbox for the next run."""
+    try:
+        async with asyncio.timeout(DELIVERY_WAIT):
+            await app.delivery.deliver_due()
+    except TimeoutError:
+        log_event(
+            logger,
+            "delivery.deferred",
+            logging.WARNING,
+            reason=f"notifications not delivered within {DELIVERY_WAIT:g}s stay in the outbox",
+        )

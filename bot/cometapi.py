@@ -1,0 +1,312 @@
+"""The upstream client: fetch(account) -> Snapshot, or a typed FetchError.
+
+Error texts are built here from the status, the host and the path only: the
+query key travels in the URL, and aiohttp's own exception texts print URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import stamina
+from stamina.instrumentation import RetryDetails
+
+from bot.config import Account
+from bot.logs import log_event
+from bot.model import FailureKind, KeyBalance, PollFailure, Snapshot
+from bot.secrets import MASK, redact
+
+logger = logging.getLogger(__name__)
+
+
+def _log_retry(details: RetryDetails) -> None:
+    log_event(
+        logger,
+        "poll.retry",
+        logging.INFO,
+        reason=redact(str(details.caused_by)),
+        retry=details.retry_num,
+        wait=round(details.wait_for, 2),
+    )
+
+
+# stamina's default hooks log through "stamina" and count in the global
+# Prometheus registry; ours says which failure is being retried, redacted.
+stamina.instrumentation.set_on_retry_hooks([_log_retry])
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+USER_AGENT = "balance-bot (+https://github.com/cometapi-balance-bot)"
+
+
+class FetchError(Exception):
+    """A poll that produced no usable data. The message is safe to show."""
+
+    def __init__(self, kind: FailureKind, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in (FailureKind.UNREACHABLE, FailureKind.RATE_LIMITED)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds for one account's poll; `deadline` covers every attempt and wait."""
+
+    attempts: int = 4
+    deadline: float = 30.0
+    wait_initial: float = 1.0
+    wait_max: float = 8.0
+    wait_jitter: float = 1.0
+
+
+class CometClient:
+    """One aiohttp session for every account of one process."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        request_timeout: float,
+        retry: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._session = session
+        self._timeout = request_timeout
+        self._retry = retry
+        self._clock = clock
+
+    @staticmethod
+    def new_session(concurrency: int = 16) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300)
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            raise_for_status=False,
+            trust_env=True,
+        )
+
+    async def poll(self, account: Account) -> Snapshot | PollFailure:
+        """Like fetch, with the failure as a value."""
+        try:
+            return await self.fetch(account)
+        except FetchError as exc:
+            return PollFailure(account.name, exc.kind, exc.reason, self._clock())
+
+    async def fetch(self, account: Account) -> Snapshot:
+        policy = self._retry
+        started = time.monotonic()
+
+        def backoff_hook(exc: Exception) -> bool | float:
+            """Retry transient failures, honouring Retry-After, within the deadline."""
+            if not isinstance(exc, FetchError) or not exc.transient:
+                return False
+            left = policy.deadline - (time.monotonic() - started)
+            if exc.retry_after is not None:
+                return exc.retry_after if exc.retry_after + 1.0 < left else False
+            return left > policy.wait_max + policy.wait_jitter + 1.0
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=backoff_hook,
+                attempts=policy.attempts,
+                timeout=None,  # the hook enforces the deadline, waits included
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    left = policy.deadline - (time.monotonic() - started)
+                    return await self._fetch_once(account, min(self._timeout, max(left, 0.1)))
+        except FetchError as exc:
+            # the upstream may echo the key in an error body
+            exc.reason = redact(exc.reason.replace(account.key.get_secret_value(), MASK))
+            exc.args = (exc.reason,)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_once(self, account: Account, seconds: float) -> Snapshot:
+        where = _describe(account.url)
+        params = {"key": account.key.get_secret_value()}
+        limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+        try:
+            async with self._session.get(account.url, params=params, timeout=limits) as resp:
+                status = resp.status
+                if status in (401, 403):
+                    raise FetchError(
+                        FailureKind.REJECTED, f"key rejected (HTTP {status} from {where})"
+                    )
+                if status == 429:
+                    wait = _retry_after(resp.headers.get("Retry-After"))
+                    raise FetchError(
+                        FailureKind.RATE_LIMITED, f"rate limited (HTTP 429 from {where})", wait
+                    )
+                if status >= 500:
+                    raise FetchError(FailureKind.UNREACHABLE, f"HTTP {status} from {where}")
+                body = await _read_bounded(resp)
+                if status >= 300:
+                    raise FetchError(
+                        FailureKind.BAD_RESPONSE, f"HTTP {status} from {where}{_hint(body)}"
+                    )
+        except FetchError:
+            raise
+        except TimeoutError:
+            raise FetchError(
+                FailureKind.UNREACHABLE, f"timed out after {seconds:g}s ({where})"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise FetchError(
+                FailureKind.UNREACHABLE, f"cannot connect to {where}: {_os_reason(exc)}"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise FetchError(
+                FailureKind.UNREACHABLE, f"connection error ({where}): {type(exc).__name__}"
+            ) from None
+        return parse_quota(account.name, body, self._clock(), where)
+
+
+def _describe(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}{parts.path}"
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    err = exc.os_error
+    return err.strerror or type(err).__name__ if err else "connection failed"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    declared = resp.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise FetchError(FailureKind.BAD_RESPONSE, f"response too large ({declared} bytes)")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise FetchError(
+                FailureKind.BAD_RESPONSE, f"response larger than {MAX_BODY_BYTES} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _hint(body: bytes) -> str:
+    text = body[:200].decode("utf-8", "replace").strip()
+    return f": {' '.join(text.split())[:120]}" if text else ""
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def _number(value: Any, field: str, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field} is not a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{field} is not a number") from None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{field} is not a number")
+    return float(value)
+
+
+def parse_quota(account: str, body: bytes, now: datetime, where: str = "CometAPI") -> Snapshot:
+    """Tolerant parsing of a /user/quota body (SPEC section 2)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise FetchError(
+            FailureKind.BAD_RESPONSE, f"response from {where} is not JSON{_hint(body)}"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "total_quota" not in data:
+        data = data["data"]  # tolerate an envelope {"success": true, "data": {...}}
+    if not isinstance(data, dict):
+        raise FetchError(FailureKind.BAD_RESPONSE, f"response from {where} is not a JSON object")
+    if data.get("success") is False or "total_quota" not in data:
+        message = next(
+            (str(data[k]) for k in ("message", "error", "msg") if data.get(k)), "no total_quota"
+        )
+        raise FetchError(FailureKind.BAD_RESPONSE, f"CometAPI answered: {message[:200]}")
+    try:
+        total = _number(data["total_quota"], "total_quota")
+        used = _number(data.get("total_used_quota", 0), "total_used_quota")
+        requests = _number(data.get("request_count"), "request_count", optional=True)
+        keys = _parse_keys(data.get("keys"))
+    except ValueError as exc:
+        raise FetchError(FailureKind.BAD_RESPONSE, f"bad response from {where}: {exc}") from None
+    username = data.get("username")
+    return Snapshot(
+        account=account,
+        username=str(username) if username is not None else "",
+        total_quota=total,  # type: ignore[arg-type]
+        total_used_quota=used,  # type: ignore[arg-type]
+        request_count=int(requests) if requests is not None else None,
+        keys=keys,
+        fetched_at=now,
+    )
+
+
+def _parse_keys(raw: Any) -> tuple[KeyBalance, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError("keys is not a list")
+    keys: list[KeyBalance] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ValueError(f"keys[{i}] is not an object")
+        name = str(item.get("name") if item.get("name") is not None else f"key #{i + 1}")
+        # Two keys may share a label; each stays its own alert subject.
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name} #{seen[name]}"
+        remain = _number(item.get("remain_quota"), f"keys[{i}].remain_quota")
+        used = _number(item.get("used_quota", 0), f"keys[{i}].used_quota")
+        keys.append(KeyBalance(name, remain, used))  # type: ignore[arg-type]
+    return tuple(keys)
+
+
+async def poll_all(
+    client: CometClient, accounts: list[Account], concurrency: int
+) -> dict[str, Snapshot | PollFailure]:
+    """Poll every account concurrently, at most `concurrency` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(account: Account) -> Snapshot | PollFailure:
+        async with gate:
+            return await client.poll(account)
+
+    results = await asyncio.gather(*(one(a) for a in accounts))
+    return {a.name: r for a, r in zip(accounts, results, strict=True)}

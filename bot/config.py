@@ -1,0 +1,421 @@
+"""TOML file -> typed, validated Config.
+
+Every problem is reported at once, each named by its TOML path, e.g.
+``rules[1].recover_above: must be greater than below (5.0)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from bot import notifiers
+from bot.model import Severity
+
+DEFAULT_URL = "https://query.cometapi.com/user/quota"
+DEFAULT_CONFIG = "rules.toml"
+CONFIG_ENV = "BALANCE_BOT_CONFIG"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` are user-facing lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '2h', '1d' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as '30s', '5m', '2h', '1d' or seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    else:
+        raise ValueError(
+            f"must be a duration such as '30s', '5m', '2h', '1d' or seconds, not {value!r}"
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"must be a non-negative duration, not {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Globs = list[Annotated[str, Field(min_length=1)]]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSettings(_Section):
+    interval: Duration = 300.0
+    state_path: Path = Path("balance-bot.db")
+    stale_after: int = Field(default=3, ge=1)
+    request_timeout: Duration = 10.0
+    http_listen: str = "127.0.0.1:9464"
+    timezone: str = "UTC"
+    log_format: Literal["human", "json"] = "human"
+    max_concurrency: int = Field(default=16, ge=1, le=1000)
+
+    @field_validator("interval")
+    @classmethod
+    def _min_interval(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError(f"must be at least 1s, not {v:g}s")
+        return v
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if not 0 < v <= 30:
+            raise ValueError(f"must be between 0s and 30s, not {v:g}s")
+        return v
+
+    @field_validator("http_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            split_listen(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as 'Europe/Berlin')"
+            ) from None
+        return v
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"must be 'host:port' (e.g. '0.0.0.0:9464') or '', not {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Account(_Section):
+    name: str = Field(min_length=1)
+    key: SecretStr
+    url: str = DEFAULT_URL
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+", v) or "?" in v or "#" in v:
+            raise ValueError(f"must be an http(s) URL without a query string, not {v!r}")
+        return v
+
+
+def _check_globs(v: list[str]) -> list[str]:
+    for pattern in v:
+        try:
+            re.compile(fnmatch.translate(pattern))
+        except re.error as exc:
+            raise ValueError(f"bad glob pattern {pattern!r}: {exc}") from None
+    return v
+
+
+class Rule(_Section):
+    name: str = Field(min_length=1)
+    target: Literal["total", "key"]
+    accounts: Globs = ["*"]
+    keys: Globs = ["*"]
+    exclude_keys: Globs = []
+    below: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    below_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
+    recover_above: float | None = Field(default=None, allow_inf_nan=False)
+    recover_above_percent: float | None = Field(default=None, le=100, allow_inf_nan=False)
+    severity: Severity = Severity.WARNING
+    for_polls: int = Field(default=1, ge=1)
+    repeat: Duration | None = None
+    notify: list[str] | None = None
+
+    _check = field_validator("accounts", "keys", "exclude_keys")(_check_globs)
+
+    @field_validator("below_percent", mode="after")
+    @classmethod
+    def _one_threshold(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if "below" not in info.data:  # `below` itself failed; that error suffices
+            return v
+        below = info.data["below"]
+        if v is None and below is None:
+            raise ValueError("set below (USD) or below_percent")
+        if v is not None and below is not None:
+            raise ValueError("set below or below_percent, not both")
+        return v
+
+    @field_validator("recover_above", mode="after")
+    @classmethod
+    def _recover_usd(cls, v: float | None, info: ValidationInfo) -> float | None:
+        below = info.data.get("below")
+        if v is not None:
+            if below is None and "below" in info.data:
+                raise ValueError("needs below (use recover_above_percent with below_percent)")
+            if below is not None and v <= below:
+                raise ValueError(f"must be greater than below ({below})")
+        return v
+
+    @field_validator("recover_above_percent", mode="after")
+    @classmethod
+    def _recover_percent(cls, v: float | None, info: ValidationInfo) -> float | None:
+        below = info.data.get("below_percent")
+        if v is not None:
+            if below is None and "below_percent" in info.data:
+                raise ValueError("needs below_percent (use recover_above with below)")
+            if below is not None and v <= below:
+                raise ValueError(f"must be greater than below_percent ({below})")
+        return v
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, v: float | None) -> float | None:
+        return v or None  # "0" means never
+
+    @field_validator("keys", "exclude_keys")
+    @classmethod
+    def _key_only(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("target") == "total" and v != (["*"] if info.field_name == "keys" else []):
+            raise ValueError('only applies to target = "key"')
+        return v
+
+    @model_validator(mode="after")
+    def _default_recovery(self) -> Rule:
+        if self.below is not None and self.recover_above is None:
+            object.__setattr__(self, "recover_above", _default_recover(self.below))
+        if self.below_percent is not None and self.recover_above_percent is None:
+            recover = min(_default_recover(self.below_percent), 100.0)
+            object.__setattr__(self, "recover_above_percent", recover)
+        return self
+
+    @property
+    def percent(self) -> bool:
+        return self.below_percent is not None
+
+    @property
+    def threshold(self) -> float:
+        return self.below_percent if self.percent else self.below  # type: ignore[return-value]
+
+    @property
+    def recover_level(self) -> float:
+        level = self.recover_above_percent if self.percent else self.recover_above
+        return level  # type: ignore[return-value]
+
+    def matches_account(self, account: str) -> bool:
+        return any(fnmatch.fnmatchcase(account, p) for p in self.accounts)
+
+    def matches_key(self, key: str) -> bool:
+        return any(fnmatch.fnmatchcase(key, p) for p in self.keys) and not any(
+            fnmatch.fnmatchcase(key, p) for p in self.exclude_keys
+        )
+
+
+def _default_recover(below: float) -> float:
+    """SPEC: below * 1.1; for a threshold of 0 any positive value recovers."""
+    return below * 1.1 if below > 0 else 0.01
+
+
+class Config(_Section):
+    bot: BotSettings = BotSettings()
+    accounts: list[Account] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1)
+    notifiers: dict[str, Any] = {}
+
+    def notifier_names(self) -> list[str]:
+        return list(self.notifiers)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for the redaction registry."""
+        found = [a.key.get_secret_value() for a in self.accounts]
+        for section in self.notifiers.values():
+            if isinstance(section, BaseModel):
+                found.extend(
+                    getattr(section, name).get_secret_value()
+                    for name in type(section).model_fields
+                    if isinstance(getattr(section, name), SecretStr)
+                )
+        return found
+
+
+# --- loading -----------------------------------------------------------------
+
+
+def resolve_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(cli_value or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read, interpolate and validate; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: file not found (pass -c/--config FILE or set {CONFIG_ENV})"]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    return parse(text, environ, source=str(path))
+
+
+def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "config") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: invalid TOML: {exc}"]) from None
+    problems: dict[str, str] = {}
+    data = _interpolate(raw, (), environ, problems)
+    bad_paths = set(problems)
+    for loc, message in _validate(data):
+        path = format_path(loc)
+        if not any(path == p or path.startswith(p + ".") for p in bad_paths):
+            problems.setdefault(path, message)
+    if problems:
+        raise ConfigError([f"{path}: {message}" for path, message in problems.items()])
+    return Config.model_validate(data)
+
+
+def _interpolate(value: Any, loc: tuple[Any, ...], env: Mapping[str, str], problems: dict) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, i), env, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems[format_path(loc)] = f"environment variable {name} is not set"
+        return match[0]
+
+    return _VAR.sub(substitute, value)
+
+
+def _validate(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    found: list[tuple[tuple[Any, ...], str]] = []
+    try:
+        Config.model_validate(data)
+    except ValidationError as exc:
+        found.extend((err["loc"], _message(err)) for err in exc.errors())
+    found.extend(_cross_checks(data))
+    found.extend(_validate_notifiers(data))
+    return found
+
+
+def _message(err: Any) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see rules.example.toml)"
+    if kind == "missing":
+        return "required"
+    return msg[0].lower() + msg[1:] if msg else kind
+
+
+def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    found: list[tuple[tuple[Any, ...], str]] = []
+    for section in ("accounts", "rules"):
+        items = data.get(section)
+        if not isinstance(items, list):
+            continue
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str):
+                if name in seen:
+                    found.append(
+                        (
+                            (section, i, "name"),
+                            f"duplicate name {name!r} (also {section}[{seen[name]}])",
+                        )
+                    )
+                seen.setdefault(name, i)
+    configured = data.get("notifiers") if isinstance(data.get("notifiers"), dict) else {}
+    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    for i, rule in enumerate(rules):
+        names = rule.get("notify") if isinstance(rule, dict) else None
+        if not isinstance(names, list):
+            continue
+        for j, name in enumerate(names):
+            if isinstance(name, str) and name not in configured and name != "log":
+                have = ", ".join(sorted(configured)) or "none"
+                found.append(
+                    (
+                        ("rules", i, "notify", j),
+                        f"no notifier {name!r} is configured (configured: {have})",
+                    )
+                )
+    return found
+
+
+def _validate_notifiers(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    sections = data.get("notifiers")
+    if not isinstance(sections, dict):
+        return []
+    found: list[tuple[tuple[Any, ...], str]] = []
+    for name, section in sections.items():
+        loc = ("notifiers", name)
+        try:
+            model = notifiers.load(name).Config
+        except notifiers.UnknownNotifierError as exc:
+            found.append((loc, str(exc)))
+            continue
+        try:
+            sections[name] = model.model_validate(section)
+        except ValidationError as exc:
+            found.extend(((*loc, *err["loc"]), _message(err)) for err in exc.errors())
+    return found
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    """('rules', 1, 'below') -> 'rules[1].below'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "config"

@@ -1,0 +1,171 @@
+"""The outbox loop: send what the store recorded, back off, mark delivered.
+
+Rows are delivered in order per (notifier, destination); destinations do not
+wait for each other. A row is rendered at send time and remembers how many of
+its payloads went out, so a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.logs import log_event
+from bot.notifiers import DeliveryError, Notifier
+from bot.render import events_message
+from bot.secrets import redact
+from bot.store import OutboxRow, Store
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    initial: float = 5.0
+    maximum: float = 300.0
+    jitter: float = 0.2  # +-20 %
+
+    def delay(self, attempts: int, retry_after: float | None, rand: Callable[[], float]) -> float:
+        if retry_after is not None:
+            return max(retry_after, 0.0) + 0.1
+        base = min(self.maximum, self.initial * 2 ** max(attempts - 1, 0))
+        return base * (1 + self.jitter * (2 * rand() - 1))
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Mapping[str, Notifier],
+        backoff: Backoff = Backoff(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rand: Callable[[], float] = random.random,
+        on_outcome: Callable[[str, str], None] = lambda notifier, outcome: None,
+    ) -> None:
+        self.store = store
+        self.notifiers = notifiers
+        self.backoff = backoff
+        self.clock = clock
+        self.rand = rand
+        self.on_outcome = on_outcome
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until stop(); sleeps until the next retry is due or wake()."""
+        while not self._stopping:
+            self._wake.clear()
+            wait = await self.deliver_due()
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def stop(self) -> None:
+        """Finish the sends under way, start no new ones."""
+        self._stopping = True
+        self._wake.set()
+
+    async def deliver_due(self) -> float | None:
+        """One pass over the outbox; returns seconds until the next retry, if any."""
+        queues: dict[tuple[str, str], list[OutboxRow]] = {}
+        for row in self.store.pending():
+            queues.setdefault((row.notifier, row.destination), []).append(row)
+        waits = await asyncio.gather(*(self._drain(rows) for rows in queues.values()))
+        due = [w for w in waits if w is not None]
+        return max(min(due), 0.0) if due else None
+
+    async def _drain(self, rows: list[OutboxRow]) -> float | None:
+        for row in rows:
+            if self._stopping:
+                return None
+            now = self.clock()
+            if row.next_attempt_at > now:
+                return (row.next_attempt_at - now).total_seconds()
+            retry_in = await self._deliver(row)
+            if retry_in is not None:
+                return retry_in
+        return None
+
+    async def _deliver(self, row: OutboxRow) -> float | None:
+        notifier = self.notifiers.get(row.notifier)
+        if notifier is None or row.destination not in notifier.destinations():
+            self.store.mark_done(
+                row.id, "dropped", self.clock(), "notifier or destination no longer configured"
+            )
+            log_event(
+                logger,
+                "delivery.dropped",
+                logging.WARNING,
+                notifier=row.notifier,
+                destination=row.destination,
+                reason="no longer configured",
+            )
+            return None
+        payloads = notifier.format(events_message(row.events))
+        for index in range(row.parts_sent, len(payloads)):
+            try:
+                await asyncio.wait_for(
+                    notifier.send(row.destination, payloads[index]), SEND_TIMEOUT
+                )
+            except DeliveryError as exc:
+                return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+            except TimeoutError:
+                return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
+            except Exception as exc:  # a notifier bug must not stop delivery to others
+                return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+            if index + 1 < len(payloads):
+                self.store.mark_sent_parts(row.id, index + 1)
+        self.store.mark_done(row.id, "delivered", self.clock())
+        self.on_outcome(row.notifier, "delivered")
+        log_event(
+            logger,
+            "delivery.sent",
+            notifier=row.notifier,
+            destination=row.destination,
+            events=len(row.events),
+            messages=len(payloads) - row.parts_sent,
+            attempts=row.attempts + 1,
+        )
+        return None
+
+    def _failed(
+        self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
+    ) -> float | None:
+        reason = redact(reason)
+        fields = {"notifier": row.notifier, "destination": row.destination, "reason": reason}
+        if permanent:
+            self.store.mark_done(row.id, "failed", self.clock(), reason)
+            self.on_outcome(row.notifier, "failed")
+            log_event(
+                logger,
+                "delivery.failed",
+                logging.ERROR,
+                **fields,
+                events=len(row.events),
+                hint="fix the notifier settings; this message will not be retried",
+            )
+            return None
+        attempts = row.attempts + 1
+        delay = self.backoff.delay(attempts, retry_after, self.rand)
+        self.store.mark_retry(row.id, attempts, self.clock() + timedelta(seconds=delay), reason)
+        self.on_outcome(row.notifier, "retry")
+        log_event(
+            logger,
+            "delivery.retry",
+            logging.WARNING,
+            **fields,
+            attempt=attempts,
+            retry_in=round(delay, 1),
+        )
+        return delay

@@ -1,0 +1,185 @@
+"""`balance-bot demo`: the real pipeline against a simulated CometAPI account.
+
+The simulated account lives on 127.0.0.1 in this process and follows a
+100-second script: its balance drains (a warning fires, then a critical, then
+a reminder), is topped up (both resolve), the API has an outage (data
+unavailable, then data back), and the script starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets as random_tokens
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from bot import config as config_mod
+from bot import secrets
+from bot.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+PERIOD = 100.0
+
+DEMO_CONFIG = """
+[bot]
+interval = "{interval}"
+state_path = "{state_path}"
+stale_after = 2
+request_timeout = "2s"
+http_listen = "{listen}"
+
+[[accounts]]
+name = "demo"
+key = "${{BALANCE_BOT_DEMO_KEY}}"
+url = "{url}"
+
+[[rules]]
+name = "account-low"
+target = "total"
+below = 20
+recover_above = 25
+severity = "warning"
+repeat = "20s"
+
+[[rules]]
+name = "account-critical"
+target = "total"
+below = 10
+recover_above = 15
+severity = "critical"
+
+[[rules]]
+name = "key-low"
+target = "key"
+keys = ["prod-*"]
+exclude_keys = ["balance-query"]
+below_percent = 20
+recover_above_percent = 30
+severity = "warning"
+"""
+
+TELEGRAM = """
+[notifiers.telegram]
+token = "${TELEGRAM_BOT_TOKEN}"
+chat_ids = [${TELEGRAM_CHAT_ID}]
+"""
+
+SLACK = """
+[notifiers.slack]
+bot_token = "${SLACK_BOT_TOKEN}"
+app_token = "${SLACK_APP_TOKEN}"
+channel = "${SLACK_CHANNEL}"
+"""
+
+
+def simulated_balance(t: float) -> dict | None:
+    """The account at `t` seconds into the script; None during the outage."""
+    t %= PERIOD
+    if 60 <= t < 80:
+        return None
+    topped_up = t >= 45
+    total = 60 - 0.1 * max(0.0, t - 80) if topped_up else 26 - 0.6 * t
+    prod_api = 9.0 if topped_up else max(0.2, 5 - 0.15 * t)
+    return {
+        "username": "demo_user",
+        "total_quota": round(total, 6),
+        "total_used_quota": round(140 - total, 6),
+        "request_count": int(1000 + 37 * t),
+        "keys": [
+            {
+                "name": "prod-api",
+                "remain_quota": round(prod_api, 6),
+                "used_quota": round(10 - prod_api, 6),
+            },
+            {"name": "prod-batch", "remain_quota": 40, "used_quota": 10},
+            {"name": "dev-playground", "remain_quota": 999999999, "used_quota": -1},
+            {"name": "balance-query", "remain_quota": 0, "used_quota": 0},
+        ],
+    }
+
+
+class SimulatedCometAPI:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.started = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def quota(self, request: web.Request) -> web.Response:
+        if request.query.get("key") != self.key:
+            return web.json_response({"success": False, "message": "invalid key"}, status=401)
+        body = simulated_balance(time.monotonic() - self.started)
+        if body is None:
+            return web.Response(
+                status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
+            )
+        return web.json_response(body)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/user/quota", self.quota)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/user/quota"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> str:
+    text = DEMO_CONFIG.format(interval=interval, state_path=state_path, url=url, listen=listen)
+    if os.environ.get("TELEGRAM_BOT_TOKEN") and os.environ.get("TELEGRAM_CHAT_ID"):
+        text += TELEGRAM
+    if all(os.environ.get(v) for v in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_CHANNEL")):
+        text += SLACK
+    return text
+
+
+async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
+    from bot.service import App
+
+    key = "demo-" + random_tokens.token_urlsafe(16)
+    secrets.register(key)
+    simulator = SimulatedCometAPI(key)
+    await simulator.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="balance-bot-demo-") as tmp:
+            listen = "127.0.0.1:9464" if _free(9464) else "127.0.0.1:0"
+            text = demo_config_text(interval, Path(tmp) / "demo.db", simulator.url, listen)
+            cfg = config_mod.parse(text, {**os.environ, "BALANCE_BOT_DEMO_KEY": key}, "demo config")
+            for secret in cfg.secrets():
+                secrets.register(secret)
+            log_event(
+                logger,
+                "demo.started",
+                account=simulator.url,
+                state=tmp,
+                notifiers=", ".join(cfg.notifiers) or "log",
+                hint="a warning fires after ~10s, a critical after ~27s, a reminder after ~30s, "
+                "both resolve at ~45s, an outage follows at ~60s; Ctrl-C to stop",
+            )
+            async with App(cfg) as app:
+                await app.serve(stop)
+    finally:
+        await simulator.stop()
+    return 0

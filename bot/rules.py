@@ -1,0 +1,233 @@
+"""The rule engine: (poll results, rules, previous state, now) -> (new state, events).
+
+Pure: no I/O and no clock reads, so every transition is testable with plain
+values. Semantics are those of SPEC section 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot.config import Rule
+from bot.model import (
+    AccountHealth,
+    AlertKey,
+    AlertState,
+    EngineState,
+    Event,
+    EventKind,
+    FailureKind,
+    PollFailure,
+    PollResult,
+    Snapshot,
+)
+
+TOTAL = "total"
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One subject's value as a rule sees it."""
+
+    subject: str
+    value: float  # in the rule's unit
+    usd: float
+
+
+def evaluate(
+    results: Mapping[str, PollResult],
+    rules: Sequence[Rule],
+    previous: EngineState,
+    now: datetime,
+    stale_after: int,
+) -> tuple[EngineState, list[Event]]:
+    """Apply one poll cycle. Accounts absent from `results` keep their state."""
+    alerts = {k: s for k, s in previous.alerts.items() if _still_configured(k, rules)}
+    health = dict(previous.health)
+    events: list[Event] = []
+    for account, result in results.items():
+        old = health.get(account, AccountHealth(account))
+        if isinstance(result, PollFailure):
+            health[account], event = _failed(old, result, stale_after, _notify_for(account, rules))
+        else:
+            health[account], event = _succeeded(old, result, now, _notify_for(account, rules))
+            for rule in rules:
+                if rule.matches_account(account):
+                    events.extend(_apply_rule(rule, result, alerts, now))
+        if event:
+            events.append(event)
+    return EngineState(alerts, health), events
+
+
+def _still_configured(key: AlertKey, rules: Sequence[Rule]) -> bool:
+    """A removed rule's alerts are dropped quietly (SPEC section 5)."""
+    return any(r.name == key.rule and r.matches_account(key.account) for r in rules)
+
+
+def _notify_for(account: str, rules: Sequence[Rule]) -> tuple[str, ...]:
+    """Data-availability events go wherever the account's alerts would go."""
+    names: list[str] = []
+    for rule in rules:
+        if rule.matches_account(account):
+            if rule.notify is None:
+                return ()
+            names.extend(n for n in rule.notify if n not in names)
+    return tuple(names)
+
+
+def _failed(
+    old: AccountHealth, failure: PollFailure, stale_after: int, notify: tuple[str, ...]
+) -> tuple[AccountHealth, Event | None]:
+    new = replace(
+        old,
+        failures=old.failures + 1,
+        failing_since=old.failing_since or failure.at,
+        last_error=failure.reason,
+    )
+    limit = 1 if failure.kind is FailureKind.REJECTED else stale_after
+    if new.unavailable or new.failures < limit:
+        return new, None
+    event = Event(
+        kind=EventKind.UNAVAILABLE,
+        account=old.account,
+        at=failure.at,
+        reason=failure.reason,
+        since=new.failing_since,
+        value=new.failures,
+        notify=notify,
+    )
+    return replace(new, unavailable=True), event
+
+
+def _succeeded(
+    old: AccountHealth, snapshot: Snapshot, now: datetime, notify: tuple[str, ...]
+) -> tuple[AccountHealth, Event | None]:
+    new = AccountHealth(old.account, last_success=now)
+    if not old.unavailable:
+        return new, None
+    event = Event(
+        kind=EventKind.AVAILABLE,
+        account=old.account,
+        at=now,
+        since=old.failing_since,
+        usd=snapshot.total_quota,
+        notify=notify,
+    )
+    return new, event
+
+
+def measures(rule: Rule, snapshot: Snapshot) -> Iterator[Measure]:
+    """The subjects `rule` watches in `snapshot`, with their values."""
+    if rule.target == TOTAL:
+        yield _measure(rule, TOTAL, snapshot.total_quota, snapshot.total_used_quota)
+        return
+    for key in snapshot.keys:
+        if not key.unlimited and rule.matches_key(key.name):
+            yield _measure(rule, key.name, key.remain_quota, key.used_quota)
+
+
+def _measure(rule: Rule, subject: str, remain: float, used: float) -> Measure:
+    if not rule.percent:
+        return Measure(subject, remain, remain)
+    capacity = remain + used
+    percent = remain / capacity * 100 if capacity > 0 else 0.0
+    return Measure(subject, percent, remain)
+
+
+def _apply_rule(
+    rule: Rule, snapshot: Snapshot, alerts: dict[AlertKey, AlertState], now: datetime
+) -> list[Event]:
+    events: list[Event] = []
+    seen: set[str] = set()
+    for m in measures(rule, snapshot):
+        seen.add(m.subject)
+        key = AlertKey(rule.name, snapshot.account, m.subject)
+        state, event = step(rule, alerts.get(key), key, m, now)
+        if state is None:
+            alerts.pop(key, None)
+        else:
+            alerts[key] = state
+        if event:
+            events.append(event)
+    if rule.target != TOTAL:
+        events.extend(_vanished(rule, snapshot, alerts, seen, now))
+    return events
+
+
+def _vanished(
+    rule: Rule,
+    snapshot: Snapshot,
+    alerts: dict[AlertKey, AlertState],
+    seen: set[str],
+    now: datetime,
+) -> Iterable[Event]:
+    """Keys a rule had state for but no longer measures."""
+    present = {k.name: k for k in snapshot.keys}
+    gone = [
+        k
+        for k in alerts
+        if k.rule == rule.name and k.account == snapshot.account and k.subject not in seen
+    ]
+    for key in gone:
+        state = alerts.pop(key)
+        balance = present.get(key.subject)
+        if not state.firing or (balance is not None and not balance.unlimited):
+            continue  # out of the rule's scope by a config edit: dropped quietly
+        reason = "key removed" if balance is None else "key is now unlimited"
+        yield _event(EventKind.RESOLVE, rule, key, state.value, None, now, state.fired_at, reason)
+
+
+def step(
+    rule: Rule, state: AlertState | None, key: AlertKey, m: Measure, now: datetime
+) -> tuple[AlertState | None, Event | None]:
+    """One alert instance, one successful poll."""
+    if state is not None and state.firing:
+        if m.value >= rule.recover_level:
+            return None, _event(EventKind.RESOLVE, rule, key, m.value, m.usd, now, state.fired_at)
+        due = (
+            rule.repeat
+            and state.notified_at
+            and (now - state.notified_at).total_seconds() >= rule.repeat
+        )
+        if due:
+            event = _event(EventKind.REMIND, rule, key, m.value, m.usd, now, state.fired_at)
+            return replace(state, value=m.value, notified_at=now), event
+        return replace(state, value=m.value), None
+    if m.value >= rule.threshold:
+        return None, None  # above, or hovering between the levels: nothing to track
+    polls = (state.polls_below if state else 0) + 1
+    if polls < rule.for_polls:
+        return AlertState(key, firing=False, polls_below=polls, value=m.value), None
+    fired = AlertState(key, True, polls, m.value, fired_at=now, notified_at=now)
+    return fired, _event(EventKind.FIRE, rule, key, m.value, m.usd, now, now)
+
+
+def _event(
+    kind: EventKind,
+    rule: Rule,
+    key: AlertKey,
+    value: float,
+    usd: float | None,
+    now: datetime,
+    since: datetime | None,
+    reason: str = "",
+) -> Event:
+    return Event(
+        kind=kind,
+        account=key.account,
+        at=now,
+        severity=rule.severity,
+        rule=rule.name,
+        target=rule.target,
+        subject=key.subject,
+        unit="percent" if rule.percent else "usd",
+        value=value,
+        usd=usd,
+        threshold=rule.threshold,
+        recover_at=rule.recover_level,
+        since=since,
+        reason=reason,
+        notify=tuple(rule.notify) if rule.notify is not None else (),
+    )

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bot import config as config_mod
+from bot import secrets
+from bot.config import Config
+from tests.fakes.cometapi import FakeCometAPI
+
+QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
+
+
+@pytest.fixture(autouse=True)
+def _clean_secrets() -> None:
+    secrets.registry.clear()
+
+
+@pytest.fixture
+async def comet() -> AsyncIterator[FakeCometAPI]:
+    fake = FakeCometAPI(QUERY_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+RULES = """
+[[rules]]
+name = "account-low"
+target = "total"
+below = 20
+recover_above = 25
+"""
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, comet: FakeCometAPI) -> Callable[..., Config]:
+    """A Config pointed at the fake CometAPI; `extra` is appended TOML."""
+
+    def build(extra: str = RULES, bot: str = "") -> Config:
+        text = f"""
+[bot]
+interval = "1s"
+state_path = "{tmp_path / 'state.db'}"
+http_listen = ""
+{bot}
+
+[[accounts]]
+name = "main"
+key = "{QUERY_KEY}"
+url = "{comet.url}"
+{extra}
+"""
+        cfg = config_mod.parse(text)
+        for s in cfg.secrets():
+            secrets.register(s)
+        return cfg
+
+    return build

@@ -1,0 +1,1 @@
+"""Loopback fakes of the upstream services, spoken to by the real client libraries."""

@@ -1,0 +1,107 @@
+"""A fake CometAPI /user/quota on 127.0.0.1, scripted per request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def quota(total: float, keys: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "username": "example_user",
+        "total_quota": total,
+        "total_used_quota": 21.5,
+        "request_count": 1221,
+        "keys": keys if keys is not None else [],
+    }
+    body.update(extra)
+    return body
+
+
+def reply_json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Responder:
+    async def respond(_: web.Request) -> web.StreamResponse:
+        return web.json_response(body, status=status, headers=headers)
+
+    return respond
+
+
+def reply_balance(total: float, keys: list[dict[str, Any]] | None = None, **extra: Any) -> Responder:
+    return reply_json(quota(total, keys, **extra))
+
+
+def reply_status(status: int, text: str = "", headers: dict[str, str] | None = None,
+                 content_type: str = "text/plain") -> Responder:
+    async def respond(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text=text or f"error {status}", headers=headers,
+                            content_type=content_type)
+
+    return respond
+
+
+def reply_raw(body: bytes, status: int = 200, content_type: str = "application/json") -> Responder:
+    async def respond(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=body, content_type=content_type)
+
+    return respond
+
+
+def reply_stall(seconds: float, first: bytes = b"") -> Responder:
+    """Headers (and `first`) at once, then nothing for `seconds`."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        if first:
+            await resp.write(first)
+        await asyncio.sleep(seconds)
+        return resp
+
+    return respond
+
+
+class FakeCometAPI:
+    """Answers each request with the next scripted responder, then `default`."""
+
+    def __init__(self, key: str = "test-query-key-0123456789") -> None:
+        self.key = key
+        self.script: list[Responder] = []
+        self.default: Responder = reply_balance(100.0)
+        self.requests: list[web.Request] = []
+        self.served = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/user/quota"
+
+    def push(self, *responders: Responder) -> None:
+        self.script.extend(responders)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        self.served.set()
+        if request.query.get("key") != self.key:
+            return web.json_response({"success": False, "message": "invalid key"}, status=401)
+        responder = self.script.pop(0) if self.script else self.default
+        return await responder(request)
+
+    async def start(self) -> FakeCometAPI:
+        app = web.Application()
+        app.router.add_get("/user/quota", self._handle)
+        app.router.add_get("/user/quota/", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()

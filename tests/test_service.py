@@ -1,0 +1,72 @@
+"""The whole cycle against the fake CometAPI: fetch -> evaluate -> store -> outbox -> log notifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from bot.cometapi import RetryPolicy
+from bot.model import EventKind
+from bot.service import App
+from tests.fakes.cometapi import reply_balance, reply_raw, reply_status
+
+FAST = RetryPolicy(attempts=2, deadline=5, wait_initial=0.01, wait_max=0.02, wait_jitter=0)
+
+
+async def run_cycles(cfg, comet, responders, app=None):
+    comet.push(*responders)
+    kinds = []
+    async with App(cfg, retry=FAST) as app:
+        await app.start_notifiers(listen=False)
+        for _ in responders:
+            result = await app.cycle()
+            kinds.append([e.kind for e in result.events])
+            await app.delivery.deliver_due()
+    return kinds
+
+
+async def test_hysteresis_sequence_fires_twice_and_resolves_once(make_config, comet, caplog):
+    cfg = make_config()
+    caplog.set_level(logging.INFO)
+    seq = [30, 15, 18, 16, 19, 26, 24, 10]
+    kinds = await run_cycles(cfg, comet, [reply_balance(v) for v in seq])
+    flat = [k for ks in kinds for k in ks]
+    assert flat == [EventKind.FIRE, EventKind.RESOLVE, EventKind.FIRE]
+    assert kinds[1] == [EventKind.FIRE] and kinds[5] == [EventKind.RESOLVE] and kinds[7] == [EventKind.FIRE]
+    notified = [r.fields["text"] for r in caplog.records if r.getMessage() == "notify"]
+    assert sum("WARNING · main / total: $15.00 left" in t for t in notified) == 1
+    assert sum(t.startswith("RESOLVED · main / total: $26.00") for t in notified) == 1
+    assert sum("WARNING · main / total: $10.00 left" in t for t in notified) == 1
+
+
+async def test_restart_with_unchanged_low_balance_sends_nothing(make_config, comet):
+    cfg = make_config()
+    assert await run_cycles(cfg, comet, [reply_balance(10)]) == [[EventKind.FIRE]]
+    assert await run_cycles(cfg, comet, [reply_balance(10), reply_balance(12)]) == [[], []]
+
+
+async def test_outage_never_reads_as_zero(make_config, comet):
+    cfg = make_config(bot="stale_after = 3")
+    html = reply_raw(b"<html>oops</html>", content_type="text/html")
+    polls = [[reply_status(500)] * 2, [html], [reply_status(502)] * 2, [html], [html]]
+    seen = []
+    async with App(cfg, retry=FAST) as app:
+        for responders in polls:
+            comet.push(*responders)
+            seen.append([e.kind for e in (await app.cycle()).events])
+            assert not comet.script
+        comet.push(reply_balance(100))
+        seen.append([e.kind for e in (await app.cycle()).events])
+        assert not app.monitor.state.alerts
+    assert seen == [[], [], [EventKind.UNAVAILABLE], [], [], [EventKind.AVAILABLE]]
+
+
+async def test_state_file_holds_no_key(make_config, comet, tmp_path):
+    from tests.conftest import QUERY_KEY
+
+    cfg = make_config()
+    await run_cycles(cfg, comet, [reply_balance(10), reply_status(401, QUERY_KEY)])
+    for f in tmp_path.iterdir():
+        assert QUERY_KEY.encode() not in f.read_bytes(), f
