@@ -66,6 +66,7 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# fnmatch translates any pattern to a valid regex, so only empty ones are rejected
 Globs = list[Annotated[str, Field(min_length=1)]]
 
 
@@ -147,15 +148,6 @@ class Account(_Section):
         return v
 
 
-def _check_globs(v: list[str]) -> list[str]:
-    for pattern in v:
-        try:
-            re.compile(fnmatch.translate(pattern))
-        except re.error as exc:
-            raise ValueError(f"bad glob pattern {pattern!r}: {exc}") from None
-    return v
-
-
 class Rule(_Section):
     name: str = Field(min_length=1)
     target: Literal["total", "key"]
@@ -163,15 +155,15 @@ class Rule(_Section):
     keys: Globs = ["*"]
     exclude_keys: Globs = []
     below: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    below_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
+    below_percent: float | None = Field(
+        default=None, ge=0, lt=100, allow_inf_nan=False, validate_default=True
+    )
     recover_above: float | None = Field(default=None, allow_inf_nan=False)
     recover_above_percent: float | None = Field(default=None, le=100, allow_inf_nan=False)
     severity: Severity = Severity.WARNING
     for_polls: int = Field(default=1, ge=1)
     repeat: Duration | None = None
     notify: list[str] | None = None
-
-    _check = field_validator("accounts", "keys", "exclude_keys")(_check_globs)
 
     @field_validator("below_percent", mode="after")
     @classmethod

@@ -51,13 +51,13 @@ def evaluate(
         old = health.get(account, AccountHealth(account))
         if isinstance(result, PollFailure):
             health[account], event = _failed(old, result, stale_after, _notify_for(account, rules))
+            events.extend([event] if event else [])
         else:
             health[account], event = _succeeded(old, result, now, _notify_for(account, rules))
+            events.extend([event] if event else [])
             for rule in rules:
                 if rule.matches_account(account):
                     events.extend(_apply_rule(rule, result, alerts, now))
-        if event:
-            events.append(event)
     return EngineState(alerts, health), events
 
 

@@ -35,7 +35,9 @@ def make_app(health: Health, metrics: Metrics) -> web.Application:
 
 class WebServer:
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         self._host, self._port = host, port
         self.port = port
 

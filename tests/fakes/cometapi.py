@@ -30,15 +30,25 @@ def reply_json(body: Any, status: int = 200, headers: dict[str, str] | None = No
     return respond
 
 
-def reply_balance(total: float, keys: list[dict[str, Any]] | None = None, **extra: Any) -> Responder:
+def reply_balance(
+    total: float, keys: list[dict[str, Any]] | None = None, **extra: Any
+) -> Responder:
     return reply_json(quota(total, keys, **extra))
 
 
-def reply_status(status: int, text: str = "", headers: dict[str, str] | None = None,
-                 content_type: str = "text/plain") -> Responder:
+def reply_status(
+    status: int,
+    text: str = "",
+    headers: dict[str, str] | None = None,
+    content_type: str = "text/plain",
+) -> Responder:
     async def respond(_: web.Request) -> web.StreamResponse:
-        return web.Response(status=status, text=text or f"error {status}", headers=headers,
-                            content_type=content_type)
+        return web.Response(
+            status=status,
+            text=text or f"error {status}",
+            headers=headers,
+            content_type=content_type,
+        )
 
     return respond
 
@@ -95,7 +105,9 @@ class FakeCometAPI:
         app = web.Application()
         app.router.add_get("/user/quota", self._handle)
         app.router.add_get("/user/quota/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -1,0 +1,300 @@
+"""Config: interpolation, durations, unknown keys, cross-field checks, all reported by path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.config import ConfigError, parse, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = """
+[[accounts]]
+name = "main"
+key = "k-0123456789"
+
+[[rules]]
+name = "low"
+target = "total"
+below = 20
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, env or {})
+    return info.value.problems
+
+
+def test_minimal_config_gets_spec_defaults():
+    cfg = parse(BASE, {})
+    assert cfg.bot.interval == 300 and cfg.bot.stale_after == 3 and cfg.bot.request_timeout == 10
+    assert cfg.bot.http_listen == "127.0.0.1:9464" and cfg.bot.timezone == "UTC"
+    assert cfg.accounts[0].url == "https://query.cometapi.com/user/quota"
+    rule = cfg.rules[0]
+    assert rule.recover_level == pytest.approx(22.0)  # below * 1.1
+    assert rule.accounts == ["*"] and rule.for_polls == 1 and rule.repeat is None
+    assert rule.notify is None and rule.severity == "warning"
+
+
+def test_three_problems_named_by_path_at_once():
+    text = (
+        BASE.replace('key = "k-0123456789"', 'key = "${COMET_KEY}"')
+        + """
+[[rules]]
+name = "r1"
+target = "total"
+below = 5.0
+recover_above = 5.0
+severty = "critical"
+"""
+    )
+    found = problems(text)
+    assert "accounts[0].key: environment variable COMET_KEY is not set" in found
+    assert "rules[1].recover_above: must be greater than below (5.0)" in found
+    assert any(p.startswith("rules[1].severty: unknown key") for p in found)
+    assert len(found) == 3
+
+
+def test_interpolation_with_default_and_set_variable():
+    text = BASE.replace('"k-0123456789"', '"${K}"') + '\n[bot]\ninterval = "${IV:-30s}"\n'
+    cfg = parse(text, {"K": "from-env-123"})
+    assert cfg.accounts[0].key.get_secret_value() == "from-env-123"
+    assert cfg.bot.interval == 30
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), (45, 45), ("90", 90), (1.5, 1.5)],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["5x", "-1s", "", "m", True, [1]])
+def test_bad_durations(value):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            "below = 5\nbelow_percent = 10",
+            "rules[0].below_percent: set below or below_percent, not both",
+        ),
+        ("", "rules[0].below_percent: set below (USD) or below_percent"),
+        ("below_percent = 10\nrecover_above = 3", "rules[0].recover_above: needs below"),
+        (
+            "below_percent = 10\nrecover_above_percent = 9",
+            "rules[0].recover_above_percent: must be greater than below_percent (10.0)",
+        ),
+        ('below = 5\ntarget2 = "x"', "rules[0].target2: unknown key"),
+        ('below = 5\naccounts = [""]', "rules[0].accounts[0]: string should have at least 1"),
+        ('below = 5\nseverity = "fatal"', "rules[0].severity:"),
+        ('below = 5\nrepeat = "often"', "rules[0].repeat: must be a duration"),
+        ("below = 5\nfor_polls = 0", "rules[0].for_polls:"),
+        ('below = 5\nkeys = ["prod-*"]', 'rules[0].keys: only applies to target = "key"'),
+    ],
+)
+def test_rule_problems(rule, expected):
+    text = f"""
+[[accounts]]
+name = "main"
+key = "k-0123456789"
+
+[[rules]]
+name = "r"
+target = "total"
+{rule}
+"""
+    found = problems(text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_cross_item_checks():
+    text = (
+        BASE
+        + """
+[[rules]]
+name = "low"
+target = "key"
+below = 1
+notify = ["telegram", "log"]
+
+[[accounts]]
+name = "main"
+key = "other-key-123"
+"""
+    )
+    found = problems(text)
+    assert "rules[1].name: duplicate name 'low' (also rules[0])" in found
+    assert "accounts[1].name: duplicate name 'main' (also accounts[0])" in found
+    assert "rules[1].notify[0]: no notifier 'telegram' is configured (configured: none)" in found
+    assert not any("notify[1]" in p for p in found)  # log is always available
+
+
+def test_unknown_notifier_and_bad_notifier_section():
+    text = (
+        BASE
+        + """
+[notifiers.pager]
+x = 1
+
+[notifiers.telegram]
+token = "123456:ABCDEF"
+chat_ids = []
+colour = "red"
+"""
+    )
+    found = problems(text)
+    assert any(p.startswith("notifiers.pager: unknown notifier (installed: ") for p in found)
+    assert any(p.startswith("notifiers.telegram.chat_ids:") for p in found)
+    assert any(p.startswith("notifiers.telegram.colour: unknown key") for p in found)
+
+
+@pytest.mark.parametrize(
+    ("bot", "expected"),
+    [
+        ('interval = "0.5s"', "bot.interval: must be at least 1s"),
+        ('request_timeout = "45s"', "bot.request_timeout: must be between 0s and 30s"),
+        ('http_listen = "nowhere"', "bot.http_listen: must be 'host:port'"),
+        ('timezone = "Mars/Olympus"', "bot.timezone: unknown time zone"),
+        ("stale_after = 0", "bot.stale_after:"),
+    ],
+)
+def test_bot_problems(bot, expected):
+    found = problems(BASE + f"\n[bot]\n{bot}\n")
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_invalid_toml_and_missing_sections():
+    assert problems("[[accounts]\n")[0].startswith("config: invalid TOML")
+    found = problems("")
+    assert "accounts: required" in found and "rules: required" in found
+
+
+def test_secret_never_in_problem_text():
+    text = BASE.replace('"k-0123456789"', "12345")  # a number where a string is due
+    text = text.replace("below = 20", 'below = "sk-visible-secret"')
+    found = problems(text)
+    assert all("sk-visible-secret" not in p and "12345" not in p for p in found), found
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_validate_example_config_exits_0_with_its_env_vars():
+    env = {
+        "COMETAPI_QUERY_KEY": "sk-example-query-key",
+        "TELEGRAM_BOT_TOKEN": "123456:ABC-example",
+        "SLACK_BOT_TOKEN": "xoxb-example",
+        "SLACK_APP_TOKEN": "xapp-example",
+    }
+    done = cli("validate", "-c", "rules.example.toml", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout
+
+
+def test_validate_bad_config_exits_3_naming_each_problem(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        BASE.replace('"k-0123456789"', '"${UNSET_VAR_FOR_TEST}"')
+        + """
+[[rules]]
+name = "r1"
+target = "total"
+below = 5.0
+recover_above = 4.0
+belw = 3
+"""
+    )
+    done = cli("validate", "-c", str(path))
+    assert done.returncode == 3
+    assert "accounts[0].key: environment variable UNSET_VAR_FOR_TEST is not set" in done.stderr
+    assert "rules[1].recover_above: must be greater than below (5.0)" in done.stderr
+    assert "rules[1].belw: unknown key" in done.stderr
+
+
+def test_config_path_from_env_and_missing_file(tmp_path):
+    done = cli("validate", env={"BALANCE_BOT_CONFIG": str(tmp_path / "nope.toml")})
+    assert done.returncode == 3
+    assert "nope.toml: file not found" in done.stderr
+
+
+toml_scalars = st.one_of(
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.text(max_size=12),
+)
+toml_keys = st.sampled_from(
+    [
+        "name",
+        "key",
+        "url",
+        "target",
+        "below",
+        "below_percent",
+        "recover_above",
+        "recover_above_percent",
+        "accounts",
+        "keys",
+        "notify",
+        "severity",
+        "repeat",
+        "for_polls",
+        "interval",
+        "bogus",
+        "chat_ids",
+        "token",
+    ]
+)
+
+
+def _toml_value(v) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v in (float("inf"), float("-inf")):
+        return "inf" if v > 0 else "-inf"
+    return json.dumps(v)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["bot", "accounts", "rules", "notifiers", "extra"]),
+        st.lists(st.dictionaries(toml_keys, toml_scalars, max_size=6), max_size=3),
+        max_size=4,
+    )
+)
+def test_random_documents_never_crash_the_loader(doc):
+    lines = []
+    for section, tables in doc.items():
+        for table in tables:
+            lines.append(f"[[{section}]]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    problems: list[str] = []
+    try:
+        parse("\n".join(lines), {})
+    except ConfigError as exc:
+        problems = exc.problems
+    assert all(": " in p for p in problems)

@@ -1,0 +1,191 @@
+"""The outbox loop, with a scripted notifier (the real ones have their own suites)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.delivery import Backoff, Delivery
+from bot.model import EngineState, Event, EventKind, Severity
+from bot.notifiers import DeliveryError, Notifier
+from bot.render import Message
+from bot.store import OutboxItem, Store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Scripted(Notifier):
+    """Sends into a list; `failures` is consumed one per send attempt."""
+
+    def __init__(self, parts: int = 1, destinations=("a", "b")) -> None:
+        super().__init__("fake", None, None)  # type: ignore[arg-type]
+        self.parts = parts
+        self.sent: list[tuple[str, str]] = []
+        self.failures: dict[str, list[DeliveryError]] = {}
+        self._destinations = destinations
+        self.got_one = asyncio.Event()
+
+    def destinations(self):
+        return self._destinations
+
+    def format(self, message: Message) -> list[str]:
+        return [f"{message.title} part {i + 1}" for i in range(self.parts)]
+
+    async def send(self, destination: str, payload: str) -> None:
+        queue = self.failures.get(destination)
+        if queue:
+            raise queue.pop(0)
+        self.sent.append((destination, payload))
+        self.got_one.set()
+
+
+def event(subject: str) -> Event:
+    return Event(
+        EventKind.FIRE, "main", T0, Severity.WARNING, "low", "key", subject, "usd", 1, 1, 2, 3, T0
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def enqueue(store: Store, *items: tuple[str, str]) -> None:
+    rows = [OutboxItem("fake", dest, (event(subject),)) for dest, subject in items]
+    store.commit_cycle(EngineState(), EngineState(), [], {}, rows, T0)
+
+
+def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Delivery:
+    seen = outcomes if outcomes is not None else []
+    return Delivery(
+        store,
+        {"fake": notifier},
+        Backoff(initial=10, maximum=40, jitter=0),
+        clock,
+        rand=lambda: 0.5,
+        on_outcome=lambda n, o: seen.append(o),
+    )
+
+
+async def test_transient_failure_backs_off_then_delivers_once(store):
+    clock, n = Clock(), Scripted(destinations=("a",))
+    n.failures["a"] = [DeliveryError("HTTP 502"), DeliveryError("timeout")]
+    enqueue(store, ("a", "x"))
+    outcomes: list[str] = []
+    d = delivery(store, n, clock, outcomes)
+    assert await d.deliver_due() == pytest.approx(10)
+    assert await d.deliver_due() == pytest.approx(10)  # not due yet: nothing sent
+    clock.advance(10)
+    assert await d.deliver_due() == pytest.approx(20)  # second failure: doubled
+    clock.advance(20)
+    assert await d.deliver_due() is None
+    assert n.sent == [("a", "CometAPI balance: 1 warning part 1")]
+    assert outcomes == ["retry", "retry", "delivered"]
+    assert store.pending() == []
+
+
+async def test_retry_after_overrides_backoff(store):
+    clock, n = Clock(), Scripted(destinations=("a",))
+    n.failures["a"] = [DeliveryError("flood", retry_after=3)]
+    enqueue(store, ("a", "x"))
+    assert await delivery(store, n, clock).deliver_due() == pytest.approx(3.1)
+
+
+async def test_permanent_failure_does_not_block_the_queue_or_other_destinations(store):
+    clock, n = Clock(), Scripted()
+    n.failures["a"] = [DeliveryError("chat not found", permanent=True)]
+    enqueue(store, ("a", "first"), ("b", "x"), ("a", "second"))
+    assert await delivery(store, n, clock).deliver_due() is None
+    assert [d for d, _ in n.sent] == ["b", "a"]
+    statuses = store._conn.execute("SELECT destination, status FROM outbox ORDER BY id").fetchall()
+    assert statuses == [("a", "failed"), ("b", "delivered"), ("a", "delivered")]
+
+
+async def test_order_is_kept_per_destination_and_others_do_not_wait(store):
+    clock, n = Clock(), Scripted()
+    n.failures["a"] = [DeliveryError("HTTP 500")]
+    enqueue(store, ("a", "first"), ("a", "second"), ("b", "x"))
+    d = delivery(store, n, clock)
+    await d.deliver_due()
+    assert n.sent == [("b", "CometAPI balance: 1 warning part 1")]
+    clock.advance(10)
+    await d.deliver_due()
+    rows = store._conn.execute(
+        "SELECT id, destination, done_at FROM outbox ORDER BY done_at, id"
+    ).fetchall()
+    assert [r[1] for r in rows] == ["b", "a", "a"]
+    assert rows[1][0] < rows[2][0]
+
+
+async def test_multi_part_message_resumes_after_the_last_sent_part(store, tmp_path):
+    clock, n = Clock(), Scripted(parts=3, destinations=("a",))
+    n.failures["a"] = []
+    enqueue(store, ("a", "x"))
+    original = n.send
+    calls = 0
+
+    async def flaky(dest, payload):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise DeliveryError("HTTP 500")
+        await original(dest, payload)
+
+    n.send = flaky  # type: ignore[method-assign]
+    await delivery(store, n, clock).deliver_due()
+    assert [p for _, p in n.sent] == ["CometAPI balance: 1 warning part 1"]
+    assert store.pending()[0].parts_sent == 1
+    # a restart: a fresh store handle and delivery loop resume at part 2
+    store.close()
+    again = Store.open(tmp_path / "state.db")
+    clock.advance(60)
+    await delivery(again, n, clock).deliver_due()
+    assert [p[-6:] for _, p in n.sent] == ["part 1", "part 2", "part 3"]
+    again.close()
+
+
+async def test_rows_for_removed_notifiers_are_dropped(store):
+    enqueue(store, ("gone", "x"))
+    n = Scripted(destinations=("a",))
+    await delivery(store, n, Clock()).deliver_due()
+    assert store.pending() == [] and n.sent == []
+
+
+async def test_a_crashing_notifier_is_retried_not_fatal(store):
+    clock, n = Clock(), Scripted(destinations=("a",))
+
+    async def broken(dest, payload):
+        raise RuntimeError("bug")
+
+    n.send = broken  # type: ignore[method-assign]
+    enqueue(store, ("a", "x"))
+    assert await delivery(store, n, clock).deliver_due() == pytest.approx(10)
+    assert store.pending()[0].attempts == 1
+
+
+async def test_run_loop_wakes_on_new_rows_and_stops(store):
+    n = Scripted(destinations=("a",))
+    d = Delivery(store, {"fake": n})
+    task = asyncio.create_task(d.run())
+    enqueue(store, ("a", "x"))
+    d.wake()
+    async with asyncio.timeout(5):
+        await n.got_one.wait()
+    d.stop()
+    async with asyncio.timeout(5):
+        await task

@@ -1,0 +1,203 @@
+"""SQLite state: round trips, the outbox, one owner per file, clear errors for bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.model import (
+    AccountHealth,
+    AlertKey,
+    AlertState,
+    EngineState,
+    Event,
+    EventKind,
+    KeyBalance,
+    Severity,
+    Snapshot,
+)
+from bot.store import SCHEMA_VERSION, OutboxItem, Store, StoreError
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def snap(total, keys=(), at=T0):
+    return Snapshot("main", "user", total, 1.0, 3, tuple(keys), at)
+
+
+def fire(subject="total"):
+    return Event(
+        EventKind.FIRE,
+        "main",
+        T0,
+        Severity.CRITICAL,
+        "low",
+        "total",
+        subject,
+        "usd",
+        1.0,
+        1.0,
+        2.0,
+        3.0,
+        T0,
+        "",
+        ("log",),
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def test_state_round_trip(tmp_path, store):
+    key = AlertKey("low", "main", "total")
+    state = EngineState(
+        {key: AlertState(key, True, 2, 1.5, T0, T0 + timedelta(hours=1))},
+        {"main": AccountHealth("main", 2, T0, True, "HTTP 500", T0)},
+    )
+    s1 = snap(10, [KeyBalance("a", 1, 2)])
+    store.commit_cycle(
+        EngineState(), state, [s1], {}, [OutboxItem("log", "default", (fire(),))], T0
+    )
+    store.close()
+    again = Store.open(tmp_path / "state.db")
+    try:
+        assert again.load_state(["main"]) == state
+        assert again.load_state(["other"]) == EngineState()
+        assert again.load_snapshots() == {"main": s1}
+        (row,) = again.pending()
+        assert row.events == (fire(),) and row.notifier == "log" and row.parts_sent == 0
+    finally:
+        again.close()
+
+
+def test_alert_deletion_and_key_history_only_on_change(store):
+    key = AlertKey("low", "main", "total")
+    firing = EngineState({key: AlertState(key, True, 1, 1.0, T0, T0)})
+    s1 = snap(10, [KeyBalance("a", 1, 2), KeyBalance("b", 5, 0)])
+    store.commit_cycle(EngineState(), firing, [s1], {}, [], T0)
+    s2 = snap(9, [KeyBalance("a", 0.5, 2.5), KeyBalance("b", 5, 0)], at=T0 + timedelta(minutes=5))
+    store.commit_cycle(firing, EngineState(), [s2], {"main": s1}, [], T0)
+    assert store.load_state(["main"]).alerts == {}
+    db = store._conn
+    assert db.execute("SELECT count(*) FROM history").fetchone()[0] == 2
+    assert db.execute("SELECT key, remain_quota FROM key_history ORDER BY rowid").fetchall() == [
+        ("a", 1.0),
+        ("b", 5.0),
+        ("a", 0.5),
+    ]
+
+
+def test_outbox_progress(store):
+    store.commit_cycle(
+        EngineState(),
+        EngineState(),
+        [],
+        {},
+        [OutboxItem("telegram", "1", (fire(),)), OutboxItem("telegram", "2", (fire(),))],
+        T0,
+    )
+    first, second = store.pending()
+    store.mark_sent_parts(first.id, 1)
+    store.mark_retry(second.id, 1, T0 + timedelta(seconds=30), "HTTP 502")
+    assert store.backlog() == {"telegram": 2}
+    first, second = store.pending()
+    assert first.parts_sent == 1 and second.attempts == 1
+    assert second.next_attempt_at == T0 + timedelta(seconds=30)
+    store.mark_done(first.id, "delivered", T0)
+    store.mark_done(second.id, "failed", T0, "chat not found")
+    assert store.pending() == [] and store.backlog() == {}
+
+
+def test_second_process_on_the_same_file_is_refused(tmp_path, store):
+    with pytest.raises(StoreError, match="in use by another balance-bot process"):
+        Store.open(tmp_path / "state.db")
+
+
+def test_newer_schema_is_refused_with_a_remedy(tmp_path):
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match=r"newer balance-bot.*upgrade balance-bot") as info:
+        Store.open(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_file_is_refused_not_reset(tmp_path):
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="corrupt") as info:
+        Store.open(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes().startswith(b"this is not sqlite")  # nothing was overwritten
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.close()
+    with pytest.raises(StoreError, match="not balance-bot's"):
+        Store.open(path)
+
+
+def test_unwritable_file(tmp_path, monkeypatch):
+    # the suite runs as root, which ignores file modes: fail the open as the kernel would
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("bot.store.os.open", denied)
+    with pytest.raises(
+        StoreError, match="Permission denied; check that the file and its directory"
+    ):
+        Store.open(tmp_path / "ro.db")
+
+
+def test_state_path_is_a_directory(tmp_path):
+    with pytest.raises(StoreError, match="cannot open state file"):
+        Store.open(tmp_path)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "nope" / "state.db")
+
+
+def test_disk_full_is_reported_and_nothing_half_written(store):
+    store.commit_cycle(EngineState(), EngineState(), [snap(10)], {}, [], T0)
+    page_count = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {page_count}")
+    big = [KeyBalance(f"key-{i}-" + "x" * 200, i, 1) for i in range(2000)]
+    with pytest.raises(StoreError, match="disk is full"):
+        store.commit_cycle(
+            EngineState(),
+            EngineState(),
+            [snap(9, big)],
+            {},
+            [OutboxItem("log", "default", (fire(),))],
+            T0,
+        )
+    assert store.pending() == []
+    assert store._conn.execute("SELECT count(*) FROM history").fetchone()[0] == 1
+
+
+def test_prune_keeps_recent_history_and_pending_outbox(store):
+    old = T0 - timedelta(days=200)
+    store.commit_cycle(
+        EngineState(),
+        EngineState(),
+        [snap(1, at=old)],
+        {},
+        [OutboxItem("log", "default", (fire(),))],
+        old,
+    )
+    store.commit_cycle(EngineState(), EngineState(), [snap(2)], {}, [], T0)
+    store.prune(T0)
+    assert store._conn.execute("SELECT total_quota FROM history").fetchall() == [(2.0,)]
+    assert len(store.pending()) == 1
