@@ -43,7 +43,7 @@ def make_config(tmp_path: Path, comet: FakeCometAPI) -> Callable[..., Config]:
         text = f"""
 [bot]
 interval = "1s"
-state_path = "{tmp_path / 'state.db'}"
+state_path = "{tmp_path / "state.db"}"
 http_listen = ""
 {bot}
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-
-import pytest
 
 from bot.cometapi import RetryPolicy
 from bot.model import EventKind
@@ -34,7 +31,11 @@ async def test_hysteresis_sequence_fires_twice_and_resolves_once(make_config, co
     kinds = await run_cycles(cfg, comet, [reply_balance(v) for v in seq])
     flat = [k for ks in kinds for k in ks]
     assert flat == [EventKind.FIRE, EventKind.RESOLVE, EventKind.FIRE]
-    assert kinds[1] == [EventKind.FIRE] and kinds[5] == [EventKind.RESOLVE] and kinds[7] == [EventKind.FIRE]
+    assert (
+        kinds[1] == [EventKind.FIRE]
+        and kinds[5] == [EventKind.RESOLVE]
+        and kinds[7] == [EventKind.FIRE]
+    )
     notified = [r.fields["text"] for r in caplog.records if r.getMessage() == "notify"]
     assert sum("WARNING · main / total: $15.00 left" in t for t in notified) == 1
     assert sum(t.startswith("RESOLVED · main / total: $26.00") for t in notified) == 1
