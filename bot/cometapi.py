@@ -73,6 +73,17 @@ class RetryPolicy:
     wait_max: float = 8.0
     wait_jitter: float = 1.0
 
+    @classmethod
+    def for_schedule(cls, interval: float, request_timeout: float) -> RetryPolicy:
+        """Retries scaled to the poll interval: a 1 s interval cannot wait 8 s between
+        attempts, a 5 min one can. The deadline never exceeds 30 s (SPEC section 4)."""
+        return cls(
+            deadline=min(30.0, max(request_timeout, 0.8 * interval)),
+            wait_initial=min(1.0, interval / 10),
+            wait_max=min(8.0, interval / 4),
+            wait_jitter=min(1.0, interval / 10),
+        )
+
 
 class CometClient:
     """One aiohttp session for every account of one process."""
@@ -117,7 +128,8 @@ class CometClient:
             left = policy.deadline - (time.monotonic() - started)
             if exc.retry_after is not None:
                 return exc.retry_after if exc.retry_after + 1.0 < left else False
-            return left > policy.wait_max + policy.wait_jitter + 1.0
+            # room for the longest wait plus a worthwhile attempt
+            return left > policy.wait_max + policy.wait_jitter + min(1.0, self._timeout / 2)
 
         try:
             async for attempt in stamina.retry_context(

@@ -56,6 +56,7 @@ class Delivery:
         self.rand = rand
         self.on_outcome = on_outcome
         self._wake = asyncio.Event()
+        self._one_pass = asyncio.Lock()  # `check` and the loop must never send a row twice
         self._stopping = False
 
     def wake(self) -> None:
@@ -78,10 +79,11 @@ class Delivery:
 
     async def deliver_due(self) -> float | None:
         """One pass over the outbox; returns seconds until the next retry, if any."""
-        queues: dict[tuple[str, str], list[OutboxRow]] = {}
-        for row in self.store.pending():
-            queues.setdefault((row.notifier, row.destination), []).append(row)
-        waits = await asyncio.gather(*(self._drain(rows) for rows in queues.values()))
+        async with self._one_pass:
+            queues: dict[tuple[str, str], list[OutboxRow]] = {}
+            for row in self.store.pending():
+                queues.setdefault((row.notifier, row.destination), []).append(row)
+            waits = await asyncio.gather(*(self._drain(rows) for rows in queues.values()))
         due = [w for w in waits if w is not None]
         return max(min(due), 0.0) if due else None
 

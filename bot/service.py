@@ -105,6 +105,8 @@ class Monitor:
         self._cycle_lock = asyncio.Lock()
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._pruned_at: datetime | None = None
+        self.cycles_done = 0
+        self._cycle_done = asyncio.Condition()
         self.metrics.observe_alerts(self.state.alerts.values(), self._severities())
 
     # --- the cycle ------------------------------------------------------------
@@ -114,7 +116,16 @@ class Monitor:
             results = await poll_all(
                 self.client, list(self.accounts.values()), self.config.bot.max_concurrency
             )
-            return self._apply(results, notify)
+            result = self._apply(results, notify)
+        async with self._cycle_done:
+            self.cycles_done += 1
+            self._cycle_done.notify_all()
+        return result
+
+    async def wait_cycles(self, count: int) -> None:
+        """Return once `count` cycles have completed since start (tests, the benchmark)."""
+        async with self._cycle_done:
+            await self._cycle_done.wait_for(lambda: self.cycles_done >= count)
 
     def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
         now = self.clock()
@@ -334,7 +345,7 @@ class App:
 
     config: Config
     clock: Clock = utcnow
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
     store: Store = field(init=False)
     monitor: Monitor = field(init=False)
@@ -362,7 +373,10 @@ class App:
         stack.callback(self.store.close)
         session = CometClient.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
-        client = CometClient(session, config.bot.request_timeout, self.retry, self.clock)
+        retry = self.retry or RetryPolicy.for_schedule(
+            config.bot.interval, config.bot.request_timeout
+        )
+        client = CometClient(session, config.bot.request_timeout, retry, self.clock)
         self.metrics = Metrics()
         self.notifiers = {}
         self.monitor = Monitor(config, self.store, client, self.metrics, {}, self.clock)

@@ -39,12 +39,12 @@ recover_above = 25
 def make_config(tmp_path: Path, comet: FakeCometAPI) -> Callable[..., Config]:
     """A Config pointed at the fake CometAPI; `extra` is appended TOML."""
 
-    def build(extra: str = RULES, bot: str = "") -> Config:
+    def build(extra: str = RULES, bot: str = "", listen: str = "") -> Config:
         text = f"""
 [bot]
 interval = "1s"
 state_path = "{tmp_path / "state.db"}"
-http_listen = ""
+http_listen = "{listen}"
 {bot}
 
 [[accounts]]

@@ -82,7 +82,7 @@ class FakeCometAPI:
         self.script: list[Responder] = []
         self.default: Responder = reply_balance(100.0)
         self.requests: list[web.Request] = []
-        self.served = asyncio.Event()
+        self._served = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -95,11 +95,17 @@ class FakeCometAPI:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
-        self.served.set()
+        async with self._served:
+            self._served.notify_all()
         if request.query.get("key") != self.key:
             return web.json_response({"success": False, "message": "invalid key"}, status=401)
         responder = self.script.pop(0) if self.script else self.default
         return await responder(request)
+
+    async def wait_requests(self, count: int, within: float = 30.0) -> None:
+        """Return once `count` requests have arrived in total."""
+        async with asyncio.timeout(within), self._served:
+            await self._served.wait_for(lambda: len(self.requests) >= count)
 
     async def start(self) -> FakeCometAPI:
         app = web.Application()

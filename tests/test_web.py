@@ -1,0 +1,125 @@
+"""/healthz and /metrics of a serving App, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bot.cometapi import RetryPolicy
+from bot.service import App
+from tests.conftest import QUERY_KEY
+from tests.fakes.cometapi import reply_balance, reply_status
+
+FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
+
+
+class Served:
+    def __init__(self, app: App, stop: asyncio.Event, task: asyncio.Task) -> None:
+        self.app, self.stop, self.task = app, stop, task
+
+    @property
+    def base(self) -> str:
+        assert self.app.web is not None
+        return f"http://127.0.0.1:{self.app.web.port}"
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.get(self.base + path) as r:
+            return r.status, await r.text()
+
+
+@pytest.fixture
+async def serve(make_config) -> AsyncIterator:
+    running: list[Served] = []
+
+    async def start(bot: str = "") -> Served:
+        cfg = make_config(bot=bot, listen="127.0.0.1:0")
+        ready = asyncio.Event()
+        stop = asyncio.Event()
+        app = App(cfg, retry=FAST)
+        await app.__aenter__()
+        task = asyncio.create_task(app.serve(stop, ready=lambda _: ready.set()))
+        await asyncio.wait_for(ready.wait(), 10)
+        served = Served(app, stop, task)
+        running.append(served)
+        return served
+
+    yield start
+    for s in running:
+        s.stop.set()
+        await asyncio.wait_for(s.task, 15)
+        await s.app.__aexit__(None, None, None)
+
+
+async def cycles(served: Served, count: int) -> None:
+    """Wait until `count` more poll cycles have completed."""
+    monitor = served.app.monitor
+    async with asyncio.timeout(15):
+        await monitor.wait_cycles(monitor.cycles_done + count)
+
+
+async def test_healthz_ok_with_per_account_detail(serve, comet):
+    comet.default = reply_balance(100)
+    served = await serve()
+    await cycles(served, 1)
+    status, body = await served.get("/healthz")
+    assert status == 200
+    import json
+
+    data = json.loads(body)
+    assert data["status"] == "ok" and data["scheduler"] == "running"
+    assert data["accounts"]["main"]["outcome"] == "ok"
+    assert data["accounts"]["main"]["last_poll"] and data["accounts"]["main"]["last_success"]
+    assert QUERY_KEY not in body
+
+
+async def test_healthz_turns_503_after_three_intervals_of_failure_and_back(serve, comet):
+    import json
+
+    comet.default = reply_balance(100)
+    served = await serve()
+    await cycles(served, 1)
+    comet.default = reply_status(502)
+    failing_since = served.app.clock()
+    while (served.app.clock() - failing_since).total_seconds() <= 3.2:
+        await cycles(served, 1)
+    status, body = await served.get("/healthz")
+    assert status == 503, body
+    data = json.loads(body)
+    assert data["failing"] == ["main"]
+    assert data["accounts"]["main"]["outcome"] == "unreachable"
+    assert "HTTP 502" in data["accounts"]["main"]["error"]
+    assert data["accounts"]["main"]["failing_since"]
+    assert QUERY_KEY not in body
+    comet.default = reply_balance(100)
+    await cycles(served, 2)
+    status, _ = await served.get("/healthz")
+    assert status == 200
+
+
+async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
+    keys = [
+        {"name": 'we"ird\nname', "remain_quota": 3.5, "used_quota": 1},
+        {"name": "unlimited", "remain_quota": 999999999, "used_quota": -1},
+    ]
+    comet.default = reply_balance(12.5, keys)
+    served = await serve()
+    await cycles(served, 1)
+    await served.app.delivery.deliver_due()
+    status, text = await served.get("/metrics")
+    assert status == 200
+    assert 'cometapi_balance_usd{account="main"} 12.5' in text
+    assert 'cometapi_key_remaining_usd{account="main",key="we\\"ird\\nname"} 3.5' in text
+    assert 'key="unlimited"' not in text
+    assert 'balance_bot_alerts_firing{rule="account-low",severity="warning"} 1.0' in text
+    assert 'balance_bot_notifications_total{notifier="log",outcome="delivered"} 1.0' in text
+    assert 'balance_bot_outbox_backlog{notifier="log"} 0.0' in text
+    assert "balance_bot_build_info{" in text
+    assert "balance_bot_cycle_duration_seconds_count" in text
+    comet.default = reply_status(500)
+    await cycles(served, 1)
+    _, text = await served.get("/metrics")
+    assert 'cometapi_poll_failures_total{account="main",kind="unreachable"} 1.0' in text
+    assert QUERY_KEY not in text
