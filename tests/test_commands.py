@@ -1,0 +1,115 @@
+"""Chat commands on a live App: fresh data, caching, failure fallback, markers, /status."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.cometapi import RetryPolicy
+from bot.commands import ChatCommands
+from bot.render import MARK
+from bot.service import App
+from tests.fakes.cometapi import reply_balance, reply_status
+
+FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
+
+KEY_RULE = """
+[[rules]]
+name = "account-low"
+target = "total"
+below = 20
+
+[[rules]]
+name = "key-low"
+target = "key"
+below = 2
+severity = "critical"
+"""
+
+
+def text(message) -> str:
+    return "\n".join(message.plain_lines())
+
+
+class Clock:
+    def __init__(self, app_clock):
+        self.now = app_clock()
+
+    def __call__(self):
+        return self.now
+
+
+async def test_balance_fetches_fresh_then_reuses_for_30_seconds(make_config, comet):
+    from datetime import UTC, datetime
+
+    clock = Clock(lambda: datetime.now(UTC))
+    comet.default = reply_balance(
+        15,
+        [
+            {"name": "prod", "remain_quota": 1, "used_quota": 9},
+            {"name": "big", "remain_quota": 50, "used_quota": 0},
+        ],
+    )
+    async with App(make_config(KEY_RULE), retry=FAST, clock=clock) as app:
+        commands = ChatCommands(app.monitor)
+        first = text(await commands.balance())
+        assert len(comet.requests) == 1
+        assert "Balance: $15.00" in first and "Requests: 1,221" in first
+        clock.now += timedelta(seconds=29)
+        await commands.balance()
+        assert len(comet.requests) == 1  # under 30 s old: no new request
+        clock.now += timedelta(seconds=2)
+        await commands.balance("MAIN")  # case-insensitive account name
+        assert len(comet.requests) == 2
+
+
+async def test_balance_marks_firing_subjects(make_config, comet):
+    comet.default = reply_balance(
+        15,
+        [
+            {"name": "prod", "remain_quota": 1, "used_quota": 9},
+            {"name": "big", "remain_quota": 50, "used_quota": 0},
+        ],
+    )
+    async with App(make_config(KEY_RULE), retry=FAST) as app:
+        await app.cycle(notify=False)
+        shown = text(await ChatCommands(app.monitor).balance())
+    assert f"{MARK} Balance: $15.00" in shown
+    assert f"{MARK} prod: $1.00 left" in shown
+    assert f"{MARK} big" not in shown
+
+
+async def test_failed_fetch_shows_last_good_data_and_reason(make_config, comet):
+    from datetime import UTC, datetime
+
+    clock = Clock(lambda: datetime.now(UTC))
+    comet.default = reply_balance(42)
+    async with App(make_config(KEY_RULE), retry=FAST, clock=clock) as app:
+        await app.cycle(notify=False)
+        comet.default = reply_status(502)
+        clock.now += timedelta(minutes=10)
+        shown = text(await ChatCommands(app.monitor).balance())
+    assert "fetch failed: HTTP 502 from 127.0.0.1/user/quota" in shown
+    assert "Balance: $42.00" in shown and "(10m ago)" in shown
+
+
+async def test_unknown_account(make_config, comet):
+    async with App(make_config(), retry=FAST) as app:
+        shown = text(await ChatCommands(app.monitor).balance("nope"))
+    assert shown == "Unknown account 'nope'. Accounts: main"
+    assert not comet.requests
+
+
+async def test_status_lists_firing_alerts_and_accounts_without_data(make_config, comet):
+    comet.default = reply_balance(15, [{"name": "prod", "remain_quota": 1, "used_quota": 9}])
+    async with App(make_config(KEY_RULE, bot="stale_after = 1"), retry=FAST) as app:
+        commands = ChatCommands(app.monitor)
+        assert text(commands.status()).startswith("CometAPI balance: all clear")
+        await app.cycle(notify=False)
+        shown = text(commands.status())
+        assert shown.startswith("CometAPI balance: 2 firing")
+        assert "CRITICAL · main / key prod: $1.00 left (below $2.00; resolves at $2.20)" in shown
+        assert "WARNING · main / total: $15.00 left" in shown
+        comet.default = reply_status(500)
+        await app.cycle(notify=False)
+        shown = text(commands.status())
+    assert "1 without data" in shown and "DATA UNAVAILABLE · main: HTTP 500" in shown

@@ -1,0 +1,26 @@
+"""`balance-bot demo`, as the README tells a newcomer to run it."""
+
+from __future__ import annotations
+
+from bot.demo import simulated_balance
+from tests.process import BotProcess
+
+
+def test_the_script_covers_fire_critical_resolve_and_outage():
+    assert simulated_balance(0)["total_quota"] > 20
+    assert 10 < simulated_balance(15)["total_quota"] < 20
+    assert simulated_balance(30)["total_quota"] < 10
+    assert simulated_balance(50)["total_quota"] >= 25
+    assert simulated_balance(65) is None
+    assert simulated_balance(100)["total_quota"] == simulated_balance(0)["total_quota"]
+
+
+async def test_demo_fires_a_real_alert_and_stops_cleanly():
+    bot = await BotProcess("demo", env={"TELEGRAM_BOT_TOKEN": "", "SLACK_BOT_TOKEN": ""}).start()
+    await bot.wait_for(
+        lambda lines: any("WARNING · demo / total" in line for line in lines), within=30
+    )
+    await bot.wait_for(lambda lines: any("delivery.sent" in line for line in lines), within=10)
+    assert await bot.stop() == 0
+    assert "demo.started" in bot.stderr and "http.listening" in bot.stderr
+    assert "Traceback" not in bot.stderr

@@ -1,0 +1,160 @@
+"""Message wording (SPEC section 6), independent of any platform."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.model import Event, EventKind, KeyBalance, Severity, Snapshot
+from bot.render import AccountView, MARK, balance_message, event_line, events_message, plain
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def alert(
+    kind=EventKind.FIRE,
+    severity=Severity.CRITICAL,
+    target="key",
+    subject="prod-api",
+    usd=1.42,
+    threshold=2.0,
+    recover=3.0,
+    since=T0,
+    at=T0,
+    reason="",
+    unit="usd",
+    value=None,
+):
+    return Event(
+        kind,
+        "main",
+        at,
+        severity,
+        "rule",
+        target,
+        subject,
+        unit,
+        usd if value is None else value,
+        usd,
+        threshold,
+        recover,
+        since,
+        reason,
+    )
+
+
+def test_fire_text_matches_the_spec_example():
+    assert plain(event_line(alert())) == (
+        "CRITICAL · main / key prod-api: $1.42 left (below $2.00; resolves at $3.00)"
+    )
+
+
+def test_resolved_text_names_value_and_duration():
+    e = alert(
+        EventKind.RESOLVE,
+        Severity.WARNING,
+        usd=26.0,
+        threshold=20,
+        recover=25.0,
+        at=T0 + timedelta(hours=2, minutes=14),
+    )
+    assert plain(event_line(e)).startswith(
+        "RESOLVED · main / key prod-api: $26.00 (at or above $25.00) after 2h 14m"
+    )
+
+
+def test_percent_rule_and_total_subject():
+    e = alert(
+        target="total",
+        subject="total",
+        unit="percent",
+        value=8.5,
+        usd=17.0,
+        threshold=10,
+        recover=15,
+    )
+    assert plain(event_line(e)) == (
+        "CRITICAL · main / total: $17.00 (8.5%) left (below 10.0%; resolves at 15.0%)"
+    )
+
+
+def test_reminder_and_removed_key_and_data_events():
+    remind = alert(EventKind.REMIND, at=T0 + timedelta(hours=12))
+    assert plain(event_line(remind)).startswith("REMINDER · CRITICAL · main / key prod-api")
+    assert plain(event_line(remind)).endswith("firing for 12h 0m")
+    gone = alert(EventKind.RESOLVE, reason="key removed", at=T0 + timedelta(minutes=5))
+    assert (
+        plain(event_line(gone)) == "RESOLVED · main / key prod-api: key removed after 5m [CRITICAL]"
+    )
+    down = Event(
+        EventKind.UNAVAILABLE, "main", T0, reason="HTTP 502 from x/user/quota", value=3, since=T0
+    )
+    assert "DATA UNAVAILABLE · main: HTTP 502 from x/user/quota (3 failed polls in a row)" in plain(
+        event_line(down)
+    )
+    back = Event(EventKind.AVAILABLE, "main", T0 + timedelta(minutes=15), usd=26.0, since=T0)
+    assert plain(event_line(back)) == "DATA BACK · main: balance $26.00 after 15m without data"
+
+
+def test_a_cycle_is_one_message_critical_first():
+    events = [
+        alert(EventKind.RESOLVE, Severity.WARNING, subject="b"),
+        alert(severity=Severity.WARNING, subject="w"),
+        alert(subject="c"),
+    ]
+    msg = events_message(events)
+    assert msg.title == "CometAPI balance: 1 critical, 1 warning, 1 resolved"
+    assert [s.heading for s in msg.sections] == ["🔴 Critical", "🟠 Warning", "✅ Resolved"]
+    assert msg.severity is Severity.CRITICAL
+
+
+def test_long_names_are_cut():
+    e = alert(subject="k" * 5000)
+    assert len(plain(event_line(e))) < 400
+
+
+def test_balance_view_sorts_keys_marks_firing_and_shows_age():
+    snap = Snapshot(
+        "main",
+        "example_user",
+        2105.234088,
+        21.065912,
+        1221,
+        (
+            KeyBalance("b", 10, 0),
+            KeyBalance("unl", 999999999, -1),
+            KeyBalance("a", 8.55, 1.45),
+            KeyBalance("c", 8.93872, 2.1),
+        ),
+        T0,
+    )
+    msg = balance_message(
+        [AccountView("main", snap, False, frozenset({"a"}))],
+        T0 + timedelta(seconds=90),
+        ZoneInfo("Europe/Berlin"),
+    )
+    (section,) = msg.sections
+    lines = [plain(line) for line in section.lines]
+    assert section.heading == "main (example_user)"
+    assert lines[0] == "Balance: $2,105.23"
+    assert lines[1] == "Used: $21.07 · Requests: 1,221"
+    assert lines[3:7] == [
+        f"{MARK} a: $8.55 left, $1.45 used",
+        "c: $8.94 left, $2.10 used",
+        "b: $10.00 left, $0.00 used",
+        "unl: unlimited",
+    ]
+    assert lines[-1] == "Data from 2026-01-01 13:00 CET (1m ago)"
+
+
+def test_balance_view_after_a_failed_fetch_shows_last_good_data():
+    snap = Snapshot("main", "", 5, 1, None, (), T0)
+    msg = balance_message(
+        [AccountView("main", snap, True, frozenset(), "HTTP 502")],
+        T0 + timedelta(hours=3),
+        ZoneInfo("UTC"),
+    )
+    lines = [plain(line) for line in msg.sections[0].lines]
+    assert lines[0] == "⚠️ fetch failed: HTTP 502"
+    assert lines[1] == f"{MARK} Balance: $5.00"
+    assert lines[-1].endswith("(3h 0m ago)")
