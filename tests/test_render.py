@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.model import Event, EventKind, KeyBalance, Severity, Snapshot
-from bot.render import AccountView, MARK, balance_message, event_line, events_message, plain
+from bot.render import MARK, AccountView, balance_message, event_line, events_message, plain
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
