@@ -243,3 +243,16 @@ async def test_json_logs(write_config, comet):
     failed = [e for e in events if e["event"] == "poll.failed"]
     assert failed and failed[0]["account"] == "main" and failed[0]["kind"] == "unreachable"
     assert_no_secret(bot.stderr)
+
+
+async def test_corrupt_state_file_stops_run_and_check_with_a_remedy(write_config, comet, tmp_path):
+    (tmp_path / "state.db").write_bytes(b"garbage" * 1000)
+    path = write_config()
+    run = await run_bot("run", "-c", path, env=ENV)
+    assert run.proc.returncode == 1
+    assert "state.db" in run.stderr and "restore it from a backup" in run.stderr
+    check = await run_bot("check", "-c", path, env=ENV)
+    assert check.proc.returncode == 3
+    assert check.stdout.startswith("BALANCE UNKNOWN - state file")
+    assert (tmp_path / "state.db").read_bytes().startswith(b"garbage")
+    assert not comet.requests

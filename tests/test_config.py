@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.cli import main as cli_main
 from bot.config import ConfigError, parse, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,6 +247,8 @@ toml_scalars = st.one_of(
     st.floats(allow_nan=False),
     st.booleans(),
     st.text(max_size=12),
+    st.sampled_from(["5m", "0", "${HOME}", "${NOPE}", "${X:-1s}", "*", "total", "key", "critical"]),
+    st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=5)), max_size=3),
 )
 toml_keys = st.sampled_from(
     [
@@ -256,45 +262,75 @@ toml_keys = st.sampled_from(
         "recover_above_percent",
         "accounts",
         "keys",
+        "exclude_keys",
         "notify",
         "severity",
         "repeat",
         "for_polls",
         "interval",
+        "stale_after",
+        "http_listen",
+        "timezone",
         "bogus",
         "chat_ids",
         "token",
+        "channel",
+        "bot_token",
+        "app_token",
+    ]
+)
+sections = st.sampled_from(
+    [
+        "bot",
+        "accounts",
+        "rules",
+        "notifiers.telegram",
+        "notifiers.slack",
+        "notifiers.log",
+        "notifiers.nope",
+        "extra",
     ]
 )
 
 
 def _toml_value(v) -> str:
-    import json
-
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v in (float("inf"), float("-inf")):
         return "inf" if v > 0 else "-inf"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return json.dumps(v)
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    st.dictionaries(
-        st.sampled_from(["bot", "accounts", "rules", "notifiers", "extra"]),
-        st.lists(st.dictionaries(toml_keys, toml_scalars, max_size=6), max_size=3),
-        max_size=4,
-    )
+def _document(doc: list[tuple[str, bool, dict]]) -> str:
+    lines, seen = [], set()
+    for section, array, table in doc:
+        if not array and section in seen:
+            continue
+        seen.add(section)
+        lines.append(f"[[{section}]]" if array and "." not in section else f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines)
+
+
+documents = st.lists(
+    st.tuples(sections, st.booleans(), st.dictionaries(toml_keys, toml_scalars, max_size=7)),
+    max_size=6,
 )
-def test_random_documents_never_crash_the_loader(doc):
-    lines = []
-    for section, tables in doc.items():
-        for table in tables:
-            lines.append(f"[[{section}]]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
-    problems: list[str] = []
-    try:
-        parse("\n".join(lines), {})
-    except ConfigError as exc:
-        problems = exc.problems
-    assert all(": " in p for p in problems)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(documents.map(_document), st.text(max_size=80)))
+def test_validate_on_random_documents_exits_0_or_3_without_a_traceback(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "rules.toml"
+    path.write_text(text)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli_main(["validate", "-c", str(path)])
+    assert code in (0, 3)
+    assert "Traceback" not in err.getvalue()
+    if code == 3:
+        assert "problem" in err.getvalue() and ": " in err.getvalue()
+    else:
+        assert "OK" in out.getvalue()

@@ -71,3 +71,41 @@ async def test_state_file_holds_no_key(make_config, comet, tmp_path):
     await run_cycles(cfg, comet, [reply_balance(10), reply_status(401, QUERY_KEY)])
     for f in tmp_path.iterdir():
         assert QUERY_KEY.encode() not in f.read_bytes(), f
+
+
+async def test_a_cycle_that_cannot_be_saved_is_evaluated_again(make_config, comet, caplog):
+    """Disk full: the state does not advance, so the fire is recorded (once) when space returns."""
+    cfg = make_config()
+    keys = [
+        {"name": f"key-{i}-" + "x" * 200, "remain_quota": i, "used_quota": 1} for i in range(2000)
+    ]
+    comet.default = reply_balance(10, keys)
+    async with App(cfg, retry=FAST) as app:
+        db = app.store._conn
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+        first = await app.cycle()
+        assert not first.committed
+        (record,) = [r for r in caplog.records if r.getMessage() == "cycle.not_saved"]
+        assert "state.db" in record.fields["reason"] and "disk is full" in record.fields["reason"]
+        assert app.store.pending() == []
+        db.execute("PRAGMA max_page_count = 1073741823")
+        second = await app.cycle()
+        assert second.committed and [e.kind for e in second.events] == [EventKind.FIRE]
+        third = await app.cycle()
+        assert third.events == []
+
+
+async def test_removed_accounts_and_rules_leave_no_state(make_config, comet):
+    comet.default = reply_balance(10)
+    async with App(make_config(), retry=FAST) as app:
+        await app.cycle()
+    other_rule = """
+[[rules]]
+name = "other"
+target = "total"
+below = 1
+"""
+    async with App(make_config(other_rule), retry=FAST) as app:
+        result = await app.cycle()
+        assert result.events == [] and app.monitor.state.alerts == {}
