@@ -123,3 +123,24 @@ async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
     _, text = await served.get("/metrics")
     assert 'cometapi_poll_failures_total{account="main",kind="unreachable"} 1.0' in text
     assert QUERY_KEY not in text
+
+
+async def test_slow_polls_never_overlap(serve, comet):
+    from aiohttp import web
+
+    from tests.fakes.cometapi import quota
+
+    in_flight = peak = 0
+
+    async def slow(_):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(2.2)  # upstream latency longer than the 1 s interval
+        in_flight -= 1
+        return web.json_response(quota(100))
+
+    comet.default = slow
+    served = await serve()
+    await cycles(served, 2)
+    assert peak == 1
