@@ -1,11 +1,17 @@
-"""Prometheus metrics, on a registry of our own (one per running bot)."""
+"""Prometheus metrics, on a registry of our own (one per running bot).
+
+Balances are read from the latest snapshots when /metrics is scraped, so a
+poll cycle pays nothing for them, and keys that vanish leave no stale series.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from bot.model import AlertState, PollFailure, PollResult, Snapshot
 
@@ -24,32 +30,55 @@ def package_version() -> str:
         return "unknown"
 
 
-class Metrics:
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
-        self.balance = Gauge(
-            "cometapi_balance_usd", "Account balance (total_quota)", ["account"], registry=r
+class _Balances(Collector):
+    def __init__(self, snapshots: Callable[[], Iterable[Snapshot]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        account = ["account"]
+        balance = GaugeMetricFamily(
+            "cometapi_balance_usd", "Account balance (total_quota)", labels=account
         )
-        self.used = Gauge(
-            "cometapi_used_usd", "Consumed so far (total_used_quota)", ["account"], registry=r
+        used = GaugeMetricFamily(
+            "cometapi_used_usd", "Consumed so far (total_used_quota)", labels=account
         )
-        self.requests = Gauge(
-            "cometapi_request_count", "Requests made by the account", ["account"], registry=r
+        requests = GaugeMetricFamily(
+            "cometapi_request_count", "Requests made by the account", labels=account
         )
-        self.key_remaining = Gauge(
+        success = GaugeMetricFamily(
+            "cometapi_last_success_timestamp_seconds", "Time of the last good poll", labels=account
+        )
+        keys = GaugeMetricFamily(
             "cometapi_key_remaining_usd",
-            "Remaining quota of a limited key",
-            ["account", "key"],
-            registry=r,
+            f"Remaining quota of a limited key (the {MAX_KEY_SERIES} lowest per account)",
+            labels=["account", "key"],
         )
+        for snap in self._snapshots():
+            a = [snap.account]
+            balance.add_metric(a, snap.total_quota)
+            used.add_metric(a, snap.total_used_quota)
+            if snap.request_count is not None:
+                requests.add_metric(a, snap.request_count)
+            success.add_metric(a, snap.fetched_at.timestamp())
+            limited = sorted(
+                (k for k in snap.keys if not k.unlimited), key=lambda k: k.remain_quota
+            )
+            seen: set[str] = set()
+            for key in limited[:MAX_KEY_SERIES]:
+                name = _label(key.name)
+                if name not in seen:
+                    seen.add(name)
+                    keys.add_metric([snap.account, name], key.remain_quota)
+        yield from (balance, used, requests, success, keys)
+
+
+class Metrics:
+    def __init__(self, snapshots: Callable[[], Iterable[Snapshot]] = tuple) -> None:
+        r = self.registry = CollectorRegistry()
+        r.register(_Balances(lambda: self.snapshots()))
+        self.snapshots = snapshots
         self.poll_failures = Counter(
             "cometapi_poll_failures", "Polls that produced no data", ["account", "kind"], registry=r
-        )
-        self.last_success = Gauge(
-            "cometapi_last_success_timestamp_seconds",
-            "Time of the last good poll",
-            ["account"],
-            registry=r,
         )
         self.poll_duration = Histogram(
             "balance_bot_cycle_duration_seconds",
@@ -71,31 +100,11 @@ class Metrics:
         )
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
-        self._key_series: dict[str, set[str]] = {}
 
     def observe_polls(self, results: Mapping[str, PollResult]) -> None:
         for account, result in results.items():
             if isinstance(result, PollFailure):
                 self.poll_failures.labels(account, result.kind.value).inc()
-            else:
-                self._observe_snapshot(result)
-
-    def _observe_snapshot(self, snap: Snapshot) -> None:
-        a = snap.account
-        self.balance.labels(a).set(snap.total_quota)
-        self.used.labels(a).set(snap.total_used_quota)
-        if snap.request_count is not None:
-            self.requests.labels(a).set(snap.request_count)
-        self.last_success.labels(a).set(snap.fetched_at.timestamp())
-        keys = sorted((k for k in snap.keys if not k.unlimited), key=lambda k: k.remain_quota)
-        fresh = {}
-        for key in keys[:MAX_KEY_SERIES]:  # the lowest remainders matter most
-            fresh.setdefault(_label(key.name), key.remain_quota)
-        for gone in self._key_series.get(a, set()) - fresh.keys():
-            self.key_remaining.remove(a, gone)
-        for name, value in fresh.items():
-            self.key_remaining.labels(a, name).set(value)
-        self._key_series[a] = set(fresh)
 
     def observe_alerts(self, alerts: Iterable[AlertState], severity_of: Mapping[str, str]) -> None:
         counts: dict[tuple[str, str], int] = {}

@@ -380,6 +380,7 @@ class App:
         self.metrics = Metrics()
         self.notifiers = {}
         self.monitor = Monitor(config, self.store, client, self.metrics, {}, self.clock)
+        self.metrics.snapshots = lambda: list(self.monitor.snapshots.values())
         context = NotifierContext(ChatCommands(self.monitor), config.bot.zone)
         for name in active_notifier_names(config):
             section = config.notifiers.get(name)
