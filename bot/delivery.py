@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.logs import log_event
+from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
 from bot.render import events_message
 from bot.secrets import redact
@@ -37,6 +38,27 @@ class Backoff:
             return max(retry_after, 0.0) + 0.1
         base = min(self.maximum, self.initial * 2 ** max(attempts - 1, 0))
         return base * (1 + self.jitter * (2 * rand() - 1))
+
+
+def current_events(rows: list[OutboxRow]) -> list[tuple[OutboxRow, tuple[Event, ...]]]:
+    """Each queued row with the reminders dropped that a later queued event of the
+    same alert makes stale: after an outage of the chat, one reminder per alert is
+    enough. Rows already partly sent keep everything, so their parts stay stable."""
+    later: set[tuple[str, str, str]] = set()
+    out: list[tuple[OutboxRow, tuple[Event, ...]]] = []
+    for row in reversed(rows):
+        events = row.events
+        if not row.parts_sent:
+            events = tuple(
+                e for e in events if e.kind is not EventKind.REMIND or _alert(e) not in later
+            )
+        later.update(_alert(e) for e in row.events if e.rule)
+        out.append((row, events))
+    return out[::-1]
+
+
+def _alert(event: Event) -> tuple[str, str, str]:
+    return (event.rule, event.account, event.subject)
 
 
 class Delivery:
@@ -88,18 +110,21 @@ class Delivery:
         return max(min(due), 0.0) if due else None
 
     async def _drain(self, rows: list[OutboxRow]) -> float | None:
-        for row in rows:
+        for row, events in current_events(rows):
             if self._stopping:
                 return None
             now = self.clock()
             if row.next_attempt_at > now:
                 return (row.next_attempt_at - now).total_seconds()
-            retry_in = await self._deliver(row)
+            if not events:
+                self.store.mark_done(row.id, "superseded", now, "only reminders that moved on")
+                continue
+            retry_in = await self._deliver(row, events)
             if retry_in is not None:
                 return retry_in
         return None
 
-    async def _deliver(self, row: OutboxRow) -> float | None:
+    async def _deliver(self, row: OutboxRow, events: tuple[Event, ...]) -> float | None:
         notifier = self.notifiers.get(row.notifier)
         if notifier is None or row.destination not in notifier.destinations():
             self.store.mark_done(
@@ -114,7 +139,7 @@ class Delivery:
                 reason="no longer configured",
             )
             return None
-        payloads = notifier.format(events_message(row.events))
+        payloads = notifier.format(events_message(events))
         for index in range(row.parts_sent, len(payloads)):
             try:
                 await asyncio.wait_for(

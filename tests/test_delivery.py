@@ -189,3 +189,29 @@ async def test_run_loop_wakes_on_new_rows_and_stops(store):
     d.stop()
     async with asyncio.timeout(5):
         await task
+
+
+def remind(subject: str, hours: int) -> Event:
+    at = T0 + timedelta(hours=hours)
+    return Event(
+        EventKind.REMIND, "main", at, Severity.WARNING, "low", "key", subject, "usd", 1, 1, 2, 3, T0
+    )
+
+
+async def test_after_an_outage_only_the_latest_reminder_per_alert_is_sent(store):
+    clock, n = Clock(), Scripted(destinations=("a",))
+    rows = [
+        OutboxItem("fake", "a", (event("x"),)),
+        OutboxItem("fake", "a", (remind("x", 1), remind("y", 1))),
+        OutboxItem("fake", "a", (remind("x", 2),)),
+        OutboxItem("fake", "a", (remind("x", 3),)),
+    ]
+    store.commit_cycle(EngineState(), EngineState(), [], {}, rows, T0)
+    await delivery(store, n, clock).deliver_due()
+    assert [p for _, p in n.sent] == [
+        "CometAPI balance: 1 warning part 1",  # the fire is never dropped
+        "CometAPI balance: 1 reminder part 1",  # y's reminder (x's is stale)
+        "CometAPI balance: 1 reminder part 1",  # x at 3h
+    ]
+    statuses = store._conn.execute("SELECT status FROM outbox ORDER BY id").fetchall()
+    assert [s for (s,) in statuses] == ["delivered", "delivered", "superseded", "delivered"]
