@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,15 @@ QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
 @pytest.fixture(autouse=True)
 def _clean_secrets() -> None:
     secrets.registry.clear()
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_processes() -> Iterator[None]:
+    yield
+    from tests.process import BotProcess
+
+    while BotProcess.running:
+        BotProcess.running.pop().kill()
 
 
 @pytest.fixture

@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class BotProcess:
+    """A `python -m bot` child; every one started is killed at test teardown
+    (see the autouse fixture in conftest.py), also when the test failed."""
+
+    running: list[BotProcess] = []  # noqa: RUF012
+
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.args = args
         self.env = {**os.environ, **(env or {})}
@@ -36,7 +41,12 @@ class BotProcess:
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
+        BotProcess.running.append(self)
         return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
 
     async def _read(self) -> None:
         assert self.proc and self.proc.stderr
