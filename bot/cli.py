@@ -8,16 +8,20 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot import config as config_mod
 from bot import secrets
-from bot.check import Status, build, unknown
+from bot.check import build, unknown
 from bot.config import Config, ConfigError
 from bot.logs import LOG_FORMATS, log_event, setup_logging
 from bot.metrics import package_version
 from bot.store import StoreError
+
+if TYPE_CHECKING:
+    from bot.service import App
 
 logger = logging.getLogger("bot")
 
@@ -116,7 +120,7 @@ def _apply_env(cfg: Config) -> Config:
     )
 
 
-def _run_async(main_coro) -> int:  # type: ignore[no-untyped-def]
+def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     """Run until SIGTERM/SIGINT; a second signal exits at once."""
 
     async def runner() -> int:
@@ -167,10 +171,10 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
     except StoreError as exc:
         report = unknown(str(exc))
     print(report.output(as_json))
-    return int(report.status) if report.status in Status else EXIT_CONFIG
+    return int(report.status)
 
 
-async def _flush(app) -> None:  # type: ignore[no-untyped-def]
+async def _flush(app: App) -> None:
     """Deliver what is due now; what fails stays in the outbox for the next run."""
     try:
         async with asyncio.timeout(DELIVERY_WAIT):
