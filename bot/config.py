@@ -365,8 +365,9 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                         )
                     )
                 seen.setdefault(name, i)
-    configured = data.get("notifiers") if isinstance(data.get("notifiers"), dict) else {}
-    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+    sections, rule_list = data.get("notifiers"), data.get("rules")
+    configured: dict[str, Any] = sections if isinstance(sections, dict) else {}
+    rules: list[Any] = rule_list if isinstance(rule_list, list) else []
     for i, rule in enumerate(rules):
         names = rule.get("notify") if isinstance(rule, dict) else None
         if not isinstance(names, list):

@@ -313,14 +313,14 @@ class Store:
         )
         return [
             OutboxRow(
-                r[0],
-                _dt(r[1]),
-                r[2],
-                r[3],
-                tuple(Event.from_dict(e) for e in json.loads(r[4])),  # type: ignore[arg-type]
-                r[5],
-                r[6],
-                _dt(r[7]),  # type: ignore[arg-type]
+                id=r[0],
+                created_at=datetime.fromisoformat(r[1]),
+                notifier=r[2],
+                destination=r[3],
+                events=tuple(Event.from_dict(e) for e in json.loads(r[4])),
+                parts_sent=r[5],
+                attempts=r[6],
+                next_attempt_at=datetime.fromisoformat(r[7]),
             )
             for r in rows
         ]
