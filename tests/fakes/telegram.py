@@ -1,0 +1,349 @@
+"""A fake Telegram Bot API on 127.0.0.1, enough for python-telegram-bot.
+
+Point the notifier at it with `api_url = fake.url`. It answers getMe,
+setMyCommands, getMyCommands, deleteWebhook, getUpdates (a real long poll on
+queued updates, honouring `offset`) and sendMessage (recorded). Failures are
+scripted per method, optionally per chat. Tests wait on conditions, never on
+sleeps: `wait_sent()`, `wait_calls()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 7000000001
+BOT_USERNAME = "BalanceTestBot"
+
+Reply = Callable[[], web.Response]
+
+
+def _error(status: int, description: str, **parameters: Any) -> Reply:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+
+    def reply() -> web.Response:
+        return web.json_response(body, status=status)
+
+    return reply
+
+
+def retry_after(seconds: int) -> Reply:
+    return _error(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
+
+
+def server_error(status: int = 500) -> Reply:
+    return _error(status, "Internal Server Error")
+
+
+def forbidden(description: str = "Forbidden: bot was blocked by the user") -> Reply:
+    return _error(403, description)
+
+
+def bad_request(description: str = "Bad Request: chat not found") -> Reply:
+    return _error(400, description)
+
+
+def migrated(new_chat_id: int) -> Reply:
+    return _error(
+        400,
+        "Bad Request: group chat was upgraded to a supergroup chat",
+        migrate_to_chat_id=new_chat_id,
+    )
+
+
+def conflict() -> Reply:
+    return _error(
+        409,
+        "Conflict: terminated by other getUpdates request; "
+        "make sure that only one bot instance is running",
+    )
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+
+
+@dataclass
+class Sent:
+    chat_id: int
+    text: str
+    parse_mode: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeTelegram:
+    def __init__(self, token: str, username: str = BOT_USERNAME) -> None:
+        self.token = token
+        self.username = username
+        self.calls: list[Call] = []
+        self.sent: list[Sent] = []
+        self.commands: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
+        self.offset = 0  # updates below this id were confirmed by the client
+        self._next_update = 1
+        self._next_message = 1
+        self._once: dict[tuple[str, int | None], list[Reply]] = {}
+        self._always: dict[tuple[str, int | None], Reply] = {}
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- scripting ------------------------------------------------------------
+
+    def fail(self, method: str, *replies: Reply, chat_id: int | None = None) -> None:
+        """The next calls of `method` (to `chat_id`, if given) get these replies, in order."""
+        self._once.setdefault((method, chat_id), []).extend(replies)
+
+    def fail_always(self, method: str, reply: Reply, chat_id: int | None = None) -> None:
+        self._always[(method, chat_id)] = reply
+
+    def _scripted(self, method: str, chat_id: int | None) -> Reply | None:
+        for key in ((method, chat_id), (method, None)):
+            if self._once.get(key):
+                return self._once[key].pop(0)
+            if key in self._always:
+                return self._always[key]
+        return None
+
+    # --- updates --------------------------------------------------------------
+
+    async def push(self, kind: str, message: dict[str, Any]) -> int:
+        update_id = self._next_update
+        self._next_update += 1
+        async with self._changed:
+            self.updates.append({"update_id": update_id, kind: message})
+            self._changed.notify_all()
+        return update_id
+
+    async def message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        user_id: int | None = None,
+        chat_type: str | None = None,
+        edited: bool = False,
+        command: bool | None = None,
+        channel: bool = False,
+    ) -> int:
+        """Queue a user's message (or a channel post); text starting with "/"
+        carries a bot_command entity."""
+        now = int(time.time())
+        message: dict[str, Any] = {
+            "message_id": self._new_message_id(),
+            "date": now,
+            "chat": _chat(chat_id, "channel" if channel else chat_type),
+            "text": text,
+        }
+        if not channel:
+            message["from"] = _user(user_id or abs(chat_id))
+        if command if command is not None else text.startswith("/"):
+            length = len(text.split(maxsplit=1)[0])
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if edited:
+            message["edit_date"] = now
+        kind = "channel_post" if channel else "message"
+        return await self.push(f"edited_{kind}" if edited else kind, message)
+
+    async def membership(
+        self, chat_id: int, status: str = "member", *, old: str = "left", user_id: int = 4242
+    ) -> int:
+        """Queue a my_chat_member update: the bot's status in `chat_id` changed."""
+        me = {"id": BOT_ID, "is_bot": True, "first_name": "Balance", "username": self.username}
+        change = {
+            "chat": _chat(chat_id, None),
+            "from": _user(user_id),
+            "date": int(time.time()),
+            "old_chat_member": {"user": me, "status": old},
+            "new_chat_member": {"user": me, "status": status},
+        }
+        return await self.push("my_chat_member", change)
+
+    async def wait_confirmed(self, update_id: int, within: float = 10.0) -> None:
+        """Return once the client has fetched `update_id` and confirmed it with an offset."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: self.offset > update_id)
+
+    # --- waiting --------------------------------------------------------------
+
+    async def wait_sent(self, count: int, within: float = 10.0) -> list[Sent]:
+        """Return once `count` messages have been delivered in total."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.sent) >= count)
+        return list(self.sent)
+
+    async def wait_calls(self, method: str, count: int, within: float = 10.0) -> list[Call]:
+        """Return once `method` has been called `count` times (failed calls included)."""
+
+        def matching() -> list[Call]:
+            return [c for c in self.calls if c.method == method]
+
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(matching()) >= count)
+        return matching()
+
+    # --- the API --------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["bot"] != f"bot{self.token}":
+            return _error(401, "Unauthorized")()
+        method = request.match_info["method"]
+        params = await _params(request)
+        chat_id = _int(params.get("chat_id"))
+        call = Call(method, params)
+        scripted = self._scripted(method, chat_id)
+        if scripted is not None:
+            response = scripted()
+            call.status = response.status
+            await self._record(call)
+            return response
+        handler = getattr(self, f"_api_{method}", None)
+        if handler is None:
+            call.status = 404
+            await self._record(call)
+            return _error(404, "Not Found: method not found")()
+        if method != "getUpdates":
+            await self._record(call)
+        return web.json_response({"ok": True, "result": await handler(params)})
+
+    async def _record(self, call: Call) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    async def _api_getMe(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Balance",
+            "username": self.username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    async def _api_deleteWebhook(self, _: dict[str, Any]) -> bool:
+        return True
+
+    async def _api_setMyCommands(self, params: dict[str, Any]) -> bool:
+        self.commands = _json(params.get("commands")) or []
+        return True
+
+    async def _api_getMyCommands(self, _: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.commands
+
+    async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = _int(params.get("offset")) or 0
+        timeout = float(params.get("timeout") or 0)
+        async with self._changed:
+            if offset:
+                self.offset = max(self.offset, offset)
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            self.calls.append(Call("getUpdates", params))
+            self._changed.notify_all()
+            if not self.updates and timeout > 0 and not self._closing:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait_for(lambda: self.updates or self._closing)
+                except TimeoutError:
+                    pass
+            return list(self.updates[:100])
+
+    async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = _int(params.get("chat_id"))
+        assert chat_id is not None, params
+        text = str(params.get("text", ""))
+        sent = Sent(chat_id, text, params.get("parse_mode"), params)
+        async with self._changed:
+            self.sent.append(sent)
+            self._changed.notify_all()
+        return {
+            "message_id": self._new_message_id(),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Balance"},
+            "text": text,
+        }
+
+    def _new_message_id(self) -> int:
+        self._next_message += 1
+        return self._next_message
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application()
+        app.router.add_route("*", "/{bot}/{method}", self._handle)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        async with self._changed:
+            self._closing = True  # long polls under way return at once
+            self._changed.notify_all()
+        if self._runner:
+            await self._runner.cleanup()
+
+
+def _chat(chat_id: int, chat_type: str | None) -> dict[str, Any]:
+    chat_type = chat_type or ("private" if chat_id > 0 else "supergroup")
+    chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+    if chat_type == "private":
+        chat["first_name"] = "Tester"
+    else:
+        chat["title"] = f"Group {chat_id}"
+    return chat
+
+
+def _user(user_id: int) -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": "Tester"}
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """PTB posts form fields (JSON-encoded where not a string); others post JSON."""
+    if request.content_type == "application/json":
+        body = await request.json()
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+    params: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
