@@ -1,21 +1,106 @@
-"""Slack notifier: alerts to a channel, and the /balance slash command over Socket Mode."""
+"""Slack notifier: alerts to a channel, and the /balance slash command over Socket Mode.
+
+Alerts go out with `chat.postMessage` through slack-sdk's AsyncWebClient. That
+client has no retry handlers on purpose: the outbox (bot/delivery.py) retries,
+so `send()` only maps Slack's answer to a DeliveryError.
+
+Commands arrive over Socket Mode (slack-sdk's aiohttp SocketModeClient) on the
+application's own event loop: `connect()` and `close()`, never a handler that
+takes over the loop. Every envelope is acknowledged at once (Slack gives 3 s),
+and the answer is posted afterwards to the command's `response_url` as an
+ephemeral message: it needs no extra scope, works wherever the command was
+typed, and only the person who asked sees the numbers.
+
+`format()` turns a neutral Message into Block Kit payloads: mrkdwn section
+blocks with every string escaped (`&`, `<`, `>` only), split at line
+boundaries so that no payload has more than 50 blocks, no text object more
+than 3000 characters, and no payload more than PAYLOAD_BUDGET characters.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import html
+import logging
+import random
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+import aiohttp
 from pydantic import Field, SecretStr, field_validator
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.notifiers import Notifier, NotifierConfig
-from bot.render import Message
+from bot.delivery import Backoff
+from bot.logs import log_event
+from bot.model import Severity
+from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
+from bot.render import Line, Message, Span
+from bot.secrets import MASK, RedactingFilter, redact, register
+
+logger = logging.getLogger(__name__)
+
+MAX_BLOCKS = 50
+TEXT_LIMIT = 3000  # per text object
+# Slack also rejects a message whose blocks hold ~12,000 characters in total
+# (msg_blocks_too_long; not in the docs, see slackapi/bolt-js#2509).
+PAYLOAD_BUDGET = 10_000
+# Escaping can grow a 200-character name fivefold (& -> &amp;), so each piece
+# of a block has a budget; a heading plus a line always fit in TEXT_LIMIT.
+TITLE_BUDGET = 500
+HEADING_BUDGET = 500
+CONTINUED = " (continued)"
+LINE_BUDGET = TEXT_LIMIT - HEADING_BUDGET - len(CONTINUED) - 1
+FALLBACK_CHARS = 150  # the notification text: the title, cut short (escaped length)
+
+RESPONSE_URL_USES = 5  # Slack accepts five posts to one response_url (within 30 min)
+REQUEST_TIMEOUT = 15.0  # one Web API or response_url request
+STOP_WAIT = 5.0  # answers under way get this long on stop()
+
+SEVERITY_MARK = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠"}
+# Retrying cannot fix these token problems; the hint says what to check.
+AUTH_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+    }
+)
+# The only Web API errors worth retrying; every other `ok: false` is permanent.
+TRANSIENT_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+# slack-sdk's loggers; the configured tokens are masked in their records too.
+SDK_LOGGERS = (
+    "slack_sdk.web.async_base_client",
+    "slack_sdk.socket_mode.aiohttp",
+    "slack_sdk.webhook.async_client",
+)
 
 
 class SlackConfig(NotifierConfig):
     bot_token: SecretStr
     app_token: SecretStr
     channel: str = Field(min_length=1)
-    allowed_channels: list[str] = []
-    allowed_users: list[str] = []
+    allowed_channels: list[str] = Field(default_factory=list)  # default: [channel]
+    allowed_users: list[str] = Field(default_factory=list)  # empty: everyone in those channels
     api_url: str = "https://slack.com/api/"
 
     @field_validator("bot_token")
@@ -33,14 +118,568 @@ class SlackConfig(NotifierConfig):
         return v
 
 
+class SlackStartError(RuntimeError):
+    """Slack could not be used at start-up; the message never contains a token."""
+
+
 class SlackNotifier(Notifier):
     Config = SlackConfig
+    config: SlackConfig
+    # Socket Mode keep-alive: the SDK pings this often and, after a drop it did
+    # not see as a close frame, notices within about this long and reconnects.
+    ping_interval: ClassVar[float] = 5.0
+    # start() waits this long for Socket Mode, then lets it go on connecting
+    connect_wait: ClassVar[float] = 5.0
+    # between attempts to reach Slack for Socket Mode at start-up
+    start_backoff: ClassVar[Backoff] = Backoff(initial=5.0, maximum=300.0)
+
+    def __init__(self, name: str, config: SlackConfig, context: NotifierContext) -> None:
+        super().__init__(name, config, context)
+        self._tokens = (config.bot_token.get_secret_value(), config.app_token.get_secret_value())
+        _guard_logs(self._tokens)
+        self._session: aiohttp.ClientSession | None = None
+        self._web_client: AsyncWebClient | None = None
+        self._socket: SocketModeClient | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._answers: set[asyncio.Task[None]] = set()
 
     def destinations(self) -> list[str]:
         return [self.config.channel]
 
-    def format(self, message: Message) -> list[Any]:
-        raise NotImplementedError
+    def allowed_channels(self) -> list[str]:
+        return self.config.allowed_channels or [self.config.channel]
 
-    async def send(self, destination: str, payload: Any) -> None:
-        raise NotImplementedError
+    # --- alerts -----------------------------------------------------------------
+
+    def format(self, message: Message) -> list[dict[str, Any]]:
+        return render(message)
+
+    async def send(self, destination: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._web().chat_postMessage(
+                channel=destination,
+                text=payload["text"],
+                blocks=payload["blocks"],
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise self._api_error(destination, exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Slack channel {destination}: {self._describe(exc)}") from None
+
+    def _api_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
+        where = f"Slack channel {channel}"
+        status = exc.response.status_code
+        error = _error_code(exc)
+        if status == 429 or error == "ratelimited":
+            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=_retry_after(exc))
+        if status >= 500 or error in TRANSIENT_ERRORS:
+            return DeliveryError(f"{where}: {error or 'no answer'} (HTTP {status})")
+        if not error:
+            return DeliveryError(f"{where}: unexpected answer (HTTP {status})", permanent=True)
+        hint = _HINTS.get(error, "")
+        if error in AUTH_ERRORS:
+            hint = "Slack rejected the bot token; check notifiers.slack.bot_token (xoxb-)"
+        return DeliveryError(f"{where}: {error}" + (f"; {hint}" if hint else ""), permanent=True)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self, listen: bool) -> None:
+        """Check the bot token (auth.test) and the channel; with `listen`, also
+        connect Socket Mode and answer /balance.
+
+        A rejected token raises SlackStartError. With `listen`, a Slack that
+        cannot be reached is retried in the background; alerts wait in the
+        outbox meanwhile.
+        """
+        checked = await self._check_bot(listen)
+        if checked:
+            await self._check_channel()
+        if not listen:
+            return
+        self._socket = SocketModeClient(
+            app_token=self._tokens[1],
+            web_client=AsyncWebClient(
+                base_url=self.config.api_url,
+                session=self._http(),
+                timeout=int(REQUEST_TIMEOUT),
+                retry_handlers=[],
+            ),
+            ping_interval=self.ping_interval,
+            auto_reconnect_enabled=True,
+        )
+        self._socket.socket_mode_request_listeners.append(self._on_request)
+        self._connecting = asyncio.create_task(self._connect(), name="slack.connect")
+        done, _ = await asyncio.wait({self._connecting}, timeout=self.connect_wait)
+        if done:
+            self._connecting.result()  # a rejected app token raises here
+        else:
+            self._connecting.add_done_callback(_report_late_failure)
+
+    async def _check_bot(self, listen: bool) -> bool:
+        """auth.test; False if Slack could not be reached (and `listen` lets us go on)."""
+        try:
+            who = await self._web().auth_test()
+        except SlackApiError as exc:
+            error = _error_code(exc)
+            if error in AUTH_ERRORS:
+                raise SlackStartError(
+                    f"Slack rejected the bot token ({error}); check notifiers.slack.bot_token "
+                    "(the Bot User OAuth Token, xoxb-) and that the app is installed"
+                ) from None
+            reason = f"auth.test: {error or 'HTTP ' + str(exc.response.status_code)}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"auth.test: {self._describe(exc)}"
+        else:
+            log_event(
+                logger,
+                "slack.ready",
+                team=who.get("team"),
+                bot=who.get("user"),
+                bot_user_id=who.get("user_id"),
+                channel=self.config.channel,
+            )
+            return True
+        if not listen:
+            raise SlackStartError(f"Slack: {reason}")
+        log_event(
+            logger,
+            "slack.unreachable",
+            logging.WARNING,
+            reason=reason,
+            hint="alerts wait in the outbox until Slack answers",
+        )
+        return False
+
+    async def _check_channel(self) -> None:
+        """Can the bot post to the channel? Only answerable with channels:read
+        (groups:read for private channels); without that scope it says nothing."""
+        channel = self.config.channel
+        if not CHANNEL_ID.fullmatch(channel):
+            log_event(
+                logger,
+                "slack.channel_not_id",
+                logging.WARNING,
+                channel=channel,
+                hint="use the channel id (C0123456789, from the channel's details): "
+                "/balance compares channel ids",
+            )
+            return
+        try:
+            info = await self._web().conversations_info(channel=channel)
+        except SlackApiError as exc:
+            error = _error_code(exc)
+            if error == "channel_not_found":
+                log_event(
+                    logger,
+                    "slack.channel_not_found",
+                    logging.WARNING,
+                    channel=channel,
+                    hint=_HINTS["channel_not_found"],
+                )
+            else:
+                log_event(
+                    logger, "slack.channel_unchecked", logging.DEBUG, channel=channel, reason=error
+                )
+            return
+        except (aiohttp.ClientError, TimeoutError):
+            return
+        data = info.get("channel") or {}
+        if data.get("is_member") is False:
+            log_event(
+                logger,
+                "slack.not_in_channel",
+                logging.WARNING,
+                channel=channel,
+                channel_name=data.get("name"),
+                hint=_HINTS["not_in_channel"],
+            )
+
+    async def _connect(self) -> None:
+        """Ask for a Socket Mode URL until Slack answers, then connect; the SDK
+        reconnects by itself from then on."""
+        socket = self._socket
+        assert socket is not None
+        attempt = 0
+        while True:
+            try:
+                socket.wss_uri = await socket.issue_new_wss_url()
+                break
+            except SlackApiError as exc:
+                error = _error_code(exc)
+                if error in AUTH_ERRORS:
+                    raise SlackStartError(
+                        f"Slack rejected the app token ({error}); check "
+                        "notifiers.slack.app_token (an app-level token, xapp-, with "
+                        "connections:write) and that Socket Mode is on"
+                    ) from None
+                reason = f"apps.connections.open: {error or exc.response.status_code}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = f"apps.connections.open: {self._describe(exc)}"
+            attempt += 1
+            delay = self.start_backoff.delay(attempt, None, random.random)
+            log_event(
+                logger,
+                "slack.unreachable",
+                logging.WARNING,
+                reason=reason,
+                retry_in=round(delay, 1),
+                hint="/balance answers once Socket Mode is connected",
+            )
+            await asyncio.sleep(delay)
+        await socket.connect()
+        log_event(
+            logger,
+            "slack.listening",
+            channels=",".join(self.allowed_channels()),
+            users=",".join(self.config.allowed_users) or "all",
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, let answers under way finish (bounded), close connections.
+        Safe whether start() succeeded, failed half-way or never ran."""
+        if self._connecting:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+            self._connecting = None
+        socket, self._socket = self._socket, None
+        if socket:
+            try:
+                await socket.close()
+            except Exception as exc:
+                self._stop_failed("socket mode", exc)
+            # close() cancels the SDK's tasks without waiting for them
+            sdk_tasks = (
+                socket.message_processor,
+                socket.current_session_monitor,
+                socket.message_receiver,
+            )
+            tasks = [t for t in sdk_tasks if t is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._answers:
+            _, late = await asyncio.wait(self._answers, timeout=STOP_WAIT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        session, self._session, self._web_client = self._session, None, None
+        if session:
+            await session.close()
+
+    def _stop_failed(self, step: str, exc: Exception) -> None:
+        log_event(
+            logger, "slack.stop_failed", logging.WARNING, step=step, reason=self._describe(exc)
+        )
+
+    # --- commands ---------------------------------------------------------------
+
+    async def _on_request(
+        self, client: AsyncBaseSocketModeClient, request: SocketModeRequest
+    ) -> None:
+        # Acknowledge first: Slack tells the user the command failed after 3 s.
+        await client.send_socket_mode_response(SocketModeResponse(request.envelope_id))
+        if request.type != "slash_commands":
+            return
+        task = asyncio.create_task(self._answer(request.payload), name="slack.answer")
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer(self, payload: dict[str, Any]) -> None:
+        command = str(payload.get("command") or "/balance")
+        text = str(payload.get("text") or "").strip()
+        channel, user = str(payload.get("channel_id", "")), str(payload.get("user_id", ""))
+        url = payload.get("response_url")
+        if not url:
+            log_event(logger, "slack.no_response_url", logging.WARNING, channel_id=channel)
+            return
+        try:
+            refused = self._refusal_hint(channel, user)
+            if refused:
+                log_event(
+                    logger,
+                    "slack.refused",
+                    logging.WARNING,
+                    channel_id=channel,
+                    channel_name=payload.get("channel_name"),
+                    user_id=user,
+                    command=command,
+                    hint=refused,
+                )
+                message = self.context.commands.refusal()
+            else:
+                log_event(
+                    logger,
+                    "slack.command",
+                    command=f"{command} {text}".rstrip(),
+                    channel_id=channel,
+                    user_id=user,
+                )
+                message = await self._run(command, text)
+        except Exception as exc:
+            logger.error(
+                "slack.command_failed",
+                exc_info=exc,
+                extra={"fields": {"channel_id": channel, "user_id": user}},
+            )
+            message = Message("balance-bot could not answer; the reason is in its log.", ())
+        await self._respond(str(url), message, channel, command)
+
+    def _refusal_hint(self, channel: str, user: str) -> str:
+        if channel not in self.allowed_channels():
+            return "add the channel id to notifiers.slack.allowed_channels to allow this channel"
+        if self.config.allowed_users and user not in self.config.allowed_users:
+            return "add the user id to notifiers.slack.allowed_users to allow this user"
+        return ""
+
+    async def _run(self, command: str, text: str) -> Message:
+        commands = self.context.commands
+        word = text.lower()
+        if word == "status":
+            return commands.status()
+        if word == "help":
+            return commands.help(help_lines(command))
+        return await commands.balance(text)
+
+    async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
+        """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
+        payloads = render(message)
+        if len(payloads) > RESPONSE_URL_USES:
+            left = len(payloads) - RESPONSE_URL_USES + 1
+            note = Message(
+                f"… {left} more parts not shown (Slack takes {RESPONSE_URL_USES} replies to "
+                f"one command); ask for one account: {command} <account>",
+                (),
+            )
+            payloads = payloads[: RESPONSE_URL_USES - 1] + render(note)
+        hook = AsyncWebhookClient(url, timeout=int(REQUEST_TIMEOUT), session=self._http())
+        for payload in payloads:
+            try:
+                response = await hook.send_dict(
+                    {"response_type": "ephemeral", "replace_original": False, **payload}
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # never the URL: it lets anyone answer in the user's name for 30 minutes
+                reason = f"{type(exc).__name__}"
+            else:
+                if response.status_code == 200:
+                    continue
+                reason = f"HTTP {response.status_code}: {str(response.body)[:200]}"
+            log_event(
+                logger,
+                "slack.answer_failed",
+                logging.WARNING,
+                channel_id=channel,
+                reason=self._clean(reason),
+            )
+            return
+
+    # --- helpers ----------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The one HTTP session for Slack's Web API and response URLs (made on the loop)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+            )
+            self._web_client = None
+        return self._session
+
+    def _web(self) -> AsyncWebClient:
+        session = self._http()
+        if self._web_client is None:
+            self._web_client = AsyncWebClient(
+                token=self._tokens[0],
+                base_url=self.config.api_url,
+                session=session,
+                timeout=int(REQUEST_TIMEOUT),
+                retry_handlers=[],  # the outbox retries, with backoff and Retry-After
+            )
+        return self._web_client
+
+    def _clean(self, text: str) -> str:
+        for token in self._tokens:
+            text = text.replace(token, MASK)
+        return redact(text)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {REQUEST_TIMEOUT:g}s"
+        return f"{type(exc).__name__}: {self._clean(str(exc))}"
+
+
+_HINTS = {
+    "channel_not_found": "check notifiers.slack.channel (the channel id, e.g. C0123456789) "
+    "and invite the bot to a private channel",
+    "not_in_channel": "invite the bot to the channel (/invite @<bot name> in the channel)",
+    "is_archived": "the channel is archived; unarchive it or configure another channel",
+    "missing_scope": "the app lacks the chat:write scope; add it and reinstall the app",
+    "restricted_action": "the workspace does not let the bot post in this channel",
+    "msg_too_long": "the message was too large for Slack; please report this as a bug",
+    "msg_blocks_too_long": "the message was too large for Slack; please report this as a bug",
+    "invalid_blocks": "Slack rejected the message layout; please report this as a bug",
+}
+
+
+def _error_code(exc: SlackApiError) -> str:
+    data = exc.response.data
+    return str(data.get("error") or "") if isinstance(data, dict) else ""
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    try:
+        return float(exc.response.headers.get("Retry-After", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def _report_late_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log_event(logger, "slack.start_failed", logging.ERROR, reason=str(task.exception()))
+
+
+def _guard_logs(tokens: Sequence[str]) -> None:
+    """Redact at the source: the tokens are masked in slack-sdk's records too,
+    whatever handlers the process has."""
+    for token in tokens:
+        register(token)
+    for name in SDK_LOGGERS:
+        carrier = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in carrier.filters):
+            carrier.addFilter(RedactingFilter())
+
+
+def help_lines(command: str = "/balance") -> list[tuple[str, str]]:
+    return [
+        (command, "balance, usage and keys of every account"),
+        (f"{command} <account>", "one account"),
+        (f"{command} status", "alerts firing now and accounts without data"),
+        (f"{command} help", "these commands"),
+    ]
+
+
+# --- Message -> Block Kit -------------------------------------------------------
+
+
+def render(message: Message) -> list[dict[str, Any]]:
+    """The message as Block Kit payloads `{"text", "blocks"}`, deterministic.
+
+    Payloads break between lines; each starts with the title (with an (i/n)
+    marker when there are several), and one that starts inside a section
+    repeats its heading. The `text` is the notification fallback: the title.
+    """
+    mark = SEVERITY_MARK.get(message.severity, "") if message.severity else ""
+    plain_title = message.title if message.title.strip() else "balance-bot"
+    title = _fit((Span(plain_title, bold=True),), TITLE_BUDGET)
+    fallback = _fit((Span(plain_title),), FALLBACK_CHARS)
+    if mark:
+        title, fallback = f"{mark} {title}", f"{mark} {fallback}"
+    sections = [
+        (
+            _fit((Span(s.heading, bold=True),), HEADING_BUDGET) if s.heading.strip() else "",
+            [text for text in (_fit(line, LINE_BUDGET) for line in s.lines) if text.strip()],
+        )
+        for s in message.sections
+    ]
+    bodies = _pack(sections, PAYLOAD_BUDGET - _units(title) - 16)
+    total = len(bodies)
+    payloads = []
+    for index, texts in enumerate(bodies, 1):
+        part = f" ({index}/{total})" if total > 1 else ""
+        blocks = [_block(title + part), *(_block(t) for t in texts)]
+        payloads.append({"text": fallback + part, "blocks": blocks})
+    return payloads
+
+
+def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[list[str]]:
+    """Lines into block texts, blocks into payloads: at most MAX_BLOCKS - 1 blocks
+    (the title takes one) and `room` units per payload, TEXT_LIMIT per block."""
+    payloads: list[list[str]] = [[]]
+    used = 0
+
+    def new_block(text: str) -> bool:
+        nonlocal used
+        if len(payloads[-1]) >= MAX_BLOCKS - 1 or used + _units(text) > room:
+            return False
+        payloads[-1].append(text)
+        used += _units(text)
+        return True
+
+    def extend_block(text: str) -> bool:
+        nonlocal used
+        blocks = payloads[-1]
+        cost = _units(text) + 1
+        if not blocks or _units(blocks[-1]) + cost > TEXT_LIMIT or used + cost > room:
+            return False
+        blocks[-1] += "\n" + text
+        used += cost
+        return True
+
+    def new_payload(text: str) -> None:
+        nonlocal used
+        if payloads[-1]:
+            payloads.append([])
+            used = 0
+        new_block(text)
+
+    for heading, lines in sections:
+        if not heading and not lines:
+            continue
+        first = lines[0] if lines else ""
+        opening = "\n".join(x for x in (heading, first) if x)
+        if not new_block(opening):  # a heading stays with its first line
+            new_payload(opening)
+        for line in lines[1:]:
+            if not (extend_block(line) or new_block(line)):
+                new_payload(f"{heading}{CONTINUED}\n{line}" if heading else line)
+    return payloads
+
+
+def _block(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _fit(line: Line, budget: int) -> str:
+    """One line as mrkdwn within `budget` units; cut with an ellipsis if longer.
+    Cuts the raw text, never an escape or a bold marker."""
+    full = "".join(_span(s.text, s.bold) for s in line)
+    if _units(full) <= budget:
+        return full
+    out: list[str] = []
+    used = 0
+    for span in line:
+        piece = _span(span.text, span.bold)
+        if used + _units(piece) + 1 <= budget:
+            out.append(piece)
+            used += _units(piece)
+            continue
+        room, kept = budget - used - (2 if span.bold else 0) - 1, 0
+        for char in span.text:
+            room -= _units(_esc(char))
+            if room < 0:
+                break
+            kept += 1
+        out.append(_span(span.text[:kept] + "…", span.bold))
+        break
+    return "".join(out)
+
+
+def _span(text: str, bold: bool) -> str:
+    text = _esc(text)
+    if not bold:
+        return text
+    # *bold* only works with no space inside the asterisks: keep it outside.
+    core = text.strip()
+    if not core:
+        return text
+    start = text.index(core)
+    return f"{text[:start]}*{core}*{text[start + len(core) :]}"
+
+
+def _esc(text: str) -> str:
+    # Slack mrkdwn needs exactly &, < and > escaped; escaped quotes would show as &#x27;.
+    return html.escape(text, quote=False)
+
+
+def _units(text: str) -> int:
+    """Length in UTF-16 code units: an upper bound for however Slack counts."""
+    return len(text.encode("utf-16-le")) // 2
