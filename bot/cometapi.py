@@ -191,8 +191,10 @@ class CometClient:
 
 
 def _describe(url: str) -> str:
+    """host[:port]/path: never the query string (the key) nor any userinfo."""
     parts = urlsplit(url)
-    return f"{parts.hostname}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname}{port}{parts.path}"
 
 
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:

@@ -150,7 +150,8 @@ async def test_check_unknown_when_the_account_cannot_be_fetched(write_config, co
     comet.default = reply_status(503)
     bot = await run_bot("check", "-c", write_config(), env=ENV)
     assert bot.proc.returncode == 3
-    assert bot.stdout.startswith("BALANCE UNKNOWN - main: HTTP 503 from 127.0.0.1/user/quota")
+    host = comet.url.split("//")[1].split("?")[0]  # 127.0.0.1:port/user/quota
+    assert bot.stdout.startswith(f"BALANCE UNKNOWN - main: HTTP 503 from {host}")
     assert_no_secret(bot.stdout, bot.stderr)
 
 

@@ -227,7 +227,7 @@ async def test_connection_refused_names_host_not_key(unused_tcp_port):
     url = f"http://127.0.0.1:{unused_tcp_port}/user/quota"
     result = await fetch(url)
     assert result.kind is FailureKind.UNREACHABLE
-    assert "cannot connect to 127.0.0.1/user/quota" in result.reason
+    assert f"cannot connect to 127.0.0.1:{unused_tcp_port}/user/quota" in result.reason
     assert QUERY_KEY not in result.reason
 
 
