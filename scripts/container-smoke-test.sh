@@ -8,13 +8,15 @@
 # 2. builds a local base image localhost/debian-python:bookworm (Debian
 #    minbase + python3 + python3-venv) with debootstrap -- only if buildah
 #    does not have it yet, so repeat runs skip this (~1 min) step;
-# 3. builds ./Dockerfile on that base (buildah bud --layers: repeat runs
-#    reuse the cached layers) and checks the image config (HEALTHCHECK, user,
-#    entrypoint, env, volume, port);
+# 3. builds ./Dockerfile on that base (no layer cache: with vfs storage every
+#    cached layer is a full copy, slower than the build itself and gigabytes
+#    on disk; the previous smoke image is removed) and checks the image
+#    config (HEALTHCHECK, user, entrypoint, env, volume, port);
 # 4. runs the image with buildah run (chroot isolation, host network):
 #    validate, check against a fake CometAPI on 127.0.0.1 (WARNING then OK),
 #    run with /healthz + /metrics polled from the host and the image's own
-#    HEALTHCHECK command, SIGTERM -> exit 0, non-root user owning /data.
+#    HEALTHCHECK command, SIGTERM -> exit 0, nothing written outside /data,
+#    non-root user owning /data.
 #
 # Needs root. Prints PASS/FAIL lines; exits non-zero on any failure.
 # Knobs: SMOKE_PORT (19464), SMOKE_IMAGE (localhost/balance-bot:smoke),
@@ -71,11 +73,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-new_container() {  # new_container IMAGE -> prints the working container's name
-    local ctr
-    ctr=$("${BUILDAH[@]}" from --pull-never --quiet "$1") || return 1
-    CONTAINERS+=("$ctr")
-    printf '%s' "$ctr"
+new_container() {  # new_container IMAGE -> sets CTR, the working container's name
+    # Not called as $(new_container ...): in a subshell, CONTAINERS+= would be
+    # lost and cleanup would leave the container (a full image copy) behind.
+    CTR=$("${BUILDAH[@]}" from --pull-never --quiet "$1") || return 1
+    CONTAINERS+=("$CTR")
 }
 
 http_get() {  # http_get URL -> prints "STATUS BODY" (STATUS 000 if unreachable)
@@ -150,10 +152,16 @@ build_start=$SECONDS
 mounts=()
 # pip in the build trusts the host's CA bundle (TLS-intercepting proxies).
 [ -f "$CA_BUNDLE" ] && mounts=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
-if ! "${BUILDAH[@]}" bud --layers --format docker "${RUN[@]}" "${mounts[@]}" \
+image_id() { "${BUILDAH[@]}" images --noheading --no-trunc --format '{{.ID}}' "$1" 2>/dev/null | head -n1; }
+old_image=$(image_id "$IMAGE" || true)
+if ! "${BUILDAH[@]}" bud --format docker "${RUN[@]}" "${mounts[@]}" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f Dockerfile . >"$WORK/build.log" 2>&1; then
     tail -n 30 "$WORK/build.log"
     die "buildah bud failed (log above)"
+fi
+# The previous smoke image, now untagged: remove it (ignored if in use).
+if [ -n "$old_image" ] && [ "$old_image" != "$(image_id "$IMAGE" || true)" ]; then
+    "${BUILDAH[@]}" rmi "$old_image" >/dev/null 2>&1 || true
 fi
 size=$("${BUILDAH[@]}" images --noheading --format '{{.Size}}' "$IMAGE" | head -n1)
 pass "build: $IMAGE in $((SECONDS - build_start))s, size $size"
@@ -227,7 +235,7 @@ severity = "critical"
 EOF
 chmod 0644 "$WORK/rules.toml"
 CONFIG=(-v "$WORK/rules.toml:/config/rules.toml:ro")
-CTR=$(new_container "$IMAGE") || die "buildah from $IMAGE failed"
+new_container "$IMAGE" || die "buildah from $IMAGE failed"
 
 in_image() {  # in_image OUT_FILE [buildah run options...] -- CMD...; returns CMD's exit code
     local out=$1
@@ -268,6 +276,10 @@ check_case "$OK_KEY" 0 "BALANCE OK"
 # -------------------------------------------------------------- (3) run --
 step "(3) balance-bot run: /healthz, /metrics, HEALTHCHECK, SIGTERM"
 port_free "$PORT" || die "port $PORT on 127.0.0.1 is in use (set SMOKE_PORT)"
+# For the read-only root file system check below: the container's root file
+# system on the host, and a time stamp to compare its files with.
+ROOTFS=$("${BUILDAH[@]}" mount "$CTR") || die "buildah mount $CTR failed"
+touch "$WORK/run.start"
 "${BUILDAH[@]}" run "${RUN[@]}" "${CONFIG[@]}" --env COMETAPI_QUERY_KEY="$OK_KEY" \
     --env BALANCE_BOT_HTTP_LISTEN="127.0.0.1:$PORT" "$CTR" -- balance-bot run \
     >"$WORK/run.out" 2>"$WORK/run.log" &
@@ -347,6 +359,17 @@ else
         fi
     fi
     BOT_PID=""
+fi
+
+# Kubernetes runs it with readOnlyRootFilesystem: state goes to /data (a
+# volume, kept by buildah outside the root file system), nothing else is
+# written (no bytecode, no temp files, no home directory).
+written=$(find "$ROOTFS" -xdev -newer "$WORK/run.start" ! -type d ! -path "$ROOTFS/data/*" \
+    -printf '/%P\n' | head -n 20)
+if [ -z "$written" ]; then
+    pass "run: wrote nothing outside /data (read-only root file system is fine)"
+else
+    fail "run: wrote outside /data: $(tr '\n' ' ' <<<"$written")"
 fi
 
 if grep -qF -e "$LOW_KEY" -e "$OK_KEY" "$WORK"/*.out "$WORK"/*.err "$WORK/run.log" 2>/dev/null; then
