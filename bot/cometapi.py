@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import stamina
+from aiohttp.helpers import get_env_proxy_for_url
 from stamina.instrumentation import RetryDetails
+from yarl import URL
 
 from bot.config import Account
 from bot.logs import log_event
@@ -99,6 +101,7 @@ class CometClient:
         self._timeout = request_timeout
         self._retry = retry
         self._clock = clock
+        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     @staticmethod
     def new_session(concurrency: int = 16) -> aiohttp.ClientSession:
@@ -107,8 +110,19 @@ class CometClient:
             connector=connector,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             raise_for_status=False,
-            trust_env=True,
+            # HTTP(S)_PROXY/NO_PROXY are honoured, looked up once per URL (_proxy_for):
+            # trust_env=True looks them and ~/.netrc up in a worker thread on every request.
+            trust_env=False,
         )
+
+    def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy the environment names for `url`, as aiohttp's trust_env finds it."""
+        if url not in self._proxies:
+            try:
+                self._proxies[url] = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                self._proxies[url] = (None, None)
+        return self._proxies[url]
 
     async def poll(self, account: Account) -> Snapshot | PollFailure:
         """Like fetch, with the failure as a value."""
@@ -154,8 +168,11 @@ class CometClient:
         where = _describe(account.url)
         params = {"key": account.key.get_secret_value()}
         limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+        proxy, proxy_auth = self._proxy_for(account.url)
         try:
-            async with self._session.get(account.url, params=params, timeout=limits) as resp:
+            async with self._session.get(
+                account.url, params=params, timeout=limits, proxy=proxy, proxy_auth=proxy_auth
+            ) as resp:
                 status = resp.status
                 if status in (401, 403):
                     raise FetchError(

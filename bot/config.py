@@ -7,11 +7,12 @@ Every problem is reported at once, each named by its TOML path, e.g.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -234,12 +235,24 @@ class Rule(_Section):
         return level  # type: ignore[return-value]
 
     def matches_account(self, account: str) -> bool:
-        return any(fnmatch.fnmatchcase(account, p) for p in self.accounts)
+        return _globs(tuple(self.accounts))(account) is not None
 
     def matches_key(self, key: str) -> bool:
-        return any(fnmatch.fnmatchcase(key, p) for p in self.keys) and not any(
-            fnmatch.fnmatchcase(key, p) for p in self.exclude_keys
-        )
+        return self.key_matcher()(key)
+
+    def key_matcher(self) -> Callable[[str], bool]:
+        """matches_key, with the globs looked up once for many keys."""
+        include, exclude = _globs(tuple(self.keys)), _globs(tuple(self.exclude_keys))
+        return lambda key: include(key) is not None and exclude(key) is None
+
+
+@functools.lru_cache(maxsize=1024)
+def _globs(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """Matches a name against any of `patterns`, as fnmatchcase would, in one
+    regex: the rule engine asks this for every key of every account and rule."""
+    if not patterns:
+        return lambda _: None
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
 
 
 def _default_recover(below: float) -> float:

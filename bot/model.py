@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -45,9 +45,20 @@ class Snapshot:
     fetched_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["fetched_at"] = self.fetched_at.isoformat()
-        return data
+        # What asdict() gives, without its deep copy of every key: this runs
+        # for every account on every poll.
+        return {
+            "account": self.account,
+            "username": self.username,
+            "total_quota": self.total_quota,
+            "total_used_quota": self.total_used_quota,
+            "request_count": self.request_count,
+            "keys": [
+                {"name": k.name, "remain_quota": k.remain_quota, "used_quota": k.used_quota}
+                for k in self.keys
+            ],
+            "fetched_at": self.fetched_at.isoformat(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
@@ -144,7 +155,8 @@ class Event:
     notify: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # shallow, unlike asdict(): every field is immutable
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("at", "since"):
             if data[name] is not None:
                 data[name] = data[name].isoformat()

@@ -7,8 +7,9 @@ values. Semantics are those of SPEC section 5.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+from typing import NamedTuple
 
 from bot.config import Rule
 from bot.model import (
@@ -27,8 +28,7 @@ from bot.model import (
 TOTAL = "total"
 
 
-@dataclass(frozen=True, slots=True)
-class Measure:
+class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and poll
     """One subject's value as a rule sees it."""
 
     subject: str
@@ -45,6 +45,9 @@ def evaluate(
 ) -> tuple[EngineState, list[Event]]:
     """Apply one poll cycle. Accounts absent from `results` keep their state."""
     alerts = {k: s for k, s in previous.alerts.items() if _still_configured(k, rules)}
+    tracked: dict[tuple[str, str], list[AlertKey]] = {}  # (rule, account) -> its alerts
+    for key in alerts:
+        tracked.setdefault((key.rule, key.account), []).append(key)
     health = dict(previous.health)
     events: list[Event] = []
     for account, result in results.items():
@@ -57,7 +60,8 @@ def evaluate(
             events.extend([event] if event else [])
             for rule in rules:
                 if rule.matches_account(account):
-                    events.extend(_apply_rule(rule, result, alerts, now))
+                    scope = tracked.get((rule.name, account), [])
+                    events.extend(_apply_rule(rule, result, alerts, scope, now))
     return EngineState(alerts, health), events
 
 
@@ -123,8 +127,9 @@ def measures(rule: Rule, snapshot: Snapshot) -> Iterator[Measure]:
     if rule.target == TOTAL:
         yield _measure(rule, TOTAL, snapshot.total_quota, snapshot.total_used_quota)
         return
+    in_scope = rule.key_matcher()
     for key in snapshot.keys:
-        if not key.unlimited and rule.matches_key(key.name):
+        if not key.unlimited and in_scope(key.name):
             yield _measure(rule, key.name, key.remain_quota, key.used_quota)
 
 
@@ -137,12 +142,20 @@ def _measure(rule: Rule, subject: str, remain: float, used: float) -> Measure:
 
 
 def _apply_rule(
-    rule: Rule, snapshot: Snapshot, alerts: dict[AlertKey, AlertState], now: datetime
+    rule: Rule,
+    snapshot: Snapshot,
+    alerts: dict[AlertKey, AlertState],
+    tracked: list[AlertKey],
+    now: datetime,
 ) -> list[Event]:
+    """`tracked`: the keys `alerts` had for this rule and account before."""
     events: list[Event] = []
     seen: set[str] = set()
+    threshold, has_state = rule.threshold, {k.subject for k in tracked}
     for m in measures(rule, snapshot):
         seen.add(m.subject)
+        if m.value >= threshold and m.subject not in has_state:
+            continue  # the common case, what step() does: above and untracked, nothing to do
         key = AlertKey(rule.name, snapshot.account, m.subject)
         state, event = step(rule, alerts.get(key), key, m, now)
         if state is None:
@@ -152,7 +165,7 @@ def _apply_rule(
         if event:
             events.append(event)
     if rule.target != TOTAL:
-        events.extend(_vanished(rule, snapshot, alerts, seen, now))
+        events.extend(_vanished(rule, snapshot, alerts, tracked, seen, now))
     return events
 
 
@@ -160,16 +173,13 @@ def _vanished(
     rule: Rule,
     snapshot: Snapshot,
     alerts: dict[AlertKey, AlertState],
+    tracked: list[AlertKey],
     seen: set[str],
     now: datetime,
 ) -> Iterable[Event]:
     """Keys a rule had state for but no longer measures."""
-    present = {k.name: k for k in snapshot.keys}
-    gone = [
-        k
-        for k in alerts
-        if k.rule == rule.name and k.account == snapshot.account and k.subject not in seen
-    ]
+    gone = [k for k in tracked if k.subject not in seen]
+    present = {k.name: k for k in snapshot.keys} if gone else {}
     for key in gone:
         state = alerts.pop(key)
         balance = present.get(key.subject)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 
 MASK = "***"
 
@@ -26,15 +27,47 @@ _PATTERNS = (
 )
 
 
+MIN_LENGTH = 6
+INDEX_FROM = 32  # with fewer secrets, searching the text for each one is faster
+
+
+class _Index:
+    """The secrets by their first MIN_LENGTH characters. With one query key per
+    account there can be thousands, and every log line is redacted: looking up
+    each position of a line costs the same however many there are."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets  # what it was built from
+        self.rank = {s: i for i, s in enumerate(secrets)}
+        self.by_prefix: dict[str, dict[int, set[str]]] = {}  # prefix -> length -> secrets
+        for secret in secrets:
+            lengths = self.by_prefix.setdefault(secret[:MIN_LENGTH], {})
+            lengths.setdefault(len(secret), set()).add(secret)
+        # a secret containing the mask could appear by masking another: search for each
+        self.usable = not any(MASK[0] in s for s in secrets)
+
+    def candidates(self, text: str) -> list[str]:
+        """The secrets that occur in `text`, in registry order."""
+        found: set[str] = set()
+        for i in range(len(text) - MIN_LENGTH + 1):
+            lengths = self.by_prefix.get(text[i : i + MIN_LENGTH])
+            if lengths:
+                for length, group in lengths.items():
+                    if text[i : i + length] in group:
+                        found.add(text[i : i + length])
+        return sorted(found, key=self.rank.__getitem__)
+
+
 class _Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        self._index: _Index | None = None
 
     def add(self, secret: str) -> None:
         # Very short values would mask innocent text everywhere; they are too
         # weak to be real credentials, and the patterns still apply.
-        if len(secret) < 6:
+        if len(secret) < MIN_LENGTH:
             return
         with self._lock:
             if secret not in self._secrets:
@@ -45,8 +78,16 @@ class _Registry:
         with self._lock:
             self._secrets = ()
 
+    def _candidates(self, text: str) -> Sequence[str]:
+        secrets, index = self._secrets, self._index
+        if len(secrets) < INDEX_FROM:
+            return secrets
+        if index is None or index.secrets is not secrets:
+            index = self._index = _Index(secrets)
+        return index.candidates(text) if index.usable else secrets
+
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self._candidates(text):
             if secret in text:
                 text = text.replace(secret, MASK)
         for pattern in _PATTERNS:
