@@ -1,0 +1,225 @@
+"""Loopback fakes for the benchmark, meant to run in their own process.
+
+    PYTHONPATH=. .venv/bin/python bench/fake_upstream.py --accounts 5000 --keys 50
+
+prints one JSON line with the ports, then serves until stdin closes:
+
+- a fake CometAPI ``GET /user/quota?key=<key>`` for ``--accounts`` accounts,
+  each with its own key (``key_for(i)``) and a SPEC section 2 body with
+  ``--keys`` keys. It is a bare asyncio protocol answering from pre-encoded
+  bytes, so that the fake spends as little CPU per request as possible and
+  the client under test stays the bottleneck. Control (same port):
+  ``/_bench/phase?low=1`` puts the even-numbered accounts at $10 (below the
+  benchmark's $20 rule), ``&upto=K`` only those below K, ``low=0`` puts every
+  account at $100;
+  ``/_bench/delay?ms=50`` holds every /user/quota answer back that long
+  (simulated upstream latency); ``/_bench/stats`` reports the request count,
+  the CLOCK_MONOTONIC time of the first request since ``/_bench/reset``, this
+  process's CPU seconds, and when the fake Telegram received each sendMessage.
+- the fake Telegram Bot API and fake Slack of ``tests/fakes`` (aiohttp), on
+  their own ports, for the notifier measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.slack import FakeSlack
+from tests.fakes.telegram import FakeTelegram
+
+TELEGRAM_TOKEN = "123456789:AAFakeTokenForBench_abcdefghijklmnopq"
+SLACK_BOT_TOKEN = "xoxb-bench-0000000000-bench-bot-token"
+SLACK_APP_TOKEN = "xapp-1-bench-0000000000-bench-app-token"
+SLACK_CHANNEL = "C0BENCH0001"
+LOW_TOTAL, HIGH_TOTAL = 10.0, 100.0
+
+
+def key_for(index: int) -> str:
+    """The query key of account `index` (long enough to count as a secret)."""
+    return f"sk-bench-{index:05d}-0123456789abcdef"
+
+
+def quota_body(index: int, keys: int, total: float) -> bytes:
+    """A /user/quota body shaped like SPEC section 2, with `keys` keys: the
+    query-only token (remain 0), one unlimited key, and limited keys well
+    above the benchmark's key rule ($1)."""
+    entries: list[dict[str, Any]] = [
+        {"name": "balance-query", "remain_quota": 0, "used_quota": 0},
+        {"name": "unlimited-batch", "remain_quota": 999999999, "used_quota": -1},
+    ]
+    prefixes = ("prod", "staging", "dev", "ml")
+    for j in range(max(keys - len(entries), 0)):
+        entries.append(
+            {
+                "name": f"{prefixes[j % len(prefixes)]}-service-{j:03d}",
+                "remain_quota": round(5.0 + (index * 7 + j * 13) % 400 / 4, 6),
+                "used_quota": round(0.5 + (index + j) % 97 / 3, 6),
+            }
+        )
+    body = {
+        "username": f"bench_user_{index:05d}",
+        "total_quota": total,
+        "total_used_quota": 21.065912,
+        "request_count": 1221 + index,
+        "keys": entries[:keys],
+    }
+    return json.dumps(body).encode()
+
+
+def _response(status: str, body: bytes, content_type: str = "application/json") -> bytes:
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class TimedTelegram(FakeTelegram):
+    """FakeTelegram that notes when each sendMessage arrived (CLOCK_MONOTONIC)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.received: list[float] = []
+
+    async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.received.append(time.monotonic())
+        return await super()._api_sendMessage(params)
+
+
+class Comet:
+    """State of the fake CometAPI, shared by every connection."""
+
+    def __init__(self, accounts: int, keys: int, telegram: TimedTelegram) -> None:
+        self.index = {key_for(i): i for i in range(accounts)}
+        self.high = [_response("200 OK", quota_body(i, keys, HIGH_TOTAL)) for i in range(accounts)]
+        self.low = [
+            _response("200 OK", quota_body(i, keys, LOW_TOTAL if i % 2 == 0 else HIGH_TOTAL))
+            for i in range(accounts)
+        ]
+        self.bodies = self.high
+        self.delay = 0.0  # seconds before each /user/quota answer (simulated upstream latency)
+        self.telegram = telegram
+        self.requests = 0
+        self.first_request_at: float | None = None
+        self.rejected = _response("401 Unauthorized", b'{"success": false, "message": "bad key"}')
+        self.not_found = _response("404 Not Found", b"not found", "text/plain")
+
+    def answer(self, target: str) -> tuple[bytes, float]:
+        """The response to a GET of `target`, and how long to hold it back."""
+        parts = urlsplit(target)
+        query = parse_qs(parts.query)
+        if parts.path in ("/user/quota", "/user/quota/"):
+            self.requests += 1
+            if self.first_request_at is None:
+                self.first_request_at = time.monotonic()
+            index = self.index.get(query.get("key", [""])[0])
+            return (self.rejected if index is None else self.bodies[index]), self.delay
+        return self.control(parts.path, query), 0.0
+
+    def control(self, path: str, query: dict[str, list[str]]) -> bytes:
+        if path == "/_bench/phase":
+            if query.get("low", ["0"])[0] != "1":
+                self.bodies = self.high
+            elif "upto" in query:  # only the even-numbered accounts below `upto`
+                upto = int(query["upto"][0])
+                self.bodies = self.low[:upto] + self.high[upto:]
+            else:
+                self.bodies = self.low
+            return self._json({"ok": True})
+        if path == "/_bench/delay":
+            self.delay = float(query.get("ms", ["0"])[0]) / 1000
+            return self._json({"ok": True})
+        if path == "/_bench/reset":
+            self.requests, self.first_request_at = 0, None
+            return self._json({"ok": True})
+        if path == "/_bench/stats":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            return self._json(
+                {
+                    "requests": self.requests,
+                    "first_request_at": self.first_request_at,
+                    "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                    "telegram_received": self.telegram.received,
+                }
+            )
+        return self.not_found
+
+    @staticmethod
+    def _json(data: dict[str, Any]) -> bytes:
+        return _response("200 OK", json.dumps(data).encode())
+
+
+class CometProtocol(asyncio.Protocol):
+    """Minimal HTTP/1.1 keep-alive server for body-less GET requests."""
+
+    def __init__(self, comet: Comet) -> None:
+        self.comet = comet
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            try:
+                _, target, _ = request_line.split(" ", 2)
+            except ValueError:
+                self.transport.close()
+                return
+            response, delay = self.comet.answer(target)
+            close = b"\r\nconnection: close" in head.lower()
+            if delay:
+                asyncio.get_running_loop().call_later(delay, self._send, response, close)
+            else:
+                self._send(response, close)
+            if close:
+                return
+
+    def _send(self, response: bytes, close: bool) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            return
+        self.transport.write(response)
+        if close:
+            self.transport.close()
+
+
+async def serve(accounts: int, keys: int) -> None:
+    telegram = await TimedTelegram(TELEGRAM_TOKEN).start()
+    slack = FakeSlack(SLACK_BOT_TOKEN, SLACK_APP_TOKEN)
+    slack.add_channel(SLACK_CHANNEL, "alerts")
+    await slack.start()
+    comet = Comet(accounts, keys, telegram)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: CometProtocol(comet), "127.0.0.1", 0, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print(json.dumps({"comet": port, "telegram": telegram.port, "slack": slack.port}), flush=True)
+    # Serve until the parent closes our stdin (or dies).
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+    await telegram.stop()
+    await slack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=5000)
+    parser.add_argument("--keys", type=int, default=50)
+    args = parser.parse_args()
+    asyncio.run(serve(args.accounts, args.keys))
+
+
+if __name__ == "__main__":
+    main()
