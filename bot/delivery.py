@@ -61,6 +61,9 @@ def _alert(event: Event) -> tuple[str, str, str]:
     return (event.rule, event.account, event.subject)
 
 
+Queue = tuple[str, str]  # (notifier, destination)
+
+
 class Delivery:
     def __init__(
         self,
@@ -78,36 +81,64 @@ class Delivery:
         self.rand = rand
         self.on_outcome = on_outcome
         self._wake = asyncio.Event()
-        self._one_pass = asyncio.Lock()  # `check` and the loop must never send a row twice
-        self._stopping = False
+        self._stop = asyncio.Event()
+        # One sender per destination at a time, so no row is ever sent twice.
+        self._locks: dict[Queue, asyncio.Lock] = {}
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop.is_set()
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Deliver until stop(); sleeps until the next retry is due or wake()."""
-        while not self._stopping:
-            self._wake.clear()
-            wait = await self.deliver_due()
-            if self._stopping:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-
     def stop(self) -> None:
         """Finish the sends under way, start no new ones."""
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
 
+    async def run(self) -> None:
+        """Deliver until stop(). Each destination has its own worker, so one that
+        hangs or backs off never holds up another; wake() starts workers for new rows."""
+        workers: dict[Queue, asyncio.Task[None]] = {}
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                for queue in self._queues():
+                    if queue not in workers or workers[queue].done():
+                        workers[queue] = asyncio.create_task(self._work(queue))
+                await self._wake.wait()
+            await asyncio.gather(*workers.values())
+        finally:
+            for task in workers.values():
+                task.cancel()
+            await asyncio.gather(*workers.values(), return_exceptions=True)
+
     async def deliver_due(self) -> float | None:
-        """One pass over the outbox; returns seconds until the next retry, if any."""
-        async with self._one_pass:
-            queues: dict[tuple[str, str], list[OutboxRow]] = {}
-            for row in self.store.pending():
-                queues.setdefault((row.notifier, row.destination), []).append(row)
-            waits = await asyncio.gather(*(self._drain(rows) for rows in queues.values()))
+        """One pass over every destination; returns seconds until the next retry, if any."""
+        waits = await asyncio.gather(*(self._pass(queue) for queue in self._queues()))
         due = [w for w in waits if w is not None]
         return max(min(due), 0.0) if due else None
+
+    def _queues(self) -> list[Queue]:
+        return list(dict.fromkeys((row.notifier, row.destination) for row in self.store.pending()))
+
+    async def _work(self, queue: Queue) -> None:
+        while not self._stopping:
+            try:
+                wait = await self._pass(queue)
+                if wait is None and not self.store.pending(queue):
+                    return
+            except Exception as exc:  # the store failed (disk full?): try again later
+                log_event(logger, "delivery.error", logging.ERROR, reason=redact(str(exc)))
+                wait = self.backoff.initial
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
+
+    async def _pass(self, queue: Queue) -> float | None:
+        async with self._locks.setdefault(queue, asyncio.Lock()):
+            return await self._drain(self.store.pending(queue))
 
     async def _drain(self, rows: list[OutboxRow]) -> float | None:
         for row, events in current_events(rows):

@@ -306,11 +306,16 @@ class Store:
 
     # --- outbox ------------------------------------------------------------
 
-    def pending(self) -> list[OutboxRow]:
-        rows = self._conn.execute(
+    def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]:
+        """Undelivered rows in order; only those for (notifier, destination) if given."""
+        sql = (
             "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
-            "next_attempt_at FROM outbox WHERE status='pending' ORDER BY id"
+            "next_attempt_at FROM outbox WHERE status='pending'"
         )
+        if queue is None:
+            rows = self._conn.execute(sql + " ORDER BY id")
+        else:
+            rows = self._conn.execute(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
         return [
             OutboxRow(
                 id=r[0],

@@ -215,3 +215,33 @@ async def test_after_an_outage_only_the_latest_reminder_per_alert_is_sent(store)
     ]
     statuses = store._conn.execute("SELECT status FROM outbox ORDER BY id").fetchall()
     assert [s for (s,) in statuses] == ["delivered", "delivered", "superseded", "delivered"]
+
+
+async def test_a_hung_destination_holds_up_no_other(store):
+    """In the run loop, `a` hangs mid-send while `b` fails, backs off and is
+    retried: b's retry does not wait for a's send to end."""
+
+    class Hanging(Scripted):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+
+        async def send(self, destination: str, payload: str) -> None:
+            if destination == "a":
+                await self.release.wait()
+            await super().send(destination, payload)
+
+    n = Hanging()
+    n.failures["b"] = [DeliveryError("busy", retry_after=0.01)]
+    enqueue(store, ("a", "x"), ("b", "y"))
+    d = Delivery(store, {"fake": n})
+    task = asyncio.create_task(d.run())
+    async with asyncio.timeout(5):
+        await n.got_one.wait()
+    assert [dest for dest, _ in n.sent] == ["b"]
+    n.release.set()
+    d.stop()
+    async with asyncio.timeout(5):
+        await task
+    assert sorted(dest for dest, _ in n.sent) == ["a", "b"]
+    assert store.pending() == []
