@@ -31,6 +31,7 @@ from pydantic import (
 
 from bot import notifiers
 from bot.model import Severity
+from bot.secrets import MIN_LENGTH, redact
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"
@@ -308,28 +309,50 @@ def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "con
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: invalid TOML: {exc}"]) from None
     problems: dict[str, str] = {}
-    data = _interpolate(raw, (), environ, problems)
+    injected: dict[str, str] = {}
+    data = _interpolate(raw, (), environ, problems, injected)
     bad_paths = set(problems)
     for loc, message in _validate(data):
         path = format_path(loc)
         if not any(path == p or path.startswith(p + ".") for p in bad_paths):
             problems.setdefault(path, message)
     if problems:
-        raise ConfigError([f"{path}: {message}" for path, message in problems.items()])
+        raise ConfigError(
+            [f"{path}: {_hide(message, injected)}" for path, message in problems.items()]
+        )
     return Config.model_validate(data)
 
 
-def _interpolate(value: Any, loc: tuple[Any, ...], env: Mapping[str, str], problems: dict) -> Any:
+def _hide(message: str, injected: Mapping[str, str]) -> str:
+    """A message may quote a bad value: show `${VAR}` instead of what the
+    environment put there (it may be a token in the wrong field), and mask
+    token-shaped text such as a `?key=` typed into a URL."""
+    for value in sorted(injected, key=len, reverse=True):
+        message = message.replace(value, injected[value])
+    return redact(message)
+
+
+def _interpolate(
+    value: Any,
+    loc: tuple[Any, ...],
+    env: Mapping[str, str],
+    problems: dict[str, str],
+    injected: dict[str, str],
+) -> Any:
+    """Substitute ${VAR} and ${VAR:-default}; `injected` maps each value taken
+    from the environment to its placeholder."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), env, problems) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), env, problems, injected) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), env, problems) for i, v in enumerate(value)]
+        return [_interpolate(v, (*loc, i), env, problems, injected) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match[1], match[2]
         if name in env:
+            if len(env[name]) >= MIN_LENGTH:  # shorter ones are no secrets, and too common
+                injected[env[name]] = f"${{{name}}}"
             return env[name]
         if default is not None:
             return default

@@ -193,6 +193,22 @@ def test_secret_never_in_problem_text():
     assert all("sk-visible-secret" not in p and "12345" not in p for p in found), found
 
 
+def test_values_from_the_environment_are_shown_as_their_placeholder():
+    """A token in the wrong variable or field must not be echoed by the message
+    that rejects it; nor a key typed into the URL's query string."""
+    text = BASE.replace("[[rules]]", 'url = "${WHERE}"\n\n[[rules]]')
+    text = '[bot]\ninterval = "${TOKEN}"\n' + text
+    found = problems(text, {"TOKEN": "sk-env-secret-77", "WHERE": "sk-env-where-88"})
+    assert found == [
+        "bot.interval: must be a duration such as '30s', '5m', '2h', '1d' or seconds, "
+        "not '${TOKEN}'",
+        "accounts[0].url: must be an http(s) URL without a query string, not '${WHERE}'",
+    ]
+    typed = BASE.replace("[[rules]]", 'url = "https://h/user/quota?key=sk-typed-in-88"\n[[rules]]')
+    (problem,) = problems(typed)
+    assert "sk-typed-in-88" not in problem and "?key=***" in problem
+
+
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
