@@ -107,7 +107,8 @@ class FakeCometAPI:
         async with asyncio.timeout(within), self._served:
             await self._served.wait_for(lambda: len(self.requests) >= count)
 
-    async def start(self) -> FakeCometAPI:
+    async def start(self, port: int = 0) -> FakeCometAPI:
+        """Serve on `port` (0: any free port; pass the old one to come back after stop())."""
         app = web.Application()
         app.router.add_get("/user/quota", self._handle)
         app.router.add_get("/user/quota/", self._handle)
@@ -115,7 +116,7 @@ class FakeCometAPI:
             app, access_log=None, handle_signals=False, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self

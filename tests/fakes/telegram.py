@@ -95,6 +95,7 @@ class FakeTelegram:
         self._next_message = 1
         self._once: dict[tuple[str, int | None], list[Reply]] = {}
         self._always: dict[tuple[str, int | None], Reply] = {}
+        self._hung: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Condition()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -112,6 +113,13 @@ class FakeTelegram:
 
     def fail_always(self, method: str, reply: Reply, chat_id: int | None = None) -> None:
         self._always[(method, chat_id)] = reply
+
+    def hang(self, method: str) -> asyncio.Event:
+        """Calls of `method` are recorded but not answered until the returned
+        event is set; then they fail with a 502 (nothing delivered) and later
+        calls are served normally again."""
+        self._hung[method] = asyncio.Event()
+        return self._hung[method]
 
     def _scripted(self, method: str, chat_id: int | None) -> Reply | None:
         for key in ((method, chat_id), (method, None)):
@@ -207,6 +215,12 @@ class FakeTelegram:
         params = await _params(request)
         chat_id = _int(params.get("chat_id"))
         call = Call(method, params)
+        hung = self._hung.get(method)
+        if hung is not None and not hung.is_set():
+            call.status = 502
+            await self._record(call)
+            await hung.wait()
+            return _error(502, "Bad Gateway")()
         scripted = self._scripted(method, chat_id)
         if scripted is not None:
             response = scripted()
