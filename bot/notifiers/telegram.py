@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import os
 import random
-import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -40,13 +40,16 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from bot.delivery import Backoff
 from bot.logs import log_event
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.render import Line, Message, Span
 from bot.secrets import MASK, RedactingFilter, redact, register
+
+# Time periods as timedelta, as PTB 23 will do by default; without this opt-in
+# PTB 22 warns that the int form is deprecated each time it builds a RetryAfter.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 logger = logging.getLogger(__name__)
 
@@ -395,9 +398,7 @@ def help_lines() -> Sequence[tuple[str, str]]:
 
 
 def _retry_after(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # the int form is deprecated in favour of timedelta
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
+    value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
