@@ -41,7 +41,7 @@ from bot.delivery import Backoff
 from bot.logs import log_event
 from bot.model import Severity
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
-from bot.render import Line, Message, Span
+from bot.render import Message, Span, fit, units
 from bot.secrets import MASK, RedactingFilter, redact, register
 
 logger = logging.getLogger(__name__)
@@ -569,18 +569,18 @@ def render(message: Message) -> list[dict[str, Any]]:
     """
     mark = SEVERITY_MARK.get(message.severity, "") if message.severity else ""
     plain_title = message.title if message.title.strip() else "balance-bot"
-    title = _fit((Span(plain_title, bold=True),), TITLE_BUDGET)
-    fallback = _fit((Span(plain_title),), FALLBACK_CHARS)
+    title = fit((Span(plain_title, bold=True),), TITLE_BUDGET, _span)
+    fallback = fit((Span(plain_title),), FALLBACK_CHARS, _span)
     if mark:
         title, fallback = f"{mark} {title}", f"{mark} {fallback}"
     sections = [
         (
-            _fit((Span(s.heading, bold=True),), HEADING_BUDGET) if s.heading.strip() else "",
-            [text for text in (_fit(line, LINE_BUDGET) for line in s.lines) if text.strip()],
+            fit((Span(s.heading, bold=True),), HEADING_BUDGET, _span) if s.heading.strip() else "",
+            [text for text in (fit(line, LINE_BUDGET, _span) for line in s.lines) if text.strip()],
         )
         for s in message.sections
     ]
-    bodies = _pack(sections, PAYLOAD_BUDGET - _units(title) - 16)
+    bodies = _pack(sections, PAYLOAD_BUDGET - units(title) - 16)
     total = len(bodies)
     payloads = []
     for index, texts in enumerate(bodies, 1):
@@ -598,17 +598,17 @@ def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[list[str]]:
 
     def new_block(text: str) -> bool:
         nonlocal used
-        if len(payloads[-1]) >= MAX_BLOCKS - 1 or used + _units(text) > room:
+        if len(payloads[-1]) >= MAX_BLOCKS - 1 or used + units(text) > room:
             return False
         payloads[-1].append(text)
-        used += _units(text)
+        used += units(text)
         return True
 
     def extend_block(text: str) -> bool:
         nonlocal used
         blocks = payloads[-1]
-        cost = _units(text) + 1
-        if not blocks or _units(blocks[-1]) + cost > TEXT_LIMIT or used + cost > room:
+        cost = units(text) + 1
+        if not blocks or units(blocks[-1]) + cost > TEXT_LIMIT or used + cost > room:
             return False
         blocks[-1] += "\n" + text
         used += cost
@@ -638,31 +638,6 @@ def _block(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _fit(line: Line, budget: int) -> str:
-    """One line as mrkdwn within `budget` units; cut with an ellipsis if longer.
-    Cuts the raw text, never an escape or a bold marker."""
-    full = "".join(_span(s.text, s.bold) for s in line)
-    if _units(full) <= budget:
-        return full
-    out: list[str] = []
-    used = 0
-    for span in line:
-        piece = _span(span.text, span.bold)
-        if used + _units(piece) + 1 <= budget:
-            out.append(piece)
-            used += _units(piece)
-            continue
-        room, kept = budget - used - (2 if span.bold else 0) - 1, 0
-        for char in span.text:
-            room -= _units(_esc(char))
-            if room < 0:
-                break
-            kept += 1
-        out.append(_span(span.text[:kept] + "…", span.bold))
-        break
-    return "".join(out)
-
-
 def _span(text: str, bold: bool) -> str:
     text = _esc(text)
     if not bold:
@@ -678,8 +653,3 @@ def _span(text: str, bold: bool) -> str:
 def _esc(text: str) -> str:
     # Slack mrkdwn needs exactly &, < and > escaped; escaped quotes would show as &#x27;.
     return html.escape(text, quote=False)
-
-
-def _units(text: str) -> int:
-    """Length in UTF-16 code units: an upper bound for however Slack counts."""
-    return len(text.encode("utf-16-le")) // 2

@@ -44,7 +44,7 @@ from telegram.request import HTTPXRequest
 from bot.delivery import Backoff
 from bot.logs import log_event
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
-from bot.render import Line, Message, Span
+from bot.render import Message, Span, fit, units
 from bot.secrets import MASK, RedactingFilter, redact, register
 
 # Time periods as timedelta, as PTB 23 will do by default; without this opt-in
@@ -411,19 +411,19 @@ def render(message: Message) -> list[str]:
     Parts break between lines; each repeats the title with an (i/n) marker, and
     a part that starts inside a section repeats its heading. Deterministic.
     """
-    title = _fit((Span(message.title, bold=True),), TITLE_BUDGET - 16)
+    title = fit((Span(message.title, bold=True),), TITLE_BUDGET - 16, _span)
     sections = [
         (
-            _fit((Span(s.heading, bold=True),), HEADING_BUDGET - len(CONTINUED))
+            fit((Span(s.heading, bold=True),), HEADING_BUDGET - len(CONTINUED), _span)
             if s.heading
             else "",
-            [_fit(line, LINE_BUDGET) for line in s.lines],
+            [fit(line, LINE_BUDGET, _span) for line in s.lines],
         )
         for s in message.sections
     ]
     reserve = 0
     while True:
-        bodies = _pack(sections, LIMIT - _units(title) - reserve)
+        bodies = _pack(sections, LIMIT - units(title) - reserve)
         marker = len(f" ({len(bodies)}/{len(bodies)})") if len(bodies) > 1 else 0
         if marker <= reserve:
             break
@@ -444,7 +444,7 @@ def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[str]:
 
     def add(text: str, separator: str) -> bool:
         nonlocal used
-        cost = _units(text) + (_units(separator) if bodies[-1] else 0)
+        cost = units(text) + (units(separator) if bodies[-1] else 0)
         if bodies[-1] and used + cost > room:
             return False
         bodies[-1].append((separator if bodies[-1] else "") + text)
@@ -471,32 +471,6 @@ def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[str]:
     return ["".join(body) for body in bodies if body] or [""]
 
 
-def _fit(line: Line, budget: int) -> str:
-    """One line as HTML within `budget` units; cut with an ellipsis if it is longer.
-    Cuts the raw text, never an entity or a tag."""
-    full = "".join(_span(s.text, s.bold) for s in line)
-    if _units(full) <= budget:
-        return full
-    out: list[str] = []
-    used = 0
-    for span in line:
-        tags = 7 if span.bold else 0  # <b></b>
-        piece = _esc(span.text)
-        if used + tags + _units(piece) + 1 <= budget:
-            out.append(_span(span.text, span.bold))
-            used += tags + _units(piece)
-            continue
-        room, kept = budget - used - tags - 1, 0
-        for char in span.text:
-            room -= _units(_esc(char))
-            if room < 0:
-                break
-            kept += 1
-        out.append(_span(span.text[:kept] + "…", span.bold))
-        break
-    return "".join(out)
-
-
 def _span(text: str, bold: bool) -> str:
     return f"<b>{_esc(text)}</b>" if bold else _esc(text)
 
@@ -504,8 +478,3 @@ def _span(text: str, bold: bool) -> str:
 def _esc(text: str) -> str:
     # Quotes need no escaping outside attributes; leaving them keeps messages short.
     return html.escape(text, quote=False)
-
-
-def _units(text: str) -> int:
-    """Length as Telegram counts it (UTF-16 code units), an upper bound for any count."""
-    return len(text.encode("utf-16-le")) // 2
