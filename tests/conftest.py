@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,21 @@ from bot.config import Config
 from tests.fakes.cometapi import FakeCometAPI
 
 QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
+
+
+def printed(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """All a test wrote to stdout/stderr and logged during setup and call: messages,
+    structured fields and tracebacks, to be searched for secrets."""
+    out = capsys.readouterr()
+    texts = [out.out, out.err]
+    for record in caplog.get_records("setup") + caplog.get_records("call"):
+        texts.append(record.getMessage())
+        texts.append(repr(getattr(record, "fields", None)))
+        if record.exc_info:
+            texts.append(logging.Formatter().formatException(record.exc_info))
+        if record.exc_text:
+            texts.append(record.exc_text)
+    return texts
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from aiohttp import web
 from bot.cometapi import MAX_BODY_BYTES
 from bot.model import EventKind
 from bot.service import App
-from tests.conftest import QUERY_KEY
+from tests.conftest import QUERY_KEY, printed
 from tests.fakes import slack as fake_slack
 from tests.fakes import telegram as fake_tg
 from tests.fakes.cometapi import (
@@ -155,7 +155,7 @@ async def cycle_kinds(app: App) -> list[EventKind]:
 
 @pytest.mark.parametrize("fault", UPSTREAM_FAULTS.values(), ids=UPSTREAM_FAULTS.keys())
 async def test_bad_upstream_data_is_unavailable_never_a_low_balance(
-    make_config, comet, tmp_path, caplog, fault
+    make_config, comet, tmp_path, caplog, capsys, fault
 ):
     """Three good polls, three bad ones, then good again: the bad ones never fire a
     balance rule, never replace the last good numbers, and raise exactly one
@@ -182,8 +182,7 @@ async def test_bad_upstream_data_is_unavailable_never_a_low_balance(
     expected[unavailable_at] = [EventKind.UNAVAILABLE]
     expected[6] = [EventKind.AVAILABLE]
     assert seen == expected
-    texts = [r.getMessage() + repr(getattr(r, "fields", "")) for r in caplog.records]
-    assert_no_secret(failing.last_error, *texts, files=state_files(tmp_path))
+    assert_no_secret(failing.last_error, *printed(caplog, capsys), files=state_files(tmp_path))
 
 
 async def test_connection_refused_then_back(make_config, comet):

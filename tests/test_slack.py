@@ -31,6 +31,7 @@ from bot.notifiers.slack import (
 )
 from bot.render import Message, Section, Span
 from bot.service import App
+from tests.conftest import printed
 from tests.fakes.cometapi import reply_balance
 from tests.fakes.slack import (
     BOT_NAME,
@@ -85,16 +86,7 @@ def _tokens_never_printed(caplog, capsys):
     """Requirement: neither token appears in any log record or output, in every test."""
     caplog.set_level(logging.DEBUG)
     yield
-    out = capsys.readouterr()
-    texts = [out.out, out.err]
-    for record in caplog.get_records("setup") + caplog.get_records("call"):
-        texts.append(record.getMessage())
-        texts.append(repr(getattr(record, "fields", None)))
-        if record.exc_info:
-            texts.append(logging.Formatter().formatException(record.exc_info))
-        if record.exc_text:
-            texts.append(record.exc_text)
-    leaked = [t for t in texts if any(s in t for s in SECRETS)]
+    leaked = [t for t in printed(caplog, capsys) if any(s in t for s in SECRETS)]
     assert not leaked, leaked[:3]
 
 

@@ -25,6 +25,7 @@ from bot.notifiers.telegram import (
 )
 from bot.render import Message, Section, Span
 from bot.service import App
+from tests.conftest import printed
 from tests.fakes.cometapi import reply_balance
 from tests.fakes.telegram import (
     BOT_USERNAME,
@@ -77,14 +78,7 @@ def _token_never_printed(caplog, capsys):
     """Requirement: the bot token appears in no log record and no output, in every test."""
     caplog.set_level(logging.DEBUG)
     yield
-    out = capsys.readouterr()
-    texts = [out.out, out.err]
-    for record in caplog.get_records("setup") + caplog.get_records("call"):
-        texts.append(record.getMessage())
-        texts.append(repr(getattr(record, "fields", None)))
-        if record.exc_info:
-            texts.append(logging.Formatter().formatException(record.exc_info))
-    leaked = [t for t in texts if SECRET in t]
+    leaked = [t for t in printed(caplog, capsys) if SECRET in t]
     assert not leaked, leaked[:3]
 
 
