@@ -22,6 +22,7 @@ from aiohttp import web
 from bot import config as config_mod
 from bot import secrets
 from bot.logs import log_event
+from bot.web import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class SimulatedCometAPI:
     def __init__(self, key: str) -> None:
         self.key = key
         self.started = time.monotonic()
-        self._runner: web.AppRunner | None = None
+        self._server: WebServer | None = None
         self.url = ""
 
     async def quota(self, request: web.Request) -> web.Response:
@@ -125,16 +126,13 @@ class SimulatedCometAPI:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/user/quota", self.quota)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/user/quota"
+        self._server = WebServer(app, "127.0.0.1", 0)
+        await self._server.start()
+        self.url = f"http://127.0.0.1:{self._server.port}/user/quota"
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        if self._server:
+            await self._server.stop()
 
 
 def _free(port: int) -> bool:

@@ -468,6 +468,13 @@ class App:
             health_app = make_app(lambda: self.monitor.health(scheduler.running), self.metrics)
             self.web = WebServer(health_app, host, port)
             await self.web.start()
+            log_event(
+                logger,
+                "http.listening",
+                host=host,
+                port=self.web.port,
+                urls=f"http://{host}:{self.web.port}/healthz /metrics",
+            )
             self._stack.push_async_callback(self.web.stop)
         await self.start_notifiers(listen=True)
         log_event(

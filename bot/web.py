@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -10,10 +9,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.logs import log_event
 from bot.metrics import Metrics
-
-logger = logging.getLogger(__name__)
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -34,25 +30,22 @@ def make_app(health: Health, metrics: Metrics) -> web.Application:
 
 
 class WebServer:
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    """An aiohttp app served on the running loop; `port` is the bound one after
+    start() (ask for 0 to get any free port)."""
+
+    def __init__(
+        self, app: web.Application, host: str, port: int, shutdown_timeout: float = 2.0
+    ) -> None:
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+            app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
         )
-        self._host, self._port = host, port
-        self.port = port
+        self.host, self.port = host, port
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        self.port = self._runner.addresses[0][1]  # the bound port, when 0 asked for any
-        log_event(
-            logger,
-            "http.listening",
-            host=self._host,
-            port=self.port,
-            urls=f"http://{self._host}:{self.port}/healthz /metrics",
-        )
+        self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         await self._runner.cleanup()

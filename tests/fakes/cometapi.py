@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.web import WebServer
+
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -83,7 +85,7 @@ class FakeCometAPI:
         self.default: Responder = reply_balance(100.0)
         self.requests: list[web.Request] = []
         self._served = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
+        self._server: WebServer | None = None
         self.port = 0
 
     @property
@@ -112,15 +114,11 @@ class FakeCometAPI:
         app = web.Application()
         app.router.add_get("/user/quota", self._handle)
         app.router.add_get("/user/quota/", self._handle)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._server = WebServer(app, "127.0.0.1", port, shutdown_timeout=0.5)
+        await self._server.start()
+        self.port = self._server.port
         return self
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        if self._server:
+            await self._server.stop()

@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from bot.web import WebServer
+
 TEAM_ID = "T0FAKE0001"
 APP_ID = "A0FAKE0001"
 BOT_USER_ID = "U0BOT00001"
@@ -173,7 +175,7 @@ class FakeSlack:
         self._transport: asyncio.BaseTransport | None = None
         self._sent_at: dict[str, float] = {}
         self._envelopes = 0
-        self._runner: web.AppRunner | None = None
+        self._server: WebServer | None = None
         self.port = 0
 
     # --- set-up -------------------------------------------------------------
@@ -194,20 +196,16 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/response/{envelope}", self._response)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        await self._server.start()
+        self.port = self._server.port
         return self
 
     async def stop(self) -> None:
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
-        if self._runner:
-            await self._runner.cleanup()
+        if self._server:
+            await self._server.stop()
 
     # --- waiting ------------------------------------------------------------
 

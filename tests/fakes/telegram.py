@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.web import WebServer
+
 BOT_ID = 7000000001
 BOT_USERNAME = "BalanceTestBot"
 
@@ -98,7 +100,7 @@ class FakeTelegram:
         self._hung: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Condition()
         self._closing = False
-        self._runner: web.AppRunner | None = None
+        self._server: WebServer | None = None
         self.port = 0
 
     @property
@@ -304,21 +306,17 @@ class FakeTelegram:
     async def start(self) -> FakeTelegram:
         app = web.Application()
         app.router.add_route("*", "/{bot}/{method}", self._handle)
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        await self._server.start()
+        self.port = self._server.port
         return self
 
     async def stop(self) -> None:
         async with self._changed:
             self._closing = True  # long polls under way return at once
             self._changed.notify_all()
-        if self._runner:
-            await self._runner.cleanup()
+        if self._server:
+            await self._server.stop()
 
 
 def _chat(chat_id: int, chat_type: str | None) -> dict[str, Any]:
