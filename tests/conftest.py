@@ -84,3 +84,51 @@ url = "{comet.url}"
         return cfg
 
     return build
+
+
+PROCESS_RULES = (
+    RULES
+    + """
+[[rules]]
+name = "account-empty"
+target = "total"
+below = 5
+recover_above = 10
+severity = "critical"
+"""
+)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, comet: FakeCometAPI) -> Callable[..., str]:
+    """Writes rules.toml for a `python -m bot` process (key from $TEST_QUERY_KEY,
+    interval 1s); `bot` adds [bot] options, `accounts` options of the account,
+    `extra` more sections after the rules (e.g. notifiers). Returns its path."""
+
+    def write(
+        rules: str = PROCESS_RULES,
+        bot: str = "",
+        accounts: str = "",
+        listen: str = "",
+        extra: str = "",
+    ) -> str:
+        path = tmp_path / "rules.toml"
+        path.write_text(f"""
+[bot]
+interval = "1s"
+state_path = "{tmp_path / "state.db"}"
+http_listen = "{listen}"
+request_timeout = "1s"
+{bot}
+
+[[accounts]]
+name = "main"
+key = "${{TEST_QUERY_KEY}}"
+url = "{comet.url}"
+{accounts}
+{rules}
+{extra}
+""")
+        return str(path)
+
+    return write

@@ -8,49 +8,10 @@ import signal
 
 import pytest
 
+from tests.conftest import PROCESS_RULES as RULES
 from tests.conftest import QUERY_KEY
 from tests.fakes.cometapi import reply_balance, reply_raw, reply_stall, reply_status
 from tests.process import BotProcess, run_bot
-
-RULES = """
-[[rules]]
-name = "account-low"
-target = "total"
-below = 20
-recover_above = 25
-
-[[rules]]
-name = "account-empty"
-target = "total"
-below = 5
-recover_above = 10
-severity = "critical"
-"""
-
-
-@pytest.fixture
-def write_config(tmp_path, comet):
-    def write(rules: str = RULES, bot: str = "", accounts: str = "") -> str:
-        path = tmp_path / "rules.toml"
-        path.write_text(f"""
-[bot]
-interval = "1s"
-state_path = "{tmp_path / "state.db"}"
-http_listen = ""
-request_timeout = "1s"
-{bot}
-
-[[accounts]]
-name = "main"
-key = "${{TEST_QUERY_KEY}}"
-url = "{comet.url}"
-{accounts}
-{rules}
-""")
-        return str(path)
-
-    return write
-
 
 ENV = {"TEST_QUERY_KEY": QUERY_KEY}
 

@@ -22,7 +22,6 @@ from tests.conftest import QUERY_KEY, printed
 from tests.fakes import slack as fake_slack
 from tests.fakes import telegram as fake_tg
 from tests.fakes.cometapi import (
-    FakeCometAPI,
     Responder,
     quota,
     reply_balance,
@@ -233,46 +232,35 @@ async def test_odd_but_valid_bodies_are_read_for_what_they_say(make_config, come
 # --- the program as a real process --------------------------------------------------------
 
 
-def config_text(
-    tmp_path: Path,
-    comet: FakeCometAPI,
-    tg: FakeTelegram | None = None,
-    slack: FakeSlack | None = None,
-    bot: str = "",
-    chats: tuple[int, ...] = (CHAT,),
-) -> str:
-    text = f"""
-[bot]
-interval = "1s"
-state_path = "{tmp_path / "state.db"}"
-request_timeout = "1s"
-stale_after = 2
-{bot}
+@pytest.fixture
+def config(write_config):
+    """rules.toml with RULES, stale_after 2 and the given fakes as notifiers."""
 
-[[accounts]]
-name = "main"
-key = "${{TEST_QUERY_KEY}}"
-url = "{comet.url}"
-{RULES}
-"""
-    if tg:
-        text += f"""
+    def write(
+        tg: FakeTelegram | None = None,
+        slack: FakeSlack | None = None,
+        listen: str = "",
+        chats: tuple[int, ...] = (CHAT,),
+    ) -> str:
+        sections = ""
+        if tg:
+            sections += f"""
 [notifiers.telegram]
 token = "${{TEST_TG_TOKEN}}"
 chat_ids = [{", ".join(map(str, chats))}]
 api_url = "{tg.url}"
 """
-    if slack:
-        text += f"""
+        if slack:
+            sections += f"""
 [notifiers.slack]
 bot_token = "${{TEST_SLACK_BOT}}"
 app_token = "${{TEST_SLACK_APP}}"
 channel = "{CHANNEL}"
 api_url = "{slack.url}"
 """
-    path = tmp_path / "rules.toml"
-    path.write_text(text)
-    return str(path)
+        return write_config(RULES, bot="stale_after = 2", listen=listen, extra=sections)
+
+    return write
 
 
 @pytest.fixture
@@ -316,7 +304,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_memory_stays_bounded_under_huge_and_endless_bodies(tmp_path, comet):
+async def test_memory_stays_bounded_under_huge_and_endless_bodies(tmp_path, comet, config):
     """Tens of thousands of keys, then a body four times the size bound, over and
     over: the process's peak memory stays far below what reading it all would take."""
     many = [
@@ -325,7 +313,7 @@ async def test_memory_stays_bounded_under_huge_and_endless_bodies(tmp_path, come
     ]
     comet.default = reply_endless()
     comet.push(*[reply_balance(100, many), reply_endless(), reply_endless()] * 3)
-    bot = await start_bot(config_text(tmp_path, comet))
+    bot = await start_bot(config())
     await comet.wait_requests(12, within=60)
     status = Path(f"/proc/{bot.proc.pid}/status").read_text()  # type: ignore[union-attr]
     peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
@@ -336,7 +324,7 @@ async def test_memory_stays_bounded_under_huge_and_endless_bodies(tmp_path, come
     assert_no_secret(bot.stdout, bot.stderr, files=state_files(tmp_path))
 
 
-async def test_notifier_faults_delay_but_never_lose_or_repeat(tmp_path, comet, tg, slack):
+async def test_notifier_faults_delay_but_never_lose_or_repeat(tmp_path, comet, tg, slack, config):
     """Telegram answers 429 then 500 for one chat and 403 (bot blocked) for
     another; Slack hangs, then fails, then is rate limited. Each working
     destination gets the alert exactly once, the blocked chat is named in the log
@@ -352,9 +340,7 @@ async def test_notifier_faults_delay_but_never_lose_or_repeat(tmp_path, comet, t
     )
     comet.default = reply_balance(10)
     bot = await start_bot(
-        config_text(
-            tmp_path, comet, tg, slack, 'http_listen = "127.0.0.1:0"', (CHAT, BLOCKED_CHAT)
-        ),
+        config(tg, slack, listen="127.0.0.1:0", chats=(CHAT, BLOCKED_CHAT)),
         "--log-format",
         "json",
     )
@@ -393,20 +379,20 @@ async def test_notifier_faults_delay_but_never_lose_or_repeat(tmp_path, comet, t
     assert_no_secret(bot.stdout, bot.stderr, text, health, *calls, files=state_files(tmp_path))
 
 
-async def test_sigkill_during_a_send_then_restart_delivers_the_alert(tmp_path, comet, tg):
+async def test_sigkill_during_a_send_then_restart_delivers_the_alert(tmp_path, comet, tg, config):
     """The outcome of the interrupted send is unknown, so the restarted process
     sends it again from the outbox; the crossing is not evaluated twice."""
     release = tg.hang("sendMessage")
     comet.default = reply_balance(10)
-    config = config_text(tmp_path, comet, tg)
-    bot = await start_bot(config)
+    path = config(tg)
+    bot = await start_bot(path)
     await tg.wait_calls("sendMessage", 1)
     assert len(logged(bot, "alert.fire")) == 1
     bot.kill()
     await bot.wait()
     release.set()  # the hung request ends; the fake delivered nothing
 
-    bot = await start_bot(config)
+    bot = await start_bot(path)
     (alert,) = await tg.wait_sent(1)
     assert "WARNING · main / total: $10.00 left" in plain(alert.text)
     polls = len(comet.requests)
@@ -417,17 +403,17 @@ async def test_sigkill_during_a_send_then_restart_delivers_the_alert(tmp_path, c
     assert_no_secret(bot.stdout, bot.stderr, files=state_files(tmp_path))
 
 
-async def test_sigkill_during_a_cycle_then_restart_fires_nothing_twice(tmp_path, comet, tg):
+async def test_sigkill_during_a_cycle_then_restart_fires_nothing_twice(tmp_path, comet, tg, config):
     comet.push(reply_balance(10), reply_stall(30))
     comet.default = reply_balance(10)
-    config = config_text(tmp_path, comet, tg)
-    bot = await start_bot(config)
+    path = config(tg)
+    bot = await start_bot(path)
     await tg.wait_sent(1)
     await comet.wait_requests(2)  # the second poll hangs: the cycle is under way
     bot.kill()
     await bot.wait()
 
-    bot = await start_bot(config)
+    bot = await start_bot(path)
     polls = len(comet.requests)
     await comet.wait_requests(polls + 2)
     assert not logged(bot, "alert.fire")
@@ -439,18 +425,18 @@ async def test_sigkill_during_a_cycle_then_restart_fires_nothing_twice(tmp_path,
     assert_no_secret(bot.stdout, bot.stderr, files=state_files(tmp_path))
 
 
-async def test_sigterm_during_a_send_exits_0_and_keeps_the_alert(tmp_path, comet, tg):
+async def test_sigterm_during_a_send_exits_0_and_keeps_the_alert(tmp_path, comet, tg, config):
     release = tg.hang("sendMessage")
     comet.default = reply_balance(10)
-    config = config_text(tmp_path, comet, tg)
-    bot = await start_bot(config)
+    path = config(tg)
+    bot = await start_bot(path)
     await tg.wait_calls("sendMessage", 1)
     assert await bot.stop(signal.SIGTERM, within=30) == 0
     assert "bot.stopped" in bot.stderr
     assert not tg.sent
     release.set()
 
-    bot = await start_bot(config)
+    bot = await start_bot(path)
     (alert,) = await tg.wait_sent(1)
     assert "WARNING · main / total: $10.00 left" in plain(alert.text)
     assert await bot.stop() == 0
@@ -461,7 +447,7 @@ async def test_sigterm_during_a_send_exits_0_and_keeps_the_alert(tmp_path, comet
 # --- the secret audit ---------------------------------------------------------------------
 
 
-async def test_secret_audit(tmp_path, comet, tg, slack):
+async def test_secret_audit(tmp_path, comet, tg, slack, config):
     """One pass through the scenarios above with every secret set to a distinctive
     value: alerts and retries on both chats, /balance from allowed and refused
     chats while the upstream quotes the key back, an outage, a rejected key, a
@@ -470,13 +456,13 @@ async def test_secret_audit(tmp_path, comet, tg, slack):
     searched: stdout, stderr (JSON and human), all that reached the fake
     Telegram and Slack, /metrics, /healthz, the state file with its WAL."""
     out: list[str | bytes] = []
-    config = config_text(tmp_path, comet, tg, slack, 'http_listen = "127.0.0.1:0"')
+    path = config(tg, slack, listen="127.0.0.1:0")
     tg.fail("sendMessage", fake_tg.retry_after(1))
     slack.fail("chat.postMessage", fake_slack.rate_limited(1))
     keys = [{"name": "prod <&>", "remain_quota": 1, "used_quota": 2}]
     comet.default = reply_balance(10, keys)
 
-    bot = await start_bot(config, "--log-format", "json")
+    bot = await start_bot(path, "--log-format", "json")
     await bot.wait_for(lambda lines: any("http.listening" in line for line in lines))
     (listening,) = [e for e in bot.json_lines() if e["event"] == "http.listening"]
     base = f"http://127.0.0.1:{listening['port']}"
@@ -506,18 +492,18 @@ async def test_secret_audit(tmp_path, comet, tg, slack):
     out += [bot.stdout, bot.stderr]
 
     comet.default = reply_echoing_the_url(403)  # the key is rejected, and quoted
-    bot = await start_bot(config)
+    bot = await start_bot(path)
     await bot.wait_for(lambda lines: any("key rejected" in line for line in lines))
     assert await bot.stop() == 0
     out += [bot.stdout, bot.stderr]
 
     for args in (("check",), ("check", "--json")):
-        check = await BotProcess(*args, "-c", config, env=ENV).start()
+        check = await BotProcess(*args, "-c", path, env=ENV).start()
         assert await check.wait() == 3
         out += [check.stdout, check.stderr]
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        Path(config).read_text().replace('interval = "1s"', 'interval = "${TEST_TG_TOKEN}"')
+        Path(path).read_text().replace('interval = "1s"', 'interval = "${TEST_TG_TOKEN}"')
     )
     validate = await BotProcess("validate", "-c", str(bad), env=ENV).start()
     assert await validate.wait() == 3
