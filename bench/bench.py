@@ -43,7 +43,7 @@ from typing import Any
 SCRIPT = Path(__file__).resolve()
 BENCH = SCRIPT.parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT), str(BENCH)]  # `bot`, `tests.fakes` and `fake_upstream`
+sys.path[:0] = [str(ROOT), str(BENCH)]  # `bot`, `fakes` and `fake_upstream`
 
 import aiohttp  # noqa: E402
 from fake_upstream import (  # noqa: E402

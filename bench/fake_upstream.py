@@ -16,7 +16,7 @@ prints one JSON line with the ports, then serves until stdin closes:
   (simulated upstream latency); ``/_bench/stats`` reports the request count,
   the CLOCK_MONOTONIC time of the first request since ``/_bench/reset``, this
   process's CPU seconds, and when the fake Telegram received each sendMessage.
-- the fake Telegram Bot API and fake Slack of ``tests/fakes`` (aiohttp), on
+- the fake Telegram Bot API and fake Slack of ``fakes`` (aiohttp), on
   their own ports, for the notifier measurements.
 """
 
@@ -31,8 +31,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.slack import FakeSlack
-from tests.fakes.telegram import FakeTelegram
+from fakes.slack import FakeSlack
+from fakes.telegram import FakeTelegram
 
 TELEGRAM_TOKEN = "123456789:AAFakeTokenForBench_abcdefghijklmnopq"
 SLACK_BOT_TOKEN = "xoxb-bench-0000000000-bench-bot-token"

@@ -9,7 +9,7 @@ key. Listens on 127.0.0.1 (port 0 = any free port; the bound port is written
 to --port-file once the server accepts connections) until SIGTERM/SIGINT.
 
 Only the standard library, so it runs with any host python3, before or
-without the project's venv. tests/fakes/cometapi.py is the scriptable
+without the project's venv. fakes/cometapi.py is the scriptable
 in-process fake the test suite uses.
 """
 

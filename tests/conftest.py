@@ -9,7 +9,7 @@ import pytest
 from bot import config as config_mod
 from bot import secrets
 from bot.config import Config
-from tests.fakes.cometapi import FakeCometAPI
+from fakes.cometapi import FakeCometAPI
 
 QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
 

@@ -8,9 +8,9 @@ import signal
 
 import pytest
 
+from fakes.cometapi import reply_balance, reply_raw, reply_stall, reply_status
 from tests.conftest import PROCESS_RULES as RULES
 from tests.conftest import QUERY_KEY
-from tests.fakes.cometapi import reply_balance, reply_raw, reply_stall, reply_status
 from tests.process import BotProcess, run_bot
 
 ENV = {"TEST_QUERY_KEY": QUERY_KEY}

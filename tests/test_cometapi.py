@@ -18,14 +18,14 @@ from aioresponses import core as aioresponses_core
 from bot.cometapi import MAX_BODY_BYTES, CometClient, FetchError, RetryPolicy, parse_quota
 from bot.config import Account
 from bot.model import FailureKind, PollFailure
-from tests.conftest import QUERY_KEY
-from tests.fakes.cometapi import (
+from fakes.cometapi import (
     reply_balance,
     reply_json,
     reply_raw,
     reply_stall,
     reply_status,
 )
+from tests.conftest import QUERY_KEY
 
 FAST = RetryPolicy(attempts=3, deadline=10, wait_initial=0.01, wait_max=0.05, wait_jitter=0.01)
 DOC_EXAMPLE = {

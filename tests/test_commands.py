@@ -8,7 +8,7 @@ from bot.cometapi import RetryPolicy
 from bot.commands import ChatCommands
 from bot.render import MARK
 from bot.service import App
-from tests.fakes.cometapi import reply_balance, reply_status
+from fakes.cometapi import reply_balance, reply_status
 
 FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
 

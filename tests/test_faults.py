@@ -18,10 +18,9 @@ from aiohttp import web
 from bot.cometapi import MAX_BODY_BYTES
 from bot.model import EventKind
 from bot.service import App
-from tests.conftest import QUERY_KEY, printed
-from tests.fakes import slack as fake_slack
-from tests.fakes import telegram as fake_tg
-from tests.fakes.cometapi import (
+from fakes import slack as fake_slack
+from fakes import telegram as fake_tg
+from fakes.cometapi import (
     Responder,
     quota,
     reply_balance,
@@ -30,8 +29,9 @@ from tests.fakes.cometapi import (
     reply_stall,
     reply_status,
 )
-from tests.fakes.slack import FakeSlack
-from tests.fakes.telegram import FakeTelegram
+from fakes.slack import FakeSlack
+from fakes.telegram import FakeTelegram
+from tests.conftest import QUERY_KEY, printed
 from tests.process import BotProcess
 from tests.test_service import FAST
 

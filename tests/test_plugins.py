@@ -10,7 +10,7 @@ from bot.cometapi import RetryPolicy
 from bot.notifiers import ENTRY_POINT_GROUP, Notifier, NotifierConfig
 from bot.render import Message
 from bot.service import App
-from tests.fakes.cometapi import reply_balance
+from fakes.cometapi import reply_balance
 
 FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
 

@@ -7,7 +7,7 @@ import logging
 from bot.cometapi import RetryPolicy
 from bot.model import EventKind
 from bot.service import App
-from tests.fakes.cometapi import reply_balance, reply_raw, reply_status
+from fakes.cometapi import reply_balance, reply_raw, reply_status
 
 FAST = RetryPolicy(attempts=2, deadline=5, wait_initial=0.01, wait_max=0.02, wait_jitter=0)
 

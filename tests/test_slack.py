@@ -31,9 +31,8 @@ from bot.notifiers.slack import (
 )
 from bot.render import Message, Section, Span
 from bot.service import App
-from tests.conftest import printed
-from tests.fakes.cometapi import reply_balance
-from tests.fakes.slack import (
+from fakes.cometapi import reply_balance
+from fakes.slack import (
     BOT_NAME,
     FakeSlack,
     api_error,
@@ -42,6 +41,7 @@ from tests.fakes.slack import (
     server_error,
     text_objects,
 )
+from tests.conftest import printed
 
 BOT_TOKEN = "xoxb-test-SECRET-bot-token-123"
 APP_TOKEN = "xapp-1-test-SECRET-app-token-456"

@@ -25,9 +25,8 @@ from bot.notifiers.telegram import (
 )
 from bot.render import Message, Section, Span
 from bot.service import App
-from tests.conftest import printed
-from tests.fakes.cometapi import reply_balance
-from tests.fakes.telegram import (
+from fakes.cometapi import reply_balance
+from fakes.telegram import (
     BOT_USERNAME,
     FakeTelegram,
     bad_request,
@@ -37,6 +36,7 @@ from tests.fakes.telegram import (
     retry_after,
     server_error,
 )
+from tests.conftest import printed
 
 TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
 SECRET = TOKEN.split(":", 1)[1]

@@ -10,8 +10,8 @@ import pytest
 
 from bot.cometapi import RetryPolicy
 from bot.service import App
+from fakes.cometapi import reply_balance, reply_status
 from tests.conftest import QUERY_KEY
-from tests.fakes.cometapi import reply_balance, reply_status
 
 FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
 
@@ -128,7 +128,7 @@ async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
 async def test_slow_polls_never_overlap(serve, comet):
     from aiohttp import web
 
-    from tests.fakes.cometapi import quota
+    from fakes.cometapi import quota
 
     in_flight = peak = 0
 
