@@ -9,14 +9,22 @@ method with `fail()`. The websocket says hello, delivers slash commands
 (`slash()`), records acks with their delay, and can be dropped three ways.
 Response URLs (`/response/<envelope id>`) record what they receive.
 
+Buttons: posted messages are kept by (channel, ts); chat.update replaces them
+(`updated`, `wait_updated()`); `block_action()` delivers a button click as an
+`interactive` envelope with a `block_actions` payload; `late_acks()` lists the
+envelopes not acknowledged within `ack_deadline` (3 s, as Slack allows).
+
 Tests wait on conditions, never on sleeps: `wait_calls()`, `wait_posted()`,
-`wait_connections()`, `wait_ack()`, `wait_responses()`.
+`wait_connections()`, `wait_ack()`, `wait_responses()`, `wait_updated()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +37,7 @@ TEAM_ID = "T0FAKE0001"
 APP_ID = "A0FAKE0001"
 BOT_USER_ID = "U0BOT00001"
 BOT_NAME = "balancebot"
+BOT_ID = "B0BOT00001"
 
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,6 +90,11 @@ MAX_BLOCKS = 50
 TEXT_LIMIT = 3000
 BLOCKS_TEXT_LIMIT = 12_000  # observed: msg_blocks_too_long above ~12k characters in total
 MESSAGE_TEXT_LIMIT = 40_000
+ACTIONS_ELEMENTS_LIMIT = 25  # elements in one actions block
+BUTTON_TEXT_LIMIT = 75  # a button's plain_text label
+BUTTON_VALUE_LIMIT = 2000
+ACTION_ID_LIMIT = 255
+ACK_DEADLINE = 3.0  # seconds Slack waits for an envelope's ack before showing an error
 
 
 def text_objects(blocks: list[dict[str, Any]]) -> list[str]:
@@ -101,6 +115,46 @@ def text_objects(blocks: list[dict[str, Any]]) -> list[str]:
     return found
 
 
+def _nodes(node: Any) -> list[dict[str, Any]]:
+    """Every object inside `node`, depth first."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        found.append(node)
+        for value in node.values():
+            found.extend(_nodes(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_nodes(value))
+    return found
+
+
+def interactive_problem(blocks: list[dict[str, Any]]) -> str:
+    """'invalid_blocks' if the buttons and actions break Slack's limits, else ''."""
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or len(elements) > ACTIONS_ELEMENTS_LIMIT:
+                return "invalid_blocks"
+    action_ids: list[str] = []
+    for node in _nodes(blocks):
+        if "action_id" in node:
+            action_id = node["action_id"]
+            if not isinstance(action_id, str) or len(action_id) > ACTION_ID_LIMIT:
+                return "invalid_blocks"
+            action_ids.append(action_id)
+        if node.get("type") == "button":
+            label = node.get("text")
+            if not isinstance(label, dict) or label.get("type") != "plain_text":
+                return "invalid_blocks"
+            if len(str(label.get("text", ""))) > BUTTON_TEXT_LIMIT:
+                return "invalid_blocks"
+            if len(str(node.get("value", ""))) > BUTTON_VALUE_LIMIT:
+                return "invalid_blocks"
+    if len(action_ids) != len(set(action_ids)):
+        return "invalid_blocks"
+    return ""
+
+
 def message_problem(body: dict[str, Any]) -> str:
     """The error Slack would answer for this message, or ''."""
     blocks = body.get("blocks")
@@ -116,6 +170,8 @@ def message_problem(body: dict[str, Any]) -> str:
             return "invalid_blocks"
         texts = text_objects(blocks)
         if any(len(t) > TEXT_LIMIT or not t.strip() for t in texts):
+            return "invalid_blocks"
+        if interactive_problem(blocks):
             return "invalid_blocks"
         if sum(len(t) for t in texts) > BLOCKS_TEXT_LIMIT:
             return "msg_blocks_too_long"
@@ -140,6 +196,48 @@ class Posted:
     text: str
     blocks: list[dict[str, Any]]
     args: dict[str, Any]
+    ts: str = ""
+
+
+@dataclass
+class StoredMessage:
+    """A message in a channel as it stands now (the latest chat.update)."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]  # as Slack keeps them: every block has a block_id
+    user: str = BOT_USER_ID
+    bot_id: str | None = BOT_ID  # None: not posted by the bot
+    edited_ts: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The message object, as conversations.history or a payload carries it."""
+        message: dict[str, Any] = {
+            "type": "message",
+            "ts": self.ts,
+            "user": self.user,
+            "text": self.text,
+            "team": TEAM_ID,
+            "blocks": copy.deepcopy(self.blocks),
+        }
+        if self.bot_id:
+            message["bot_id"] = self.bot_id
+            message["app_id"] = APP_ID
+        if self.edited_ts:
+            message["edited"] = {"user": self.user, "ts": self.edited_ts}
+        return message
+
+
+@dataclass
+class Updated:
+    """A successful chat.update."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    args: dict[str, Any]
 
 
 @dataclass
@@ -147,6 +245,7 @@ class Ack:
     envelope_id: str
     delay: float  # seconds from sending the envelope to receiving its ack
     body: dict[str, Any]
+    late: bool = False  # arrived after `ack_deadline`: Slack had shown the user an error
 
 
 @dataclass
@@ -166,6 +265,9 @@ class FakeSlack:
     def __post_init__(self) -> None:
         self.calls: list[Call] = []
         self.posted: list[Posted] = []
+        self.messages: dict[tuple[str, str], StoredMessage] = {}  # (channel, ts)
+        self.updated: list[Updated] = []
+        self.ack_deadline = ACK_DEADLINE
         self.acks: dict[str, Ack] = {}
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.connections = 0  # websocket connections accepted so far
@@ -190,6 +292,21 @@ class FakeSlack:
     def fail(self, method: str, *replies: Reply) -> None:
         """The next calls of `method` get these replies, in order."""
         self.script.setdefault(method, []).extend(replies)
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        user: str = "U0USER0001",
+    ) -> str:
+        """Put a message someone else wrote in `channel` (the bot may not update
+        it); returns its ts."""
+        ts = f"{1600000000 + len(self.messages)}.000200"
+        self.messages[(channel, ts)] = StoredMessage(
+            channel, ts, text, _with_block_ids(blocks or []), user, None
+        )
+        return ts
 
     async def start(self) -> FakeSlack:
         app = web.Application()
@@ -228,6 +345,11 @@ class FakeSlack:
         await self._wait(lambda: len(self.posted) >= count, within)
         return self.posted
 
+    async def wait_updated(self, count: int, within: float = 10.0) -> list[Updated]:
+        """Until `count` chat.update calls have succeeded in total."""
+        await self._wait(lambda: len(self.updated) >= count, within)
+        return self.updated
+
     async def wait_connections(self, count: int, within: float = 10.0) -> None:
         """Until `count` websockets have been accepted and one is open."""
         await self._wait(lambda: self.connections >= count and self._open(), within)
@@ -241,6 +363,17 @@ class FakeSlack:
     ) -> list[dict[str, Any]]:
         await self._wait(lambda: len(self.responses.get(envelope_id, [])) >= count, within)
         return self.responses[envelope_id]
+
+    def late_acks(self) -> list[str]:
+        """The envelopes Slack would have given up on by now: acked after
+        `ack_deadline`, or not acked and sent longer ago than that."""
+        now = asyncio.get_running_loop().time()
+        late = []
+        for envelope, sent_at in self._sent_at.items():
+            ack = self.acks.get(envelope)
+            if ack.late if ack else now - sent_at > self.ack_deadline:
+                late.append(envelope)
+        return late
 
     def _open(self) -> bool:
         return self._ws is not None and not self._ws.closed
@@ -284,7 +417,7 @@ class FakeSlack:
                 user=BOT_NAME,
                 team_id=TEAM_ID,
                 user_id=BOT_USER_ID,
-                bot_id="B0BOT00001",
+                bot_id=BOT_ID,
             )
         if method == "apps.connections.open":
             return _ok(url=f"ws://127.0.0.1:{self.port}/link")
@@ -299,6 +432,8 @@ class FakeSlack:
             )
         if method in ("chat.postMessage", "chat.postEphemeral"):
             return self._post(method, args)
+        if method == "chat.update":
+            return self._update(args)
         return _fail("unknown_method")
 
     def _post(self, method: str, args: dict[str, Any]) -> web.StreamResponse:
@@ -313,8 +448,38 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
-        self.posted.append(Posted(method, channel.id, args.get("text") or "", blocks, args))
-        return _ok(channel=channel.id, ts=f"{1700000000 + len(self.posted)}.000100")
+        ts = f"{1700000000 + len(self.posted) + 1}.000100"
+        text = args.get("text") or ""
+        self.posted.append(Posted(method, channel.id, text, blocks, args, ts))
+        if method == "chat.postEphemeral":
+            return _ok(channel=channel.id, ts=ts)
+        stored = StoredMessage(channel.id, ts, text, _with_block_ids(blocks))
+        self.messages[(channel.id, ts)] = stored
+        return _ok(channel=channel.id, ts=ts, message=stored.as_json())
+
+    def _update(self, args: dict[str, Any]) -> web.StreamResponse:
+        channel = self.channels.get(str(args.get("channel")))
+        if channel is None:
+            return _fail("channel_not_found")
+        stored = self.messages.get((channel.id, str(args.get("ts"))))
+        if stored is None:
+            return _fail("message_not_found")
+        if stored.bot_id != BOT_ID:
+            return _fail("cant_update_message")
+        # text and blocks left out keep their old values; `blocks: []` removes them
+        text = stored.text if args.get("text") is None else str(args["text"])
+        blocks: Any = args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if blocks is None:
+            blocks = stored.blocks
+        problem = message_problem({"text": text, "blocks": blocks})
+        if problem:
+            return _fail(problem)
+        stored.text, stored.blocks = text, _with_block_ids(blocks)
+        stored.edited_ts = f"{time.time():.6f}"
+        self.updated.append(Updated(channel.id, stored.ts, text, blocks, args))
+        return _ok(channel=channel.id, ts=stored.ts, text=text, message=stored.as_json())
 
     # --- response_url -------------------------------------------------------
 
@@ -329,6 +494,9 @@ class FakeSlack:
                 return web.Response(status=404, text="invalid_url")
             if len(self.responses.get(envelope, [])) >= 5:
                 return web.Response(status=404, text="used_url")
+            if body.get("delete_original") in (True, "true"):
+                self.responses.setdefault(envelope, []).append(body)
+                return web.Response(text="ok")
             problem = message_problem(body)
             if problem:
                 return web.Response(status=400, text=problem)
@@ -362,7 +530,8 @@ class FakeSlack:
                 envelope = body.get("envelope_id")
                 if envelope in self._sent_at:
                     delay = asyncio.get_running_loop().time() - self._sent_at[envelope]
-                    self.acks[envelope] = Ack(envelope, delay, body)
+                    late = delay > self.ack_deadline
+                    self.acks[envelope] = Ack(envelope, delay, body, late)
                     await self._notify()
         finally:
             if self._ws is ws:
@@ -411,6 +580,69 @@ class FakeSlack:
         )
         return envelope
 
+    async def block_action(
+        self,
+        channel_id: str,
+        message_ts: str,
+        action_id: str,
+        value: str,
+        *,
+        user_id: str = "U0USER0001",
+        within: float = 10.0,
+    ) -> str:
+        """Deliver a click on the button `action_id` of the message `message_ts`
+        over the open websocket, as Slack does; returns its envelope id."""
+        stored = self.messages.get((channel_id, message_ts))
+        if stored is None:
+            raise KeyError(f"no message {message_ts} in {channel_id}")
+        block_id, element = _find_action(stored.blocks, action_id)
+        await self._wait(self._open, within)
+        assert self._ws is not None
+        self._envelopes += 1
+        envelope = f"env-{self._envelopes:04d}"
+        name = self.channels[channel_id].name if channel_id in self.channels else "elsewhere"
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": "someone", "name": "someone", "team_id": TEAM_ID},
+            "api_app_id": APP_ID,
+            "token": "fake-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"trigger-{envelope}",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel_id, "name": name},
+            "message": stored.as_json(),
+            "state": {"values": {}},
+            "response_url": f"http://127.0.0.1:{self.port}/response/{envelope}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": copy.deepcopy(element.get("text"))
+                    or {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        self._sent_at[envelope] = asyncio.get_running_loop().time()
+        await self._ws.send_json(
+            {
+                "envelope_id": envelope,
+                "type": "interactive",
+                "accepts_response_payload": False,
+                "payload": payload,
+            }
+        )
+        return envelope
+
     async def drop(self, how: str = "close") -> None:
         """End the websocket: "close" (a close frame), "abort" (the TCP connection
         vanishes) or "disconnect" (Slack's own `disconnect` message, asking the
@@ -432,6 +664,25 @@ class FakeSlack:
             )
         else:
             raise ValueError(how)
+
+
+def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `blocks` in which each block has a block_id, as Slack stores them."""
+    kept = copy.deepcopy(blocks)
+    for index, block in enumerate(kept):
+        if isinstance(block, dict) and not block.get("block_id"):
+            digest = hashlib.sha1(json.dumps(block, sort_keys=True).encode()).hexdigest()
+            block["block_id"] = f"{digest[:4]}{index}"
+    return kept
+
+
+def _find_action(blocks: list[dict[str, Any]], action_id: str) -> tuple[str, dict[str, Any]]:
+    """The block_id and element of the interactive element `action_id`."""
+    for block in blocks:
+        for node in _nodes(block):
+            if node.get("action_id") == action_id:
+                return str(block.get("block_id", "")), node
+    raise KeyError(f"no element with action_id {action_id!r} in the message")
 
 
 def _ok(**data: Any) -> web.Response:

@@ -5,11 +5,19 @@ setMyCommands, getMyCommands, deleteWebhook, getUpdates (a real long poll on
 queued updates, honouring `offset`) and sendMessage (recorded). Failures are
 scripted per method, optionally per chat. Tests wait on conditions, never on
 sleeps: `wait_sent()`, `wait_calls()`.
+
+Inline keyboards: sent messages are kept per (chat, message_id) with their
+reply_markup, checked as Telegram checks them (callback_data of 1-64 bytes, at
+most 100 buttons). editMessageText and editMessageReplyMarkup change them
+(`edits`, `wait_edits()`), `callback()` queues a button press as a
+callback_query update, and answerCallbackQuery is recorded with its delay
+(`answers`, `wait_answer()`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -24,6 +32,20 @@ BOT_ID = 7000000001
 BOT_USERNAME = "BalanceTestBot"
 
 Reply = Callable[[], web.Response]
+
+# What Telegram answers (the texts its Bot API sends, "Bad Request: " included).
+BUTTON_DATA_INVALID = "Bad Request: BUTTON_DATA_INVALID"
+MARKUP_TOO_LONG = "Bad Request: reply markup is too long"
+EDIT_NOT_FOUND = "Bad Request: message to edit not found"
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+TEXT_EMPTY = "Bad Request: message text is empty"
+
+CALLBACK_DATA_BYTES = 64  # callback_data: 1-64 bytes (UTF-8)
+INLINE_BUTTONS_LIMIT = 100  # inline buttons in one keyboard, all rows together
 
 
 def _error(status: int, description: str, **parameters: Any) -> Reply:
@@ -82,6 +104,61 @@ class Sent:
     text: str
     parse_mode: str | None
     params: dict[str, Any] = field(default_factory=dict)
+    message_id: int = 0
+    reply_markup: dict[str, Any] | None = None  # as sent, parsed
+
+
+@dataclass
+class StoredMessage:
+    """A message the bot sent, as it stands now (after any edits)."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    parse_mode: str | None
+    reply_markup: dict[str, Any] | None  # None: no keyboard
+    date: int
+    edit_date: int | None = None
+
+
+@dataclass
+class Edit:
+    """A successful editMessageText / editMessageReplyMarkup."""
+
+    method: str
+    chat_id: int
+    message_id: int
+    text: str | None  # None for editMessageReplyMarkup
+    reply_markup: dict[str, Any] | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Callback:
+    """A button press queued by `callback()`."""
+
+    id: str
+    chat_id: int
+    message_id: int
+    data: str
+    user_id: int
+    update_id: int
+    queued_at: float  # loop clock
+
+
+@dataclass
+class Answer:
+    callback_id: str
+    text: str | None
+    show_alert: bool
+    delay: float  # seconds from queueing the callback to its answer (loop clock)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class _Refused(Exception):
+    def __init__(self, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.reply = _error(status, description)
 
 
 class FakeTelegram:
@@ -95,6 +172,14 @@ class FakeTelegram:
         self.offset = 0  # updates below this id were confirmed by the client
         self._next_update = 1
         self._next_message = 1
+        self.messages: dict[tuple[int, int], StoredMessage] = {}  # (chat_id, message_id)
+        self.edits: list[Edit] = []
+        self.callbacks: dict[str, Callback] = {}
+        self.answers: dict[str, Answer] = {}
+        # the last allowed_updates a getUpdates call named (Telegram remembers it);
+        # None or []: every type
+        self.allowed_updates: list[str] | None = None
+        self._callback_ids = itertools.count(1)
         self._once: dict[tuple[str, int | None], list[Reply]] = {}
         self._always: dict[tuple[str, int | None], Reply] = {}
         self._hung: dict[str, asyncio.Event] = {}
@@ -216,6 +301,9 @@ class FakeTelegram:
         method = request.match_info["method"]
         params = await _params(request)
         chat_id = _int(params.get("chat_id"))
+        if chat_id is None and "callback_query_id" in params:
+            pressed = self.callbacks.get(str(params["callback_query_id"]))
+            chat_id = pressed.chat_id if pressed else None
         call = Call(method, params)
         hung = self._hung.get(method)
         if hung is not None and not hung.is_set():
@@ -234,6 +322,15 @@ class FakeTelegram:
             call.status = 404
             await self._record(call)
             return _error(404, "Not Found: method not found")()
+        check = getattr(self, f"_check_{method}", None)
+        if check is not None:
+            try:
+                check(params)
+            except _Refused as refused:
+                response = refused.reply()
+                call.status = response.status
+                await self._record(call)
+                return response
         if method != "getUpdates":
             await self._record(call)
         return web.json_response({"ok": True, "result": await handler(params)})
@@ -267,35 +364,180 @@ class FakeTelegram:
     async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = _int(params.get("offset")) or 0
         timeout = float(params.get("timeout") or 0)
+        allowed = _json(params.get("allowed_updates"))
+        if isinstance(allowed, list):
+            self.allowed_updates = [str(kind) for kind in allowed]
         async with self._changed:
             if offset:
                 self.offset = max(self.offset, offset)
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
             self.calls.append(Call("getUpdates", params))
             self._changed.notify_all()
-            if not self.updates and timeout > 0 and not self._closing:
+            if not self._deliverable() and timeout > 0 and not self._closing:
                 try:
                     async with asyncio.timeout(timeout):
-                        await self._changed.wait_for(lambda: self.updates or self._closing)
+                        await self._changed.wait_for(lambda: self._deliverable() or self._closing)
                 except TimeoutError:
                     pass
-            return list(self.updates[:100])
+            return self._deliverable()[:100]
+
+    def _deliverable(self) -> list[dict[str, Any]]:
+        """Pending updates, less callback queries when the client restricted
+        allowed_updates without naming them (Telegram would not send those)."""
+        if not self.allowed_updates or "callback_query" in self.allowed_updates:
+            return list(self.updates)
+        return [u for u in self.updates if "callback_query" not in u]
+
+    def _check_sendMessage(self, params: dict[str, Any]) -> None:
+        _check_markup(_json(params.get("reply_markup")))
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = _int(params.get("chat_id"))
         assert chat_id is not None, params
         text = str(params.get("text", ""))
-        sent = Sent(chat_id, text, params.get("parse_mode"), params)
+        markup = _json(params.get("reply_markup"))
+        message_id = self._new_message_id()
+        stored = StoredMessage(
+            chat_id,
+            message_id,
+            text,
+            params.get("parse_mode"),
+            _inline(markup),
+            int(time.time()),
+        )
+        self.messages[(chat_id, message_id)] = stored
+        sent = Sent(chat_id, text, params.get("parse_mode"), params, message_id, markup)
         async with self._changed:
             self.sent.append(sent)
             self._changed.notify_all()
-        return {
-            "message_id": self._new_message_id(),
-            "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+        return self._bot_message(stored)
+
+    # --- inline keyboards: edits and callback queries ---------------------------
+
+    def _to_edit(self, params: dict[str, Any]) -> StoredMessage:
+        chat_id, message_id = _int(params.get("chat_id")), _int(params.get("message_id"))
+        stored = None
+        if chat_id is not None and message_id is not None:
+            stored = self.messages.get((chat_id, message_id))
+        if stored is None:
+            raise _Refused(EDIT_NOT_FOUND)
+        return stored
+
+    def _check_editMessageText(self, params: dict[str, Any]) -> None:
+        markup = _json(params.get("reply_markup"))
+        _check_markup(markup)
+        stored = self._to_edit(params)
+        text = str(params.get("text") or "")
+        if not text.strip():
+            raise _Refused(TEXT_EMPTY)
+        unchanged = (stored.text, stored.parse_mode, stored.reply_markup)
+        if (text, params.get("parse_mode"), _inline(markup)) == unchanged:
+            raise _Refused(NOT_MODIFIED)
+
+    async def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        stored = self._to_edit(params)
+        stored.text = str(params.get("text"))
+        stored.parse_mode = params.get("parse_mode")
+        # no reply_markup in an edit removes the keyboard, as with the real API
+        stored.reply_markup = _inline(_json(params.get("reply_markup")))
+        return await self._edited("editMessageText", stored, params, stored.text)
+
+    def _check_editMessageReplyMarkup(self, params: dict[str, Any]) -> None:
+        markup = _json(params.get("reply_markup"))
+        _check_markup(markup)
+        if _inline(markup) == self._to_edit(params).reply_markup:
+            raise _Refused(NOT_MODIFIED)
+
+    async def _api_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        stored = self._to_edit(params)
+        stored.reply_markup = _inline(_json(params.get("reply_markup")))
+        return await self._edited("editMessageReplyMarkup", stored, params, None)
+
+    async def _edited(
+        self, method: str, stored: StoredMessage, params: dict[str, Any], text: str | None
+    ) -> dict[str, Any]:
+        stored.edit_date = int(time.time())
+        edit = Edit(method, stored.chat_id, stored.message_id, text, stored.reply_markup, params)
+        async with self._changed:
+            self.edits.append(edit)
+            self._changed.notify_all()
+        return self._bot_message(stored)
+
+    def _bot_message(
+        self, stored: StoredMessage, chat: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The Message object of a bot's message (with `chat` in full, if given,
+        as updates carry it)."""
+        chat_id = stored.chat_id
+        message: dict[str, Any] = {
+            "message_id": stored.message_id,
+            "date": stored.date,
+            "chat": chat or {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "Balance"},
-            "text": text,
+            "text": stored.text,
         }
+        if stored.edit_date is not None:
+            message["edit_date"] = stored.edit_date
+        if stored.reply_markup is not None:
+            message["reply_markup"] = stored.reply_markup
+        return message
+
+    async def callback(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: str,
+        *,
+        user_id: int | None = None,
+        chat_type: str | None = None,
+    ) -> str:
+        """Queue a callback_query update: a user pressed a button of the bot's
+        message `message_id` in `chat_id`. Returns the callback query id."""
+        stored = self.messages.get((chat_id, message_id))
+        if stored is None:
+            raise KeyError(f"the bot sent no message {message_id} to chat {chat_id}")
+        query_id = f"{4_200_000_000_000_000 + next(self._callback_ids)}"
+        user = user_id or abs(chat_id)
+        query = {
+            "id": query_id,
+            "from": _user(user),
+            "message": self._bot_message(stored, _chat(chat_id, chat_type)),
+            "chat_instance": str(-1_000_000_000_000 - abs(chat_id)),
+            "data": data,
+        }
+        queued_at = asyncio.get_running_loop().time()
+        pressed = Callback(query_id, chat_id, message_id, data, user, 0, queued_at)
+        self.callbacks[query_id] = pressed
+        pressed.update_id = await self.push("callback_query", query)
+        return query_id
+
+    def _check_answerCallbackQuery(self, params: dict[str, Any]) -> None:
+        query_id = str(params.get("callback_query_id"))
+        if query_id not in self.callbacks or query_id in self.answers:
+            raise _Refused(QUERY_TOO_OLD)
+
+    async def _api_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("callback_query_id"))
+        delay = asyncio.get_running_loop().time() - self.callbacks[query_id].queued_at
+        text = params.get("text")
+        alert = _json(params.get("show_alert")) in (True, "true", "True", 1)
+        answer = Answer(query_id, None if text is None else str(text), alert, delay, params)
+        async with self._changed:
+            self.answers[query_id] = answer
+            self._changed.notify_all()
+        return True
+
+    async def wait_edits(self, count: int, within: float = 10.0) -> list[Edit]:
+        """Return once `count` edits have succeeded in total."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.edits) >= count)
+        return list(self.edits)
+
+    async def wait_answer(self, callback_id: str, within: float = 10.0) -> Answer:
+        """Return once the callback query `callback_id` has been answered."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: callback_id in self.answers)
+        return self.answers[callback_id]
 
     def _new_message_id(self) -> int:
         self._next_message += 1
@@ -317,6 +559,31 @@ class FakeTelegram:
             self._changed.notify_all()
         if self._server:
             await self._server.stop()
+
+
+def _buttons(markup: Any) -> list[dict[str, Any]]:
+    """The inline buttons of a reply_markup (none for other kinds of markup)."""
+    if not isinstance(markup, dict) or not isinstance(markup.get("inline_keyboard"), list):
+        return []
+    rows = markup["inline_keyboard"]
+    return [b for row in rows if isinstance(row, list) for b in row if isinstance(b, dict)]
+
+
+def _check_markup(markup: Any) -> None:
+    """Refuse an inline keyboard the way Telegram does."""
+    buttons = _buttons(markup)
+    for button in buttons:
+        if "callback_data" in button:
+            data = button["callback_data"]
+            if not isinstance(data, str) or not 1 <= len(data.encode()) <= CALLBACK_DATA_BYTES:
+                raise _Refused(BUTTON_DATA_INVALID)
+    if len(buttons) > INLINE_BUTTONS_LIMIT:
+        raise _Refused(MARKUP_TOO_LONG)
+
+
+def _inline(markup: Any) -> dict[str, Any] | None:
+    """The keyboard a message keeps: an inline keyboard with buttons, else none."""
+    return markup if _buttons(markup) else None
 
 
 def _chat(chat_id: int, chat_type: str | None) -> dict[str, Any]:
