@@ -59,14 +59,20 @@ from fake_upstream import (  # noqa: E402
 from bot import config as bot_config  # noqa: E402
 from bot import secrets  # noqa: E402
 from bot.cometapi import parse_quota  # noqa: E402
-from bot.config import BotSettings, Rule  # noqa: E402
+from bot.config import Settings  # noqa: E402
 from bot.logs import setup_logging  # noqa: E402
-from bot.model import EngineState, EventKind, KeyBalance, Snapshot  # noqa: E402
-from bot.rules import evaluate, measures  # noqa: E402
+from bot.model import (  # noqa: E402
+    EngineState,
+    EventKind,
+    KeyBalance,
+    Rule,
+    Snapshot,
+)
+from bot.rules import Context, evaluate, measures  # noqa: E402
 from bot.service import App  # noqa: E402
 
 KEYS = 50  # keys per account in the throughput runs
-CONCURRENCY = BotSettings().max_concurrency  # the bot's default, used by both loops
+CONCURRENCY = Settings().max_concurrency  # the bot's default, used by both loops
 TELEGRAM_CHAT = 111111
 
 TARGET_RATIO = 1.25  # full cycle time / bare loop time
@@ -480,21 +486,21 @@ def measure_rules(label: str, toml: str, keys: int, repeats: int) -> RuleEngine:
     firing alerts stay firing, nothing is sent). A subject evaluation is one
     subject in one rule's scope (unlimited keys and keys outside the globs are
     tested, but not counted)."""
-    rules: list[Rule] = bot_config.parse(toml, environ={}).rules
+    rules: tuple[Rule, ...] = bot_config.parse(toml, environ={}).rules
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     t1 = t0 + dt.timedelta(minutes=5)
     snap = rule_snapshot(keys, t0)
     evaluations = sum(sum(1 for _ in measures(rule, snap)) for rule in rules)
     results = {"main": snap}
     first_times, steady_times = [], []
-    state, _ = evaluate(results, rules, EngineState(), t0, 3)
+    state, _ = evaluate(results, rules, EngineState(), Context(t0, 3))
     for _ in range(repeats):
         gc.collect()
         started = time.perf_counter()
-        evaluate(results, rules, EngineState(), t0, 3)
+        evaluate(results, rules, EngineState(), Context(t0, 3))
         first_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        _, events = evaluate(results, rules, state, t1, 3)
+        _, events = evaluate(results, rules, state, Context(t1, 3))
         steady_times.append(time.perf_counter() - started)
         assert not events
     firing = sum(s.firing for s in state.alerts.values())

@@ -5,7 +5,7 @@
 prints one JSON line with the ports, then serves until stdin closes:
 
 - a fake CometAPI ``GET /user/quota?key=<key>`` for ``--accounts`` accounts,
-  each with its own key (``key_for(i)``) and a SPEC section 2 body with
+  each with its own key (``key_for(i)``) and a CometAPI-shaped body (README, "Polling") with
   ``--keys`` keys. It is a bare asyncio protocol answering from pre-encoded
   bytes, so that the fake spends as little CPU per request as possible and
   the client under test stays the bottleneck. Control (same port):
@@ -47,7 +47,7 @@ def key_for(index: int) -> str:
 
 
 def quota_body(index: int, keys: int, total: float) -> bytes:
-    """A /user/quota body shaped like SPEC section 2, with `keys` keys: the
+    """A /user/quota body shaped like CometAPI's (README, "Polling"), with `keys` keys: the
     query-only token (remain 0), one unlimited key, and limited keys well
     above the benchmark's key rule ($1)."""
     entries: list[dict[str, Any]] = [

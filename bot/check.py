@@ -1,16 +1,22 @@
-"""`balance-bot check` output: a Nagios/Icinga plugin line, or JSON (SPEC section 3)."""
+"""`balance-bot check` output: a Nagios/Icinga plugin line, or JSON (README, "Commands").
+
+Pure: a function of the cycle's results, the rules and the state it left.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from bot.model import PollFailure, Severity, Snapshot
-from bot.render import event_line, plain
-from bot.service import Monitor
+from bot.model import EngineState, PollFailure, PollResult, Rule, Severity, Snapshot, Target, Unit
+from bot.notifiers.message import plain
+from bot.render import event_line
+from bot.views import Latest, firing_events
 
 
 class Status(IntEnum):
@@ -30,8 +36,14 @@ class Report:
         return json.dumps(self.data, indent=2, ensure_ascii=False) if as_json else self.text
 
 
-def build(monitor: Monitor, results: dict[str, Snapshot | PollFailure]) -> Report:
-    firing, _ = monitor.firing_events()
+def build(
+    results: Mapping[str, PollResult],
+    rules: Sequence[Rule],
+    state: EngineState,
+    latest: Latest,
+    now: datetime,
+) -> Report:
+    firing, _ = firing_events(state, rules, latest, now)
     failed = {a: r for a, r in results.items() if isinstance(r, PollFailure)}
     fresh = [e for e in firing if e.account not in failed]
     if any(e.severity is Severity.CRITICAL for e in fresh):
@@ -56,7 +68,7 @@ def build(monitor: Monitor, results: dict[str, Snapshot | PollFailure]) -> Repor
             f"{a} ${r.total_quota:,.2f}" for a, r in results.items() if isinstance(r, Snapshot)
         ]
         summary = "all balances above their thresholds: " + ", ".join(totals)
-    perf = " ".join(_perfdata(monitor, a, r) for a, r in results.items() if isinstance(r, Snapshot))
+    perf = " ".join(_perfdata(rules, a, r) for a, r in results.items() if isinstance(r, Snapshot))
     text = f"BALANCE {status.name} - {_one_line(summary)}" + (f" | {perf}" if perf else "")
 
     accounts = [_account_json(a, r) for a, r in results.items()]
@@ -88,20 +100,22 @@ def _perf_label(text: str) -> str:
     return re.sub(r"['=\s]", "_", text)
 
 
-def _perfdata(monitor: Monitor, account: str, snap: Snapshot) -> str:
+def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot) -> str:
     """'main_total'=12.34;20;5 - warn/crit are the USD thresholds of total rules."""
     levels: dict[Severity, float] = {}
-    for rule in monitor.rules.values():
-        if rule.target == "total" and not rule.percent and rule.matches_account(account):
+    for rule in rules:
+        usd = rule.kind.unit is Unit.USD
+        if rule.target is Target.TOTAL and usd and rule.matches_account(account):
             current = levels.get(rule.severity)
-            levels[rule.severity] = max(current, rule.threshold) if current else rule.threshold
+            threshold = rule.kind.threshold
+            levels[rule.severity] = max(current, threshold) if current else threshold
     warn = levels.get(Severity.WARNING)
     crit = levels.get(Severity.CRITICAL)
     fmt = lambda v: "" if v is None else f"{v:g}"  # noqa: E731
     return f"'{_perf_label(account)}_total'={snap.total_quota:.2f};{fmt(warn)};{fmt(crit)}"
 
 
-def _account_json(account: str, result: Snapshot | PollFailure) -> dict[str, Any]:
+def _account_json(account: str, result: PollResult) -> dict[str, Any]:
     if isinstance(result, PollFailure):
         return {
             "name": account,

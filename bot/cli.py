@@ -1,4 +1,4 @@
-"""Command line: run | check | validate | demo (SPEC section 3)."""
+"""Command line: run | check | validate | demo (README, "Commands")."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 3
 
 LOG_FORMAT_ENV = "BALANCE_BOT_LOG_FORMAT"
-HTTP_LISTEN_ENV = "BALANCE_BOT_HTTP_LISTEN"
 DELIVERY_WAIT = 20.0  # check: how long to wait for its notifications to go out
 
 
@@ -81,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_mod.load(path)
     except ConfigError as exc:
         return _config_failed(args, path, exc)
-    cfg = _apply_env(cfg)
     for secret in cfg.secrets():
         secrets.register(secret)
     if fmt is None and cfg.bot.log_format != "human":
@@ -106,18 +104,6 @@ def _config_failed(args: argparse.Namespace, path: Path, exc: ConfigError) -> in
     for problem in exc.problems:
         print(f"  {secrets.redact(problem)}", file=sys.stderr)
     return EXIT_CONFIG
-
-
-def _apply_env(cfg: Config) -> Config:
-    """Settings an image sets for every deployment (SPEC section 7)."""
-    updates = {}
-    if listen := os.environ.get(HTTP_LISTEN_ENV):
-        updates["http_listen"] = listen
-    if not updates:
-        return cfg
-    return cfg.model_copy(
-        update={"bot": cfg.bot.model_validate({**cfg.bot.model_dump(), **updates})}
-    )
 
 
 def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -165,7 +151,10 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
             if not result.committed:
                 report = unknown(f"could not save state to {cfg.bot.state_path}")
             else:
-                report = build(app.monitor, result.results)
+                monitor = app.monitor
+                report = build(
+                    result.results, monitor.rules, monitor.state, monitor.latest, monitor.now()
+                )
             if notify:
                 await _flush(app)
     except StoreError as exc:

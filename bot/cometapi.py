@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,9 +23,9 @@ from aiohttp.helpers import get_env_proxy_for_url
 from stamina.instrumentation import RetryDetails
 from yarl import URL
 
-from bot.config import Account
+from bot.backoff import retry_after
 from bot.logs import log_event
-from bot.model import FailureKind, KeyBalance, PollFailure, Snapshot
+from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot
 from bot.secrets import MASK, redact
 
 logger = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class RetryPolicy:
     @classmethod
     def for_schedule(cls, interval: float, request_timeout: float) -> RetryPolicy:
         """Retries scaled to the poll interval: a 1 s interval cannot wait 8 s between
-        attempts, a 5 min one can. The deadline never exceeds 30 s (SPEC section 4)."""
+        attempts, a 5 min one can. The deadline never exceeds 30 s (README, "Polling")."""
         return cls(
             deadline=min(30.0, max(request_timeout, 0.8 * interval)),
             wait_initial=min(1.0, interval / 10),
@@ -159,14 +158,14 @@ class CometClient:
                     return await self._fetch_once(account, min(self._timeout, max(left, 0.1)))
         except FetchError as exc:
             # the upstream may echo the key in an error body
-            exc.reason = redact(exc.reason.replace(account.key.get_secret_value(), MASK))
+            exc.reason = redact(exc.reason.replace(account.key, MASK))
             exc.args = (exc.reason,)
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch_once(self, account: Account, seconds: float) -> Snapshot:
         where = _describe(account.url)
-        params = {"key": account.key.get_secret_value()}
+        params = {"key": account.key}
         limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
         proxy, proxy_auth = self._proxy_for(account.url)
         try:
@@ -179,7 +178,7 @@ class CometClient:
                         FailureKind.REJECTED, f"key rejected (HTTP {status} from {where})"
                     )
                 if status == 429:
-                    wait = _retry_after(resp.headers.get("Retry-After"))
+                    wait = retry_after(resp.headers.get("Retry-After"))
                     raise FetchError(
                         FailureKind.RATE_LIMITED, f"rate limited (HTTP 429 from {where})", wait
                     )
@@ -217,20 +216,6 @@ def _describe(url: str) -> str:
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     err = exc.os_error
     return err.strerror or type(err).__name__ if err else "connection failed"
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
@@ -273,7 +258,7 @@ def _number(value: Any, field: str, *, optional: bool = False) -> float | None:
 
 
 def parse_quota(account: str, body: bytes, now: datetime, where: str = "CometAPI") -> Snapshot:
-    """Tolerant parsing of a /user/quota body (SPEC section 2)."""
+    """Tolerant parsing of a /user/quota body (README, "Polling")."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

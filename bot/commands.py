@@ -1,7 +1,7 @@
-"""Chat commands, platform-neutral: /balance, /status, /help -> Message.
+"""The one command table: name, arguments, help, handler, for every platform.
 
 Notifiers own access control and formatting; this module owns what the
-answers say. Data comes from a BalanceSource (the running service).
+answers say, reading through `views` from a BalanceSource (the monitor).
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.model import Event, Snapshot
-from bot.render import AccountView, Message, balance_message, help_message, status_message
+from bot.model import EngineState, Rule, Snapshot
+from bot.notifiers import Command, Request
+from bot.notifiers.message import Message
+from bot.render import help_message
+from bot.views import balance_view, status_view
 
 FRESH_FOR = 30.0  # seconds: /balance reuses data younger than this
 
@@ -20,23 +23,24 @@ REFUSAL = "Sorry, this chat is not allowed to use balance-bot."
 
 
 class BalanceSource(Protocol):
-    timezone: ZoneInfo
+    @property
+    def timezone(self) -> ZoneInfo: ...
+
+    @property
+    def rules(self) -> Sequence[Rule]: ...
+
+    @property
+    def state(self) -> EngineState: ...
 
     def now(self) -> datetime: ...
 
     def account_names(self) -> list[str]: ...
 
+    def latest(self, account: str) -> Snapshot | None: ...
+
     async def recent_snapshot(self, account: str, max_age: float) -> tuple[Snapshot | None, str]:
         """The newest good data no older than max_age, fetching if needed; on a
         failed fetch, the last good data and the (redacted) reason."""
-        ...
-
-    def firing_subjects(self, account: str) -> tuple[bool, frozenset[str]]:
-        """(total is firing, key names firing) for the /balance markers."""
-        ...
-
-    def firing_events(self) -> tuple[list[Event], list[Event]]:
-        """(firing alerts, accounts without data) as events, for /status."""
         ...
 
 
@@ -44,8 +48,17 @@ class ChatCommands:
     def __init__(self, source: BalanceSource) -> None:
         self.source = source
 
+    def table(self) -> tuple[Command, ...]:
+        """Every command, in the order platforms list them."""
+        return (
+            Command("balance", "[account]", "balance, usage and keys per account", self._balance),
+            Command("status", "", "alerts firing now and accounts without data", self._status),
+            Command("help", "", "these commands", self._help),
+        )
+
     async def balance(self, arg: str = "") -> Message:
-        names = self.source.account_names()
+        source = self.source
+        names = source.account_names()
         arg = arg.strip()
         if arg:
             chosen = [n for n in names if n == arg] or [
@@ -54,23 +67,27 @@ class ChatCommands:
             if not chosen:
                 return _note(f"Unknown account {arg!r}. Accounts: {', '.join(names)}")
             names = chosen
-        views = []
+        fetched = {}
         for account in names:
-            snapshot, error = await self.source.recent_snapshot(account, FRESH_FOR)
-            total, keys = self.source.firing_subjects(account)
-            views.append(AccountView(account, snapshot, total, keys, error))
-        return balance_message(views, self.source.now(), self.source.timezone)
+            fetched[account] = await source.recent_snapshot(account, FRESH_FOR)
+        return balance_view(fetched, source.rules, source.state, source.now(), source.timezone)
 
     def status(self) -> Message:
-        return status_message(*self.source.firing_events())
-
-    @staticmethod
-    def help(commands: Sequence[tuple[str, str]]) -> Message:
-        return help_message(commands)
+        source = self.source
+        return status_view(source.state, source.rules, source.latest, source.now())
 
     @staticmethod
     def refusal() -> Message:
         return _note(REFUSAL)
+
+    async def _balance(self, request: Request) -> Message:
+        return await self.balance(request.args)
+
+    async def _status(self, request: Request) -> Message:
+        return self.status()
+
+    async def _help(self, request: Request) -> Message:
+        return help_message(request.usage)
 
 
 def _note(text: str) -> Message:

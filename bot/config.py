@@ -1,18 +1,19 @@
-"""TOML file -> typed, validated Config.
+"""TOML file -> validated -> plain frozen values for the rest of the program.
 
-Every problem is reported at once, each named by its TOML path, e.g.
+pydantic validates the document; everything downstream sees only `Config`,
+`Settings`, `bot.model.Account` and `bot.model.Rule`. Every problem is
+reported at once, each named by its TOML path, e.g.
 ``rules[1].recover_above: must be greater than below (5.0)``.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,13 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from bot import notifiers
-from bot.model import Severity
+from bot import plugins
+from bot.model import Account, Below, Rule, Severity, Target, Unit
 from bot.secrets import MIN_LENGTH, redact
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"
 CONFIG_ENV = "BALANCE_BOT_CONFIG"
+# [bot] settings an image sets for every deployment; validated like the file's
+ENV_OVERRIDES = {"BALANCE_BOT_HTTP_LISTEN": "http_listen"}
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -76,7 +79,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BotSettings(_Section):
+class BotSection(_Section):
     interval: Duration = 300.0
     state_path: Path = Path("balance-bot.db")
     stale_after: int = Field(default=3, ge=1)
@@ -118,10 +121,6 @@ class BotSettings(_Section):
             ) from None
         return v
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
 
 def split_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -130,7 +129,7 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class Account(_Section):
+class AccountSection(_Section):
     name: str = Field(min_length=1)
     key: SecretStr
     url: str = DEFAULT_URL
@@ -150,7 +149,13 @@ class Account(_Section):
         return v
 
 
-class Rule(_Section):
+# a rule's recovery keys and the threshold each belongs to
+_RECOVERY = {"recover_above": "below", "recover_above_percent": "below_percent"}
+_RECOVERY_OF = {threshold: recovery for recovery, threshold in _RECOVERY.items()}
+_THRESHOLDS = tuple(_RECOVERY_OF)
+
+
+class RuleSection(_Section):
     name: str = Field(min_length=1)
     target: Literal["total", "key"]
     accounts: Globs = ["*"]
@@ -179,26 +184,19 @@ class Rule(_Section):
             raise ValueError("set below or below_percent, not both")
         return v
 
-    @field_validator("recover_above", mode="after")
+    @field_validator(*_RECOVERY, mode="after")
     @classmethod
-    def _recover_usd(cls, v: float | None, info: ValidationInfo) -> float | None:
-        below = info.data.get("below")
+    def _recovery(cls, v: float | None, info: ValidationInfo) -> float | None:
+        assert info.field_name is not None
+        threshold = _RECOVERY[info.field_name]
+        level = info.data.get(threshold)
         if v is not None:
-            if below is None and "below" in info.data:
-                raise ValueError("needs below (use recover_above_percent with below_percent)")
-            if below is not None and v <= below:
-                raise ValueError(f"must be greater than below ({below})")
-        return v
-
-    @field_validator("recover_above_percent", mode="after")
-    @classmethod
-    def _recover_percent(cls, v: float | None, info: ValidationInfo) -> float | None:
-        below = info.data.get("below_percent")
-        if v is not None:
-            if below is None and "below_percent" in info.data:
-                raise ValueError("needs below_percent (use recover_above with below)")
-            if below is not None and v <= below:
-                raise ValueError(f"must be greater than below_percent ({below})")
+            if level is None and threshold in info.data:
+                chosen = next((k for k in _THRESHOLDS if info.data.get(k) is not None), None)
+                hint = f" (use {_RECOVERY_OF[chosen]} with {chosen})" if chosen else ""
+                raise ValueError(f"needs {threshold}{hint}")
+            if level is not None and v <= level:
+                raise ValueError(f"must be greater than {threshold} ({level})")
         return v
 
     @field_validator("repeat")
@@ -214,7 +212,7 @@ class Rule(_Section):
         return v
 
     @model_validator(mode="after")
-    def _default_recovery(self) -> Rule:
+    def _default_recovery(self) -> RuleSection:
         if self.below is not None and self.recover_above is None:
             object.__setattr__(self, "recover_above", _default_recover(self.below))
         if self.below_percent is not None and self.recover_above_percent is None:
@@ -222,57 +220,51 @@ class Rule(_Section):
             object.__setattr__(self, "recover_above_percent", recover)
         return self
 
-    @property
-    def percent(self) -> bool:
-        return self.below_percent is not None
-
-    @property
-    def threshold(self) -> float:
-        return self.below_percent if self.percent else self.below  # type: ignore[return-value]
-
-    @property
-    def recover_level(self) -> float:
-        level = self.recover_above_percent if self.percent else self.recover_above
-        return level  # type: ignore[return-value]
-
-    def matches_account(self, account: str) -> bool:
-        return _globs(tuple(self.accounts))(account) is not None
-
-    def matches_key(self, key: str) -> bool:
-        return self.key_matcher()(key)
-
-    def key_matcher(self) -> Callable[[str], bool]:
-        """matches_key, with the globs looked up once for many keys."""
-        include, exclude = _globs(tuple(self.keys)), _globs(tuple(self.exclude_keys))
-        return lambda key: include(key) is not None and exclude(key) is None
-
-
-@functools.lru_cache(maxsize=1024)
-def _globs(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
-    """Matches a name against any of `patterns`, as fnmatchcase would, in one
-    regex: the rule engine asks this for every key of every account and rule."""
-    if not patterns:
-        return lambda _: None
-    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
-
 
 def _default_recover(below: float) -> float:
-    """SPEC: below * 1.1; for a threshold of 0 any positive value recovers."""
+    """below * 1.1; for a threshold of 0 any positive value recovers."""
     return below * 1.1 if below > 0 else 0.01
 
 
-class Config(_Section):
-    bot: BotSettings = BotSettings()
-    accounts: list[Account] = Field(min_length=1)
-    rules: list[Rule] = Field(min_length=1)
+class Document(_Section):
+    bot: BotSection = BotSection()
+    accounts: list[AccountSection] = Field(min_length=1)
+    rules: list[RuleSection] = Field(min_length=1)
     notifiers: dict[str, Any] = {}
 
-    def notifier_names(self) -> list[str]:
-        return list(self.notifiers)
+
+# --- the plain values the rest of the program sees ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """[bot]"""
+
+    interval: float = 300.0
+    state_path: Path = Path("balance-bot.db")
+    stale_after: int = 3
+    request_timeout: float = 10.0
+    http_listen: str = "127.0.0.1:9464"
+    timezone: str = "UTC"
+    log_format: str = "human"
+    max_concurrency: int = 16
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    bot: Settings
+    accounts: tuple[Account, ...]
+    rules: tuple[Rule, ...]
+    # validated sections by notifier name: each plugin's own Config model
+    notifiers: Mapping[str, Any] = field(default_factory=dict)
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for the redaction registry."""
-        found = [a.key.get_secret_value() for a in self.accounts]
+        found = [a.key for a in self.accounts]
         for section in self.notifiers.values():
             if isinstance(section, BaseModel):
                 found.extend(
@@ -281,6 +273,37 @@ class Config(_Section):
                     if isinstance(getattr(section, name), SecretStr)
                 )
         return found
+
+
+def build_rule(section: RuleSection | Mapping[str, Any]) -> Rule:
+    """One validated [[rules]] entry as the engine's plain value."""
+    if not isinstance(section, RuleSection):
+        section = RuleSection.model_validate(section)
+    if section.below_percent is not None:
+        assert section.recover_above_percent is not None  # set by _default_recovery
+        kind = Below(Unit.PERCENT, section.below_percent, section.recover_above_percent)
+    else:
+        assert section.below is not None
+        assert section.recover_above is not None
+        kind = Below(Unit.USD, section.below, section.recover_above)
+    return Rule(
+        name=section.name,
+        target=Target(section.target),
+        kind=kind,
+        severity=section.severity,
+        accounts=tuple(section.accounts),
+        keys=tuple(section.keys),
+        exclude_keys=tuple(section.exclude_keys),
+        for_polls=section.for_polls,
+        repeat=section.repeat,
+        notify=tuple(section.notify) if section.notify is not None else None,
+    )
+
+
+def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
+    settings = Settings(**doc.bot.model_dump())
+    accounts = tuple(Account(a.name, a.key.get_secret_value(), a.url) for a in doc.accounts)
+    return Config(settings, accounts, tuple(build_rule(r) for r in doc.rules), dict(sections))
 
 
 # --- loading -----------------------------------------------------------------
@@ -311,16 +334,33 @@ def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "con
     problems: dict[str, str] = {}
     injected: dict[str, str] = {}
     data = _interpolate(raw, (), environ, problems, injected)
+    overridden = _override(data, environ)
     bad_paths = set(problems)
-    for loc, message in _validate(data):
+    doc, sections, found = _validate(data)
+    for loc, message in found:
         path = format_path(loc)
         if not any(path == p or path.startswith(p + ".") for p in bad_paths):
+            if path in overridden:
+                message += f" (from ${overridden[path]})"
             problems.setdefault(path, message)
-    if problems:
+    if problems or doc is None:
         raise ConfigError(
             [f"{path}: {_hide(message, injected)}" for path, message in problems.items()]
         )
-    return Config.model_validate(data)
+    return _build(doc, sections)
+
+
+def _override(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply ENV_OVERRIDES to `data`; returns the overridden paths and their variables."""
+    found: dict[str, str] = {}
+    bot = data.setdefault("bot", {})
+    if not isinstance(bot, dict):
+        return found
+    for variable, key in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            bot[key] = environ[variable]
+            found[f"bot.{key}"] = variable
+    return found
 
 
 def _hide(message: str, injected: Mapping[str, str]) -> str:
@@ -362,15 +402,21 @@ def _interpolate(
     return _VAR.sub(substitute, value)
 
 
-def _validate(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    found: list[tuple[tuple[Any, ...], str]] = []
+Problems = list[tuple[tuple[Any, ...], str]]
+
+
+def _validate(data: dict[str, Any]) -> tuple[Document | None, dict[str, Any], Problems]:
+    """The validated document (None if invalid), the validated notifier
+    sections by name, and every problem found."""
+    found: Problems = []
+    doc = None
     try:
-        Config.model_validate(data)
+        doc = Document.model_validate(data)
     except ValidationError as exc:
         found.extend((err["loc"], _message(err)) for err in exc.errors())
     found.extend(_cross_checks(data))
-    found.extend(_validate_notifiers(data))
-    return found
+    sections, problems = _validate_notifiers(data)
+    return doc, sections, found + problems
 
 
 def _message(err: Any) -> str:
@@ -409,7 +455,7 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         if not isinstance(names, list):
             continue
         for j, name in enumerate(names):
-            if isinstance(name, str) and name not in configured and name != "log":
+            if isinstance(name, str) and name not in configured and name != plugins.FALLBACK:
                 have = ", ".join(sorted(configured)) or "none"
                 found.append(
                     (
@@ -420,23 +466,25 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     return found
 
 
-def _validate_notifiers(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+def _validate_notifiers(data: dict[str, Any]) -> tuple[dict[str, Any], Problems]:
+    """Each [notifiers.<name>] section, validated by the plugin's own Config model."""
     sections = data.get("notifiers")
     if not isinstance(sections, dict):
-        return []
-    found: list[tuple[tuple[Any, ...], str]] = []
+        return {}, []
+    valid: dict[str, Any] = {}
+    found: Problems = []
     for name, section in sections.items():
         loc = ("notifiers", name)
         try:
-            model = notifiers.load(name).Config
-        except notifiers.UnknownNotifierError as exc:
+            model = plugins.load(name).Config
+        except plugins.UnknownNotifierError as exc:
             found.append((loc, str(exc)))
             continue
         try:
-            sections[name] = model.model_validate(section)
+            valid[name] = model.model_validate(section)
         except ValidationError as exc:
             found.extend(((*loc, *err["loc"]), _message(err)) for err in exc.errors())
-    return found
+    return valid, found
 
 
 def format_path(loc: tuple[Any, ...]) -> str:

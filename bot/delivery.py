@@ -12,32 +12,20 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot.backoff import Backoff
 from bot.logs import log_event
 from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
 from bot.render import events_message
 from bot.secrets import redact
-from bot.store import OutboxRow, Store
+from bot.store import OutboxRow, OutboxStatus, StateStore
 
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    initial: float = 5.0
-    maximum: float = 300.0
-    jitter: float = 0.2  # +-20 %
-
-    def delay(self, attempts: int, retry_after: float | None, rand: Callable[[], float]) -> float:
-        if retry_after is not None:
-            return max(retry_after, 0.0) + 0.1
-        base = min(self.maximum, self.initial * 2 ** max(attempts - 1, 0))
-        return base * (1 + self.jitter * (2 * rand() - 1))
+DEFAULT_BACKOFF = Backoff()
 
 
 def current_events(rows: list[OutboxRow]) -> list[tuple[OutboxRow, tuple[Event, ...]]]:
@@ -67,9 +55,9 @@ Queue = tuple[str, str]  # (notifier, destination)
 class Delivery:
     def __init__(
         self,
-        store: Store,
+        store: StateStore,
         notifiers: Mapping[str, Notifier],
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
         on_outcome: Callable[[str, str], None] = lambda notifier, outcome: None,
@@ -148,7 +136,9 @@ class Delivery:
             if row.next_attempt_at > now:
                 return (row.next_attempt_at - now).total_seconds()
             if not events:
-                self.store.mark_done(row.id, "superseded", now, "only reminders that moved on")
+                self.store.mark_done(
+                    row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
+                )
                 continue
             retry_in = await self._deliver(row, events)
             if retry_in is not None:
@@ -159,7 +149,10 @@ class Delivery:
         notifier = self.notifiers.get(row.notifier)
         if notifier is None or row.destination not in notifier.destinations():
             self.store.mark_done(
-                row.id, "dropped", self.clock(), "notifier or destination no longer configured"
+                row.id,
+                OutboxStatus.DROPPED,
+                self.clock(),
+                "notifier or destination no longer configured",
             )
             log_event(
                 logger,
@@ -184,7 +177,7 @@ class Delivery:
                 return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
             if index + 1 < len(payloads):
                 self.store.mark_sent_parts(row.id, index + 1)
-        self.store.mark_done(row.id, "delivered", self.clock())
+        self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self.on_outcome(row.notifier, "delivered")
         log_event(
             logger,
@@ -203,7 +196,7 @@ class Delivery:
         reason = redact(reason)
         fields = {"notifier": row.notifier, "destination": row.destination, "reason": reason}
         if permanent:
-            self.store.mark_done(row.id, "failed", self.clock(), reason)
+            self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
             self.on_outcome(row.notifier, "failed")
             log_event(
                 logger,

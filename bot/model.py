@@ -1,11 +1,19 @@
-"""Plain immutable values passed between the pipeline stages."""
+"""Plain immutable values passed between the pipeline stages.
+
+The ground floor of the import graph: this module imports only the standard
+library, and every other module may import it (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 
 class Severity(StrEnum):
@@ -20,6 +28,85 @@ class FailureKind(StrEnum):
     BAD_RESPONSE = "bad_response"  # a 2xx whose body is not a balance
 
 
+class Target(StrEnum):
+    TOTAL = "total"  # the account balance
+    KEY = "key"  # each key's remain_quota
+
+
+TOTAL = "total"  # the subject of a total rule
+
+
+class Unit(StrEnum):
+    """The unit of an alert's value, threshold and recovery level."""
+
+    USD = "usd"
+    PERCENT = "percent"
+
+
+# --- configuration, as plain values ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    key: str = field(repr=False)  # the query key: never printed
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Below:
+    """Fires when the value is below `threshold`; resolves at or above `recover_at`."""
+
+    unit: Unit
+    threshold: float
+    recover_at: float
+
+    def fires(self, value: float) -> bool:
+        return value < self.threshold
+
+    def recovers(self, value: float) -> bool:
+        return value >= self.recover_at
+
+
+RuleKind = Below  # the sum of a rule's kinds; each has unit, threshold, recover_at
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One [[rules]] entry. What is measured and when it fires is `kind`."""
+
+    name: str
+    target: Target
+    kind: RuleKind
+    severity: Severity = Severity.WARNING
+    accounts: tuple[str, ...] = ("*",)
+    keys: tuple[str, ...] = ("*",)
+    exclude_keys: tuple[str, ...] = ()
+    for_polls: int = 1
+    repeat: float | None = None  # seconds between reminders; None: never
+    notify: tuple[str, ...] | None = None  # None: every configured notifier
+
+    def matches_account(self, account: str) -> bool:
+        return globs(self.accounts)(account) is not None
+
+    def key_matcher(self) -> Callable[[str], bool]:
+        """Whether a key name is in scope, with the globs compiled once for many keys."""
+        include, exclude = globs(self.keys), globs(self.exclude_keys)
+        return lambda key: include(key) is not None and exclude(key) is None
+
+
+@functools.lru_cache(maxsize=1024)
+def globs(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """Matches a name against any of `patterns`, as fnmatchcase would, in one
+    regex: the rule engine asks this for every key of every account and rule."""
+    if not patterns:
+        return lambda _: None
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+
+
+# --- what a poll brings ----------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class KeyBalance:
     name: str
@@ -28,7 +115,7 @@ class KeyBalance:
 
     @property
     def unlimited(self) -> bool:
-        """CometAPI marks unlimited keys with -1 in either field (SPEC section 2)."""
+        """CometAPI marks unlimited keys with -1 in either field (README, "How alerts behave")."""
         return self.remain_quota < 0 or self.used_quota < 0
 
 
@@ -86,6 +173,9 @@ class PollFailure:
 PollResult = Snapshot | PollFailure
 
 
+# --- alert state -----------------------------------------------------------------------
+
+
 class AlertKey(NamedTuple):
     rule: str
     account: str
@@ -125,6 +215,9 @@ class EngineState:
     health: dict[str, AccountHealth] = field(default_factory=dict)
 
 
+# --- events ----------------------------------------------------------------------------
+
+
 class EventKind(StrEnum):
     FIRE = "fire"
     REMIND = "remind"
@@ -133,10 +226,20 @@ class EventKind(StrEnum):
     AVAILABLE = "available"  # data is back
 
 
+class EventFormatError(ValueError):
+    """A stored event this version cannot read (written by another version)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something a human should hear about. Alert events carry rule fields;
-    data-availability events only account, reason and since."""
+    data-availability events only account, reason and since.
+
+    Stored in the outbox as `to_dict()`, which carries VERSION; fields are
+    only ever added, with defaults, so older rows stay readable.
+    """
+
+    VERSION: ClassVar[int] = 1
 
     kind: EventKind
     account: str
@@ -145,7 +248,7 @@ class Event:
     rule: str = ""
     target: str = ""  # "total" or "key"
     subject: str = ""
-    unit: str = "usd"  # "usd" or "percent": the unit of value/threshold/recover_at
+    unit: str = Unit.USD  # the unit of value, threshold and recover_at
     value: float | None = None
     usd: float | None = None  # the remaining amount, whatever the unit
     threshold: float | None = None
@@ -154,6 +257,10 @@ class Event:
     reason: str = ""
     notify: tuple[str, ...] = ()
 
+    @property
+    def alert(self) -> AlertKey | None:
+        return AlertKey(self.rule, self.account, self.subject) if self.rule else None
+
     def to_dict(self) -> dict[str, Any]:
         # shallow, unlike asdict(): every field is immutable
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -161,15 +268,26 @@ class Event:
             if data[name] is not None:
                 data[name] = data[name].isoformat()
         data["notify"] = list(self.notify)
+        data["v"] = self.VERSION
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Raises EventFormatError for data this version cannot read."""
         data = dict(data)
-        data["kind"] = EventKind(data["kind"])
-        data["severity"] = Severity(data["severity"])
-        data["at"] = datetime.fromisoformat(data["at"])
-        if data.get("since"):
-            data["since"] = datetime.fromisoformat(data["since"])
-        data["notify"] = tuple(data.get("notify", ()))
-        return cls(**data)
+        version = data.pop("v", 1)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if version > cls.VERSION or unknown:
+            what = f"fields {', '.join(unknown)}" if unknown else f"version {version}"
+            raise EventFormatError(f"event written by another balance-bot version ({what})")
+        try:
+            data["kind"] = EventKind(data["kind"])
+            data["severity"] = Severity(data.get("severity", Severity.WARNING))
+            data["at"] = datetime.fromisoformat(data["at"])
+            if data.get("since"):
+                data["since"] = datetime.fromisoformat(data["since"])
+            data["notify"] = tuple(data.get("notify", ()))
+            return cls(**data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EventFormatError(f"unreadable event: {exc}") from None

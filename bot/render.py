@@ -1,85 +1,18 @@
-"""Events and balances -> neutral messages. The wording lives here, once;
-escaping and size limits belong to each notifier.
-
-A Message is a title plus sections of lines; a line is a tuple of spans, each
-plain or bold. Every span is text to be escaped by the notifier.
+"""Events and balances -> neutral messages (bot.notifiers.message). The
+wording lives here, once; escaping and size limits belong to each notifier.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.model import Event, EventKind, Severity, Snapshot
+from bot.notifiers.message import Line, Message, Section, Span
 
 MAX_NAME = 200  # long user strings are cut so that any single line stays small
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    text: str
-    bold: bool = False
-
-
-Line = tuple[Span, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    heading: str
-    lines: tuple[Line, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    title: str
-    sections: tuple[Section, ...]
-    severity: Severity | None = None  # the worst severity of a firing alert in it, if any
-
-    def plain_lines(self) -> list[str]:
-        out = [self.title]
-        for section in self.sections:
-            if section.heading:
-                out.append(section.heading)
-            out.extend(plain(line) for line in section.lines)
-        return out
-
-
-def plain(line: Line) -> str:
-    return "".join(span.text for span in line)
-
-
-def units(text: str) -> int:
-    """Length in UTF-16 code units, as Telegram counts it: an upper bound for any count."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def fit(line: Line, budget: int, span: Callable[[str, bool], str]) -> str:
-    """`line` in a platform's markup within `budget` units, cut with an ellipsis if
-    longer. `span(text, bold)` escapes and marks up one span; the cut is made in
-    the raw text, so never inside an escape or a markup tag."""
-    full = "".join(span(s.text, s.bold) for s in line)
-    if units(full) <= budget:
-        return full
-    out: list[str] = []
-    used = 0
-    for part in line:
-        piece = span(part.text, part.bold)
-        if used + units(piece) + 1 <= budget:
-            out.append(piece)
-            used += units(piece)
-            continue
-        room, kept = budget - used - units(span("…", part.bold)), 0
-        for char in part.text:
-            room -= units(span(char, False))
-            if room < 0:
-                break
-            kept += 1
-        out.append(span(part.text[:kept] + "…", part.bold))
-        break
-    return "".join(out)
 
 
 def name(text: str) -> str:

@@ -1,18 +1,19 @@
-"""The rule engine: (poll results, rules, previous state, now) -> (new state, events).
+"""The rule engine: (poll results, rules, previous state, context) -> (new state, events).
 
 Pure: no I/O and no clock reads, so every transition is testable with plain
-values. Semantics are those of SPEC section 5.
+values. Imports only bot.model and the standard library. The semantics are
+the README's "How alerts behave".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
-from bot.config import Rule
 from bot.model import (
+    TOTAL,
     AccountHealth,
     AlertKey,
     AlertState,
@@ -22,10 +23,19 @@ from bot.model import (
     FailureKind,
     PollFailure,
     PollResult,
+    Rule,
     Snapshot,
+    Target,
+    Unit,
 )
 
-TOTAL = "total"
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything besides results, rules and state that one evaluation needs."""
+
+    now: datetime
+    stale_after: int = 3  # consecutive failed polls before "data unavailable"
 
 
 class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and poll
@@ -40,10 +50,10 @@ def evaluate(
     results: Mapping[str, PollResult],
     rules: Sequence[Rule],
     previous: EngineState,
-    now: datetime,
-    stale_after: int,
+    context: Context,
 ) -> tuple[EngineState, list[Event]]:
     """Apply one poll cycle. Accounts absent from `results` keep their state."""
+    now = context.now
     alerts = {k: s for k, s in previous.alerts.items() if _still_configured(k, rules)}
     tracked: dict[tuple[str, str], list[AlertKey]] = {}  # (rule, account) -> its alerts
     for key in alerts:
@@ -52,12 +62,13 @@ def evaluate(
     events: list[Event] = []
     for account, result in results.items():
         old = health.get(account, AccountHealth(account))
+        notify = _notify_for(account, rules)
         if isinstance(result, PollFailure):
-            health[account], event = _failed(old, result, stale_after, _notify_for(account, rules))
-            events.extend([event] if event else [])
+            health[account], event = _failed(old, result, context.stale_after, notify)
         else:
-            health[account], event = _succeeded(old, result, now, _notify_for(account, rules))
-            events.extend([event] if event else [])
+            health[account], event = _succeeded(old, result, now, notify)
+        events.extend([event] if event else [])
+        if isinstance(result, Snapshot):
             for rule in rules:
                 if rule.matches_account(account):
                     scope = tracked.get((rule.name, account), [])
@@ -66,7 +77,7 @@ def evaluate(
 
 
 def _still_configured(key: AlertKey, rules: Sequence[Rule]) -> bool:
-    """A removed rule's alerts are dropped quietly (SPEC section 5)."""
+    """A removed rule's alerts are dropped quietly."""
     return any(r.name == key.rule and r.matches_account(key.account) for r in rules)
 
 
@@ -124,21 +135,21 @@ def _succeeded(
 
 def measures(rule: Rule, snapshot: Snapshot) -> Iterator[Measure]:
     """The subjects `rule` watches in `snapshot`, with their values."""
-    if rule.target == TOTAL:
-        yield _measure(rule, TOTAL, snapshot.total_quota, snapshot.total_used_quota)
+    percent = rule.kind.unit is Unit.PERCENT
+    if rule.target is Target.TOTAL:
+        yield _measure(percent, TOTAL, snapshot.total_quota, snapshot.total_used_quota)
         return
     in_scope = rule.key_matcher()
     for key in snapshot.keys:
         if not key.unlimited and in_scope(key.name):
-            yield _measure(rule, key.name, key.remain_quota, key.used_quota)
+            yield _measure(percent, key.name, key.remain_quota, key.used_quota)
 
 
-def _measure(rule: Rule, subject: str, remain: float, used: float) -> Measure:
-    if not rule.percent:
+def _measure(percent: bool, subject: str, remain: float, used: float) -> Measure:
+    if not percent:
         return Measure(subject, remain, remain)
     capacity = remain + used
-    percent = remain / capacity * 100 if capacity > 0 else 0.0
-    return Measure(subject, percent, remain)
+    return Measure(subject, remain / capacity * 100 if capacity > 0 else 0.0, remain)
 
 
 def _apply_rule(
@@ -151,11 +162,11 @@ def _apply_rule(
     """`tracked`: the keys `alerts` had for this rule and account before."""
     events: list[Event] = []
     seen: set[str] = set()
-    threshold, has_state = rule.threshold, {k.subject for k in tracked}
+    fires, has_state = rule.kind.fires, {k.subject for k in tracked}
     for m in measures(rule, snapshot):
         seen.add(m.subject)
-        if m.value >= threshold and m.subject not in has_state:
-            continue  # the common case, what step() does: above and untracked, nothing to do
+        if m.subject not in has_state and not fires(m.value):
+            continue  # the common case, what step() does: untracked and fine, nothing to do
         key = AlertKey(rule.name, snapshot.account, m.subject)
         state, event = step(rule, alerts.get(key), key, m, now)
         if state is None:
@@ -164,7 +175,7 @@ def _apply_rule(
             alerts[key] = state
         if event:
             events.append(event)
-    if rule.target != TOTAL:
+    if rule.target is not Target.TOTAL:
         events.extend(_vanished(rule, snapshot, alerts, tracked, seen, now))
     return events
 
@@ -193,8 +204,9 @@ def step(
     rule: Rule, state: AlertState | None, key: AlertKey, m: Measure, now: datetime
 ) -> tuple[AlertState | None, Event | None]:
     """One alert instance, one successful poll."""
+    kind = rule.kind
     if state is not None and state.firing:
-        if m.value >= rule.recover_level:
+        if kind.recovers(m.value):
             return None, _event(EventKind.RESOLVE, rule, key, m.value, m.usd, now, state.fired_at)
         due = (
             rule.repeat
@@ -205,8 +217,8 @@ def step(
             event = _event(EventKind.REMIND, rule, key, m.value, m.usd, now, state.fired_at)
             return replace(state, value=m.value, notified_at=now), event
         return replace(state, value=m.value), None
-    if m.value >= rule.threshold:
-        return None, None  # above, or hovering between the levels: nothing to track
+    if not kind.fires(m.value):
+        return None, None  # fine, or hovering between the levels: nothing to track
     polls = (state.polls_below if state else 0) + 1
     if polls < rule.for_polls:
         return AlertState(key, firing=False, polls_below=polls, value=m.value), None
@@ -232,12 +244,12 @@ def _event(
         rule=rule.name,
         target=rule.target,
         subject=key.subject,
-        unit="percent" if rule.percent else "usd",
+        unit=rule.kind.unit,
         value=value,
         usd=usd,
-        threshold=rule.threshold,
-        recover_at=rule.recover_level,
+        threshold=rule.kind.threshold,
+        recover_at=rule.kind.recover_at,
         since=since,
         reason=reason,
-        notify=tuple(rule.notify) if rule.notify is not None else (),
+        notify=rule.notify or (),
     )

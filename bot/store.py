@@ -1,5 +1,6 @@
-"""SQLite state: alert instances, account health, last good snapshots,
-balance history and the outbox. Schema versioned with PRAGMA user_version.
+"""The state the bot keeps across restarts: the StateStore protocol, and its
+SQLite implementation (alert instances, account health, last good snapshots,
+balance history and the outbox). Schema versioned with PRAGMA user_version.
 
 One process owns a state file at a time (an exclusive flock), so two bots on
 one file can never both send the same alert.
@@ -11,10 +12,12 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, Protocol
 
 from bot.model import AccountHealth, AlertKey, AlertState, EngineState, Event, Snapshot
 
@@ -70,6 +73,17 @@ class StoreError(Exception):
     """The state file cannot be used. The message names the file and the remedy."""
 
 
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # failed for good; not retried
+    DROPPED = "dropped"  # its notifier or destination is no longer configured
+    SUPERSEDED = "superseded"  # only reminders that later rows made stale
+
+
+PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "events": [...]}
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     notifier: str
@@ -87,6 +101,46 @@ class OutboxRow:
     parts_sent: int
     attempts: int
     next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one cycle leaves to persist."""
+
+    old: EngineState  # the state the cycle started from
+    new: EngineState
+    snapshots: Sequence[Snapshot]  # this cycle's good polls
+    previous: Mapping[str, Snapshot]  # the last good poll of each account before them
+    outbox: Sequence[OutboxItem]
+    now: datetime
+
+
+class StateStore(Protocol):
+    """What the rest of the program needs from the state file."""
+
+    def load_state(self, accounts: Iterable[str]) -> EngineState: ...
+
+    def load_snapshots(self) -> dict[str, Snapshot]: ...
+
+    def commit_cycle(self, commit: Commit) -> None:
+        """Persist one cycle atomically: either all of it or nothing."""
+        ...
+
+    def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]: ...
+
+    def mark_sent_parts(self, row_id: int, parts_sent: int) -> None: ...
+
+    def mark_done(
+        self, row_id: int, status: OutboxStatus, now: datetime, error: str = ""
+    ) -> None: ...
+
+    def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None: ...
+
+    def backlog(self) -> dict[str, int]: ...
+
+    def prune(self, now: datetime) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -182,6 +236,12 @@ class Store:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
 
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """A query whose rows are read by column name."""
+        cursor = self._conn.cursor()
+        cursor.row_factory = sqlite3.Row
+        return cursor.execute(sql, tuple(params))
+
     def _write(self, work: Iterable[tuple[str, Iterable[tuple]]]) -> None:
         """Run statements in one transaction; translate SQLite errors."""
         db = self._conn
@@ -204,37 +264,45 @@ class Store:
         """State of the configured accounts; others' rows are ignored."""
         wanted = set(accounts)
         alerts: dict[AlertKey, AlertState] = {}
-        for row in self._conn.execute("SELECT * FROM alerts"):
-            key = AlertKey(row[0], row[1], row[2])
+        for row in self._rows(
+            "SELECT rule, account, subject, firing, polls_below, value, fired_at, notified_at "
+            "FROM alerts"
+        ):
+            key = AlertKey(row["rule"], row["account"], row["subject"])
             if key.account in wanted:
                 alerts[key] = AlertState(
-                    key, bool(row[3]), row[4], row[5], _dt(row[6]), _dt(row[7])
+                    key,
+                    firing=bool(row["firing"]),
+                    polls_below=row["polls_below"],
+                    value=row["value"],
+                    fired_at=_dt(row["fired_at"]),
+                    notified_at=_dt(row["notified_at"]),
                 )
         health: dict[str, AccountHealth] = {}
-        for row in self._conn.execute("SELECT * FROM health"):
-            if row[0] in wanted:
-                health[row[0]] = AccountHealth(
-                    row[0], row[1], _dt(row[2]), bool(row[3]), row[4], _dt(row[5])
+        for row in self._rows(
+            "SELECT account, failures, failing_since, unavailable, last_error, last_success "
+            "FROM health"
+        ):
+            if row["account"] in wanted:
+                health[row["account"]] = AccountHealth(
+                    row["account"],
+                    failures=row["failures"],
+                    failing_since=_dt(row["failing_since"]),
+                    unavailable=bool(row["unavailable"]),
+                    last_error=row["last_error"],
+                    last_success=_dt(row["last_success"]),
                 )
         return EngineState(alerts, health)
 
     def load_snapshots(self) -> dict[str, Snapshot]:
         return {
-            row[0]: Snapshot.from_dict(json.loads(row[1]))
-            for row in self._conn.execute("SELECT account, data FROM snapshots")
+            row["account"]: Snapshot.from_dict(json.loads(row["data"]))
+            for row in self._rows("SELECT account, data FROM snapshots")
         }
 
-    def commit_cycle(
-        self,
-        old: EngineState,
-        new: EngineState,
-        snapshots: Iterable[Snapshot],
-        previous: Mapping[str, Snapshot],
-        outbox: Iterable[OutboxItem],
-        now: datetime,
-    ) -> None:
-        """Persist one cycle atomically: either all of it or nothing."""
-        snapshots = list(snapshots)
+    def commit_cycle(self, commit: Commit) -> None:
+        old, new, now = commit.old, commit.new, commit.now
+        snapshots, previous, outbox = commit.snapshots, commit.previous, commit.outbox
         gone = [k for k in old.alerts if k not in new.alerts]
         changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
         health = [h for a, h in new.health.items() if old.health.get(a) != h]
@@ -242,7 +310,8 @@ class Store:
             [
                 ("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone),
                 (
-                    "INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
+                    "value, fired_at, notified_at) VALUES (?,?,?,?,?,?,?,?)",
                     (
                         (
                             *s.key,
@@ -256,7 +325,8 @@ class Store:
                     ),
                 ),
                 (
-                    "INSERT OR REPLACE INTO health VALUES (?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO health (account, failures, failing_since, "
+                    "unavailable, last_error, last_success) VALUES (?,?,?,?,?,?)",
                     (
                         (
                             h.account,
@@ -270,11 +340,12 @@ class Store:
                     ),
                 ),
                 (
-                    "INSERT OR REPLACE INTO snapshots VALUES (?,?,?)",
+                    "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
                     ((s.account, _ts(s.fetched_at), json.dumps(s.to_dict())) for s in snapshots),
                 ),
                 (
-                    "INSERT INTO history VALUES (?,?,?,?,?)",
+                    "INSERT INTO history (account, at, total_quota, total_used_quota, "
+                    "request_count) VALUES (?,?,?,?,?)",
                     (
                         (
                             s.account,
@@ -286,7 +357,11 @@ class Store:
                         for s in snapshots
                     ),
                 ),
-                ("INSERT INTO key_history VALUES (?,?,?,?,?)", _key_changes(snapshots, previous)),
+                (
+                    "INSERT INTO key_history (account, at, key, remain_quota, used_quota) "
+                    "VALUES (?,?,?,?,?)",
+                    _key_changes(snapshots, previous),
+                ),
                 (
                     "INSERT INTO outbox (created_at, notifier, destination, events, "
                     "next_attempt_at) VALUES (?,?,?,?,?)",
@@ -295,7 +370,7 @@ class Store:
                             _ts(now),
                             i.notifier,
                             i.destination,
-                            json.dumps([e.to_dict() for e in i.events]),
+                            encode_events(i.events),
                             _ts(now),
                         )
                         for i in outbox
@@ -313,19 +388,19 @@ class Store:
             "next_attempt_at FROM outbox WHERE status='pending'"
         )
         if queue is None:
-            rows = self._conn.execute(sql + " ORDER BY id")
+            rows = self._rows(sql + " ORDER BY id")
         else:
-            rows = self._conn.execute(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
+            rows = self._rows(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
         return [
             OutboxRow(
-                id=r[0],
-                created_at=datetime.fromisoformat(r[1]),
-                notifier=r[2],
-                destination=r[3],
-                events=tuple(Event.from_dict(e) for e in json.loads(r[4])),
-                parts_sent=r[5],
-                attempts=r[6],
-                next_attempt_at=datetime.fromisoformat(r[7]),
+                id=r["id"],
+                created_at=datetime.fromisoformat(r["created_at"]),
+                notifier=r["notifier"],
+                destination=r["destination"],
+                events=decode_events(r["events"]),
+                parts_sent=r["parts_sent"],
+                attempts=r["attempts"],
+                next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
             )
             for r in rows
         ]
@@ -333,7 +408,7 @@ class Store:
     def mark_sent_parts(self, row_id: int, parts_sent: int) -> None:
         self._write([("UPDATE outbox SET parts_sent=? WHERE id=?", [(parts_sent, row_id)])])
 
-    def mark_done(self, row_id: int, status: str, now: datetime, error: str = "") -> None:
+    def mark_done(self, row_id: int, status: OutboxStatus, now: datetime, error: str = "") -> None:
         self._write(
             [
                 (
@@ -354,10 +429,10 @@ class Store:
         )
 
     def backlog(self) -> dict[str, int]:
-        rows = self._conn.execute(
-            "SELECT notifier, count(*) FROM outbox WHERE status='pending' GROUP BY notifier"
+        rows = self._rows(
+            "SELECT notifier, count(*) AS n FROM outbox WHERE status='pending' GROUP BY notifier"
         )
-        return dict(rows.fetchall())
+        return {r["notifier"]: r["n"] for r in rows}
 
     def prune(self, now: datetime) -> None:
         history_cut = _ts(now - timedelta(days=HISTORY_DAYS))
@@ -366,9 +441,25 @@ class Store:
             [
                 ("DELETE FROM history WHERE at < ?", [(history_cut,)]),
                 ("DELETE FROM key_history WHERE at < ?", [(history_cut,)]),
-                ("DELETE FROM outbox WHERE status != 'pending' AND done_at < ?", [(outbox_cut,)]),
+                (
+                    "DELETE FROM outbox WHERE status != ? AND done_at < ?",
+                    [(OutboxStatus.PENDING, outbox_cut)],
+                ),
             ]
         )
+
+
+def encode_events(events: Iterable[Event]) -> str:
+    return json.dumps({"v": PAYLOAD_VERSION, "events": [e.to_dict() for e in events]})
+
+
+def decode_events(text: str) -> tuple[Event, ...]:
+    """An outbox payload; the first release stored a bare list of events.
+    Raises model.EventFormatError for a payload this version cannot read."""
+    data: Any = json.loads(text)
+    if isinstance(data, dict):
+        data = data.get("events", [])
+    return tuple(Event.from_dict(e) for e in data)
 
 
 def _statements(script: str) -> list[str]:
@@ -376,7 +467,9 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _key_changes(snapshots: list[Snapshot], previous: Mapping[str, Snapshot]) -> Iterable[tuple]:
+def _key_changes(
+    snapshots: Sequence[Snapshot], previous: Mapping[str, Snapshot]
+) -> Iterable[tuple]:
     for snap in snapshots:
         before = previous.get(snap.account)
         old = {k.name: (k.remain_quota, k.used_quota) for k in before.keys} if before else {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -49,7 +48,3 @@ class WebServer:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None

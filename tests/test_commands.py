@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.cometapi import RetryPolicy
 from bot.commands import ChatCommands
 from bot.render import MARK
 from bot.service import App
 from fakes.cometapi import reply_balance, reply_status
-
-FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
+from tests.helpers import FAST, Clock
 
 KEY_RULE = """
 [[rules]]
@@ -30,18 +28,8 @@ def text(message) -> str:
     return "\n".join(message.plain_lines())
 
 
-class Clock:
-    def __init__(self, app_clock):
-        self.now = app_clock()
-
-    def __call__(self):
-        return self.now
-
-
 async def test_balance_fetches_fresh_then_reuses_for_30_seconds(make_config, comet):
-    from datetime import UTC, datetime
-
-    clock = Clock(lambda: datetime.now(UTC))
+    clock = Clock()
     comet.default = reply_balance(
         15,
         [
@@ -79,9 +67,7 @@ async def test_balance_marks_firing_subjects(make_config, comet):
 
 
 async def test_failed_fetch_shows_last_good_data_and_reason(make_config, comet):
-    from datetime import UTC, datetime
-
-    clock = Clock(lambda: datetime.now(UTC))
+    clock = Clock()
     comet.default = reply_balance(42)
     async with App(make_config(KEY_RULE), retry=FAST, clock=clock) as app:
         await app.cycle(notify=False)

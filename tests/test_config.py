@@ -43,8 +43,8 @@ def test_minimal_config_gets_spec_defaults():
     assert cfg.bot.http_listen == "127.0.0.1:9464" and cfg.bot.timezone == "UTC"
     assert cfg.accounts[0].url == "https://query.cometapi.com/user/quota"
     rule = cfg.rules[0]
-    assert rule.recover_level == pytest.approx(22.0)  # below * 1.1
-    assert rule.accounts == ["*"] and rule.for_polls == 1 and rule.repeat is None
+    assert rule.kind.recover_at == pytest.approx(22.0)  # below * 1.1
+    assert rule.accounts == ("*",) and rule.for_polls == 1 and rule.repeat is None
     assert rule.notify is None and rule.severity == "warning"
 
 
@@ -70,7 +70,7 @@ severty = "critical"
 def test_interpolation_with_default_and_set_variable():
     text = BASE.replace('"k-0123456789"', '"${K}"') + '\n[bot]\ninterval = "${IV:-30s}"\n'
     cfg = parse(text, {"K": "from-env-123"})
-    assert cfg.accounts[0].key.get_secret_value() == "from-env-123"
+    assert cfg.accounts[0].key == "from-env-123"
     assert cfg.bot.interval == 30
 
 

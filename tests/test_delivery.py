@@ -7,24 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.delivery import Backoff, Delivery
+from bot.backoff import Backoff
+from bot.delivery import Delivery
 from bot.model import EngineState, Event, EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier
-from bot.render import Message
-from bot.store import OutboxItem, Store
+from bot.notifiers.message import Message
+from bot.store import Commit, OutboxItem, Store
+from tests.helpers import Clock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class Scripted(Notifier):
@@ -67,7 +58,7 @@ def store(tmp_path):
 
 def enqueue(store: Store, *items: tuple[str, str]) -> None:
     rows = [OutboxItem("fake", dest, (event(subject),)) for dest, subject in items]
-    store.commit_cycle(EngineState(), EngineState(), [], {}, rows, T0)
+    store.commit_cycle(Commit(EngineState(), EngineState(), [], {}, rows, T0))
 
 
 def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Delivery:
@@ -83,7 +74,7 @@ def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Deliv
 
 
 async def test_transient_failure_backs_off_then_delivers_once(store):
-    clock, n = Clock(), Scripted(destinations=("a",))
+    clock, n = Clock(T0), Scripted(destinations=("a",))
     n.failures["a"] = [DeliveryError("HTTP 502"), DeliveryError("timeout")]
     enqueue(store, ("a", "x"))
     outcomes: list[str] = []
@@ -100,14 +91,14 @@ async def test_transient_failure_backs_off_then_delivers_once(store):
 
 
 async def test_retry_after_overrides_backoff(store):
-    clock, n = Clock(), Scripted(destinations=("a",))
+    clock, n = Clock(T0), Scripted(destinations=("a",))
     n.failures["a"] = [DeliveryError("flood", retry_after=3)]
     enqueue(store, ("a", "x"))
     assert await delivery(store, n, clock).deliver_due() == pytest.approx(3.1)
 
 
 async def test_permanent_failure_does_not_block_the_queue_or_other_destinations(store):
-    clock, n = Clock(), Scripted()
+    clock, n = Clock(T0), Scripted()
     n.failures["a"] = [DeliveryError("chat not found", permanent=True)]
     enqueue(store, ("a", "first"), ("b", "x"), ("a", "second"))
     assert await delivery(store, n, clock).deliver_due() is None
@@ -117,7 +108,7 @@ async def test_permanent_failure_does_not_block_the_queue_or_other_destinations(
 
 
 async def test_order_is_kept_per_destination_and_others_do_not_wait(store):
-    clock, n = Clock(), Scripted()
+    clock, n = Clock(T0), Scripted()
     n.failures["a"] = [DeliveryError("HTTP 500")]
     enqueue(store, ("a", "first"), ("a", "second"), ("b", "x"))
     d = delivery(store, n, clock)
@@ -133,7 +124,7 @@ async def test_order_is_kept_per_destination_and_others_do_not_wait(store):
 
 
 async def test_multi_part_message_resumes_after_the_last_sent_part(store, tmp_path):
-    clock, n = Clock(), Scripted(parts=3, destinations=("a",))
+    clock, n = Clock(T0), Scripted(parts=3, destinations=("a",))
     n.failures["a"] = []
     enqueue(store, ("a", "x"))
     original = n.send
@@ -162,12 +153,12 @@ async def test_multi_part_message_resumes_after_the_last_sent_part(store, tmp_pa
 async def test_rows_for_removed_notifiers_are_dropped(store):
     enqueue(store, ("gone", "x"))
     n = Scripted(destinations=("a",))
-    await delivery(store, n, Clock()).deliver_due()
+    await delivery(store, n, Clock(T0)).deliver_due()
     assert store.pending() == [] and n.sent == []
 
 
 async def test_a_crashing_notifier_is_retried_not_fatal(store):
-    clock, n = Clock(), Scripted(destinations=("a",))
+    clock, n = Clock(T0), Scripted(destinations=("a",))
 
     async def broken(dest, payload):
         raise RuntimeError("bug")
@@ -199,14 +190,14 @@ def remind(subject: str, hours: int) -> Event:
 
 
 async def test_after_an_outage_only_the_latest_reminder_per_alert_is_sent(store):
-    clock, n = Clock(), Scripted(destinations=("a",))
+    clock, n = Clock(T0), Scripted(destinations=("a",))
     rows = [
         OutboxItem("fake", "a", (event("x"),)),
         OutboxItem("fake", "a", (remind("x", 1), remind("y", 1))),
         OutboxItem("fake", "a", (remind("x", 2),)),
         OutboxItem("fake", "a", (remind("x", 3),)),
     ]
-    store.commit_cycle(EngineState(), EngineState(), [], {}, rows, T0)
+    store.commit_cycle(Commit(EngineState(), EngineState(), [], {}, rows, T0))
     await delivery(store, n, clock).deliver_due()
     assert [p for _, p in n.sent] == [
         "CometAPI balance: 1 warning part 1",  # the fire is never dropped

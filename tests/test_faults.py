@@ -32,8 +32,8 @@ from fakes.cometapi import (
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram
 from tests.conftest import QUERY_KEY, printed
+from tests.helpers import RETRYING as FAST
 from tests.process import BotProcess
-from tests.test_service import FAST
 
 TG_TOKEN = "987654321:AAaudit-SECRET-telegram-zq81x"
 SLACK_BOT_TOKEN = "xoxb-audit-SECRET-slack-bot-9f8e"

@@ -1,4 +1,4 @@
-"""Message wording (SPEC section 6), independent of any platform."""
+"""Message wording (README, "How alerts behave"), independent of any platform."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.model import Event, EventKind, KeyBalance, Severity, Snapshot
-from bot.render import MARK, AccountView, balance_message, event_line, events_message, plain
+from bot.notifiers.message import plain
+from bot.render import MARK, AccountView, balance_message, event_line, events_message
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

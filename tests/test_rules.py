@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.config import Rule
 from bot.model import (
     AlertKey,
     EngineState,
@@ -18,15 +17,10 @@ from bot.model import (
     PollFailure,
     Snapshot,
 )
-from bot.rules import evaluate
+from bot.rules import Context, evaluate
+from tests.helpers import key_rule, rule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def rule(**kw) -> Rule:
-    base = {"name": "low", "target": "total", "below": 20.0, "recover_above": 25.0}
-    base.update(kw)
-    return Rule.model_validate(base)
 
 
 def snap(
@@ -45,7 +39,7 @@ def run(values, rules, stale_after=3, start=None, step=timedelta(minutes=5)):
             if v is None
             else snap(v, at=now)
         )
-        state, events = evaluate({"main": result}, rules, state, now, stale_after)
+        state, events = evaluate({"main": result}, rules, state, Context(now, stale_after))
         out.append([e.kind for e in events])
     return out, state
 
@@ -69,7 +63,7 @@ def test_failed_poll_changes_nothing_and_stale_alert_is_single():
 def test_rejected_key_alerts_on_first_failure():
     state = EngineState()
     failure = PollFailure("main", FailureKind.REJECTED, "key rejected (HTTP 401)", T0)
-    state, events = evaluate({"main": failure}, [rule()], state, T0, 3)
+    state, events = evaluate({"main": failure}, [rule()], state, Context(T0, 3))
     assert [e.kind for e in events] == [EventKind.UNAVAILABLE]
     assert events[0].reason == "key rejected (HTTP 401)"
 
@@ -85,8 +79,7 @@ def test_fire_event_carries_message_fields():
         {"main": snap(1.42)},
         [rule(severity="critical", below=2, recover_above=3)],
         EngineState(),
-        T0,
-        3,
+        Context(T0, 3),
     )
     (e,) = events
     assert (e.kind, e.severity, e.subject, e.value, e.threshold, e.recover_at) == (
@@ -105,18 +98,6 @@ def test_two_rules_on_one_subject_are_independent():
     assert kinds == [[], ["fire"], ["fire"], [], ["resolve"], ["resolve"]]
 
 
-def key_rule(**kw) -> Rule:
-    base = {
-        "name": "keys",
-        "target": "key",
-        "below": 2.0,
-        "recover_above": 3.0,
-        "exclude_keys": ["balance-query"],
-    }
-    base.update(kw)
-    return Rule.model_validate(base)
-
-
 def test_key_rules_skip_unlimited_and_excluded_keys():
     keys = [
         KeyBalance("prod", 1.0, 9.0),
@@ -124,19 +105,23 @@ def test_key_rules_skip_unlimited_and_excluded_keys():
         KeyBalance("unlimited-b", -1, 5),
         KeyBalance("balance-query", 0, 0),
     ]
-    _, events = evaluate({"main": snap(100, keys)}, [key_rule()], EngineState(), T0, 3)
+    _, events = evaluate({"main": snap(100, keys)}, [key_rule()], EngineState(), Context(T0, 3))
     assert [(e.kind, e.subject) for e in events] == [("fire", "prod")]
 
 
 def test_percent_rule():
     r = key_rule(below=None, recover_above=None, below_percent=10, recover_above_percent=15)
     state, events = evaluate(
-        {"main": snap(100, [KeyBalance("k", 0.9, 9.1)])}, [r], EngineState(), T0, 3
+        {"main": snap(100, [KeyBalance("k", 0.9, 9.1)])}, [r], EngineState(), Context(T0, 3)
     )
     assert events[0].unit == "percent" and events[0].value == 9.0 and events[0].usd == 0.9
-    state, events = evaluate({"main": snap(100, [KeyBalance("k", 1.2, 8.8)])}, [r], state, T0, 3)
+    state, events = evaluate(
+        {"main": snap(100, [KeyBalance("k", 1.2, 8.8)])}, [r], state, Context(T0, 3)
+    )
     assert events == []  # 12 % is between the levels
-    state, events = evaluate({"main": snap(100, [KeyBalance("k", 1.5, 8.5)])}, [r], state, T0, 3)
+    state, events = evaluate(
+        {"main": snap(100, [KeyBalance("k", 1.5, 8.5)])}, [r], state, Context(T0, 3)
+    )
     assert [e.kind for e in events] == ["resolve"]
 
 
@@ -146,10 +131,11 @@ def test_removed_key_resolves_and_unlimited_key_resolves():
         {"main": snap(100, [KeyBalance("a", 1, 1), KeyBalance("b", 1, 1)])},
         [r],
         EngineState(),
-        T0,
-        3,
+        Context(T0, 3),
     )
-    state, events = evaluate({"main": snap(100, [KeyBalance("b", 1, -1)])}, [r], state, T0, 3)
+    state, events = evaluate(
+        {"main": snap(100, [KeyBalance("b", 1, -1)])}, [r], state, Context(T0, 3)
+    )
     assert sorted((e.subject, e.reason) for e in events) == [
         ("a", "key removed"),
         ("b", "key is now unlimited"),
@@ -159,24 +145,31 @@ def test_removed_key_resolves_and_unlimited_key_resolves():
 
 def test_config_edits_drop_state_quietly():
     state, _ = evaluate(
-        {"main": snap(10, [KeyBalance("a", 1, 1)])}, [rule(), key_rule()], EngineState(), T0, 3
+        {"main": snap(10, [KeyBalance("a", 1, 1)])},
+        [rule(), key_rule()],
+        EngineState(),
+        Context(T0, 3),
     )
     assert len(state.alerts) == 2
     narrowed = key_rule(keys=["other-*"])
-    state, events = evaluate({"main": snap(10, [KeyBalance("a", 1, 1)])}, [narrowed], state, T0, 3)
+    state, events = evaluate(
+        {"main": snap(10, [KeyBalance("a", 1, 1)])}, [narrowed], state, Context(T0, 3)
+    )
     assert events == [] and state.alerts == {}
 
 
 def test_changed_threshold_applies_from_next_poll():
-    state, _ = evaluate({"main": snap(18)}, [rule()], EngineState(), T0, 3)
+    state, _ = evaluate({"main": snap(18)}, [rule()], EngineState(), Context(T0, 3))
     assert state.alerts[AlertKey("low", "main", "total")].firing
-    state, events = evaluate({"main": snap(18)}, [rule(below=10, recover_above=15)], state, T0, 3)
+    state, events = evaluate(
+        {"main": snap(18)}, [rule(below=10, recover_above=15)], state, Context(T0, 3)
+    )
     assert [e.kind for e in events] == ["resolve"]
 
 
 def test_other_accounts_untouched_by_globs():
     r = rule(accounts=["prod-*"])
-    _, events = evaluate({"main": snap(1)}, [r], EngineState(), T0, 3)
+    _, events = evaluate({"main": snap(1)}, [r], EngineState(), Context(T0, 3))
     assert events == []
 
 
@@ -237,9 +230,9 @@ def test_failed_polls_change_no_alert_state(seq):
         now = T0 + timedelta(minutes=i)
         if v is None:
             failure = PollFailure("main", FailureKind.BAD_RESPONSE, "not JSON", now)
-            new, events = evaluate({"main": failure}, [r], state, now, 3)
+            new, events = evaluate({"main": failure}, [r], state, Context(now, 3))
             assert new.alerts == state.alerts
             assert all(e.kind == "unavailable" for e in events)
         else:
-            new, _ = evaluate({"main": snap(v, at=now)}, [r], state, now, 3)
+            new, _ = evaluate({"main": snap(v, at=now)}, [r], state, Context(now, 3))
         state = new

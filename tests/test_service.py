@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from bot.cometapi import RetryPolicy
 from bot.model import EventKind
 from bot.service import App
 from fakes.cometapi import reply_balance, reply_raw, reply_status
-
-FAST = RetryPolicy(attempts=2, deadline=5, wait_initial=0.01, wait_max=0.02, wait_jitter=0)
+from tests.helpers import RETRYING as FAST
 
 
 async def run_cycles(cfg, comet, responders, app=None):

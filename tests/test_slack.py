@@ -6,7 +6,7 @@ import asyncio
 import html
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,11 +14,11 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cometapi import RetryPolicy
 from bot.commands import REFUSAL, ChatCommands
-from bot.delivery import Backoff
 from bot.model import Severity
 from bot.notifiers import DeliveryError, NotifierContext
+from bot.notifiers.base import StartError
+from bot.notifiers.message import Message, Section, Span
 from bot.notifiers.slack import (
     CONTINUED,
     MAX_BLOCKS,
@@ -26,10 +26,8 @@ from bot.notifiers.slack import (
     TEXT_LIMIT,
     SlackConfig,
     SlackNotifier,
-    SlackStartError,
     render,
 )
-from bot.render import Message, Section, Span
 from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.slack import (
@@ -42,30 +40,14 @@ from fakes.slack import (
     text_objects,
 )
 from tests.conftest import printed
+from tests.helpers import FAST, KEY_RULE, QUICK, TOTAL_RULE, Clock
 
 BOT_TOKEN = "xoxb-test-SECRET-bot-token-123"
 APP_TOKEN = "xapp-1-test-SECRET-app-token-456"
 SECRETS = ("SECRET-bot-token", "SECRET-app-token")
 ALERTS, OTHER = "C0ALERTS01", "C0OTHER001"
 USER, STRANGER = "U0USER0001", "U0STRANGE1"
-FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
-QUICK = Backoff(initial=0.05, maximum=0.1, jitter=0)
 HOSTILE = "<b>x</b> & co"
-
-TOTAL_RULE = """
-[[rules]]
-name = "account-low"
-target = "total"
-below = 20
-"""
-
-KEY_RULE = """
-[[rules]]
-name = "key-low"
-target = "key"
-below = 2
-severity = "critical"
-"""
 
 
 # --- fixtures and helpers ---------------------------------------------------------
@@ -128,14 +110,6 @@ def visible(payloads) -> str:
 
 def _app(cfg, **kw) -> App:
     return App(cfg, retry=FAST, **kw)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class _Source:
@@ -458,7 +432,7 @@ async def test_rejected_bot_token_is_reported_without_the_token(make_config, com
 
 async def test_rejected_app_token_is_reported_and_stop_is_clean(slack):
     notifier = _notifier(slack, app="xapp-1-test-SECRET-app-token-999")
-    with pytest.raises(SlackStartError, match="rejected the app token") as info:
+    with pytest.raises(StartError, match="rejected the app token") as info:
         await notifier.start(listen=True)
     assert "invalid_auth" in str(info.value) and "connections:write" in str(info.value)
     assert info.value.__cause__ is None
@@ -495,7 +469,7 @@ async def test_unreachable_slack_fails_check_but_not_run(slack, caplog, monkeypa
     monkeypatch.setattr(SlackNotifier, "connect_wait", 0.2)
     await slack.stop()
     notifier = _notifier(slack)
-    with pytest.raises(SlackStartError, match=r"auth\.test"):
+    with pytest.raises(StartError, match=r"auth\.test"):
         await notifier.start(listen=False)
     await notifier.stop()
     notifier = _notifier(slack)

@@ -18,7 +18,7 @@ from bot.model import (
     Severity,
     Snapshot,
 )
-from bot.store import SCHEMA_VERSION, OutboxItem, Store, StoreError
+from bot.store import SCHEMA_VERSION, Commit, OutboxItem, Store, StoreError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -62,7 +62,7 @@ def test_state_round_trip(tmp_path, store):
     )
     s1 = snap(10, [KeyBalance("a", 1, 2)])
     store.commit_cycle(
-        EngineState(), state, [s1], {}, [OutboxItem("log", "default", (fire(),))], T0
+        Commit(EngineState(), state, [s1], {}, [OutboxItem("log", "default", (fire(),))], T0)
     )
     store.close()
     again = Store.open(tmp_path / "state.db")
@@ -80,9 +80,9 @@ def test_alert_deletion_and_key_history_only_on_change(store):
     key = AlertKey("low", "main", "total")
     firing = EngineState({key: AlertState(key, True, 1, 1.0, T0, T0)})
     s1 = snap(10, [KeyBalance("a", 1, 2), KeyBalance("b", 5, 0)])
-    store.commit_cycle(EngineState(), firing, [s1], {}, [], T0)
+    store.commit_cycle(Commit(EngineState(), firing, [s1], {}, [], T0))
     s2 = snap(9, [KeyBalance("a", 0.5, 2.5), KeyBalance("b", 5, 0)], at=T0 + timedelta(minutes=5))
-    store.commit_cycle(firing, EngineState(), [s2], {"main": s1}, [], T0)
+    store.commit_cycle(Commit(firing, EngineState(), [s2], {"main": s1}, [], T0))
     assert store.load_state(["main"]).alerts == {}
     db = store._conn
     assert db.execute("SELECT count(*) FROM history").fetchone()[0] == 2
@@ -95,12 +95,14 @@ def test_alert_deletion_and_key_history_only_on_change(store):
 
 def test_outbox_progress(store):
     store.commit_cycle(
-        EngineState(),
-        EngineState(),
-        [],
-        {},
-        [OutboxItem("telegram", "1", (fire(),)), OutboxItem("telegram", "2", (fire(),))],
-        T0,
+        Commit(
+            EngineState(),
+            EngineState(),
+            [],
+            {},
+            [OutboxItem("telegram", "1", (fire(),)), OutboxItem("telegram", "2", (fire(),))],
+            T0,
+        )
     )
     first, second = store.pending()
     store.mark_sent_parts(first.id, 1)
@@ -170,18 +172,20 @@ def test_missing_directory(tmp_path):
 
 
 def test_disk_full_is_reported_and_nothing_half_written(store):
-    store.commit_cycle(EngineState(), EngineState(), [snap(10)], {}, [], T0)
+    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(10)], {}, [], T0))
     page_count = store._conn.execute("PRAGMA page_count").fetchone()[0]
     store._conn.execute(f"PRAGMA max_page_count = {page_count}")
     big = [KeyBalance(f"key-{i}-" + "x" * 200, i, 1) for i in range(2000)]
     with pytest.raises(StoreError, match="disk is full"):
         store.commit_cycle(
-            EngineState(),
-            EngineState(),
-            [snap(9, big)],
-            {},
-            [OutboxItem("log", "default", (fire(),))],
-            T0,
+            Commit(
+                EngineState(),
+                EngineState(),
+                [snap(9, big)],
+                {},
+                [OutboxItem("log", "default", (fire(),))],
+                T0,
+            )
         )
     assert store.pending() == []
     assert store._conn.execute("SELECT count(*) FROM history").fetchone()[0] == 1
@@ -190,14 +194,16 @@ def test_disk_full_is_reported_and_nothing_half_written(store):
 def test_prune_keeps_recent_history_and_pending_outbox(store):
     old = T0 - timedelta(days=200)
     store.commit_cycle(
-        EngineState(),
-        EngineState(),
-        [snap(1, at=old)],
-        {},
-        [OutboxItem("log", "default", (fire(),))],
-        old,
+        Commit(
+            EngineState(),
+            EngineState(),
+            [snap(1, at=old)],
+            {},
+            [OutboxItem("log", "default", (fire(),))],
+            old,
+        )
     )
-    store.commit_cycle(EngineState(), EngineState(), [snap(2)], {}, [], T0)
+    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(2)], {}, [], T0))
     store.prune(T0)
     assert store._conn.execute("SELECT total_quota FROM history").fetchall() == [(2.0,)]
     assert len(store.pending()) == 1

@@ -12,18 +12,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.cometapi import RetryPolicy
+from bot.backoff import Backoff
 from bot.commands import REFUSAL, ChatCommands
-from bot.delivery import Backoff
 from bot.notifiers import DeliveryError, NotifierContext
+from bot.notifiers.base import StartError
+from bot.notifiers.message import Message, Section, Span
 from bot.notifiers.telegram import (
     LIMIT,
     TelegramConfig,
     TelegramNotifier,
-    TelegramStartError,
     render,
 )
-from bot.render import Message, Section, Span
 from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.telegram import (
@@ -37,27 +36,12 @@ from fakes.telegram import (
     server_error,
 )
 from tests.conftest import printed
+from tests.helpers import FAST, KEY_RULE, QUICK, TOTAL_RULE
 
 TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
 SECRET = TOKEN.split(":", 1)[1]
 USER_CHAT, GROUP_CHAT, STRANGER = 111111, -100222222, 999
-FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
-QUICK = Backoff(initial=0.05, maximum=0.1, jitter=0)
 
-TOTAL_RULE = """
-[[rules]]
-name = "account-low"
-target = "total"
-below = 20
-"""
-
-KEY_RULE = """
-[[rules]]
-name = "key-low"
-target = "key"
-below = 2
-severity = "critical"
-"""
 
 HOSTILE = ["<b>x</b>", "a&b", "*_[", "\"q\" 's'", "</b><i>"]
 
@@ -436,7 +420,7 @@ async def test_rejected_token_is_reported_without_the_token(tg, caplog):
     await other.start()
     try:
         notifier = _notifier(other)
-        with pytest.raises(TelegramStartError, match="rejected the bot token") as info:
+        with pytest.raises(StartError, match="rejected the bot token") as info:
             await notifier.start(listen=True)
         assert SECRET not in str(info.value) and info.value.__cause__ is None
         with pytest.raises(DeliveryError) as sent:

@@ -8,12 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.cometapi import RetryPolicy
 from bot.service import App
 from fakes.cometapi import reply_balance, reply_status
 from tests.conftest import QUERY_KEY
-
-FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)
+from tests.helpers import FAST
 
 
 class Served:

@@ -1,47 +1,61 @@
-"""The notifier interface and the entry-point registry.
+"""The notifier interface.
 
 A notifier is a class registered in the ``balance_bot.notifiers`` entry-point
-group under the name users write in ``[notifiers.<name>]``. The core knows no
-notifier by name; a third-party package adds one by declaring, in its own
-pyproject.toml::
+group (bot/plugins.py) under the name users write in ``[notifiers.<name>]``.
+The core knows no notifier by name; a third-party package adds one by
+declaring, in its own pyproject.toml::
 
     [project.entry-points."balance_bot.notifiers"]
     teams = "my_package.teams:TeamsNotifier"
 
-Contract (see ``log.py`` for the smallest complete example):
+Contract (``log.py`` is the smallest complete example, README "Writing a
+notifier" a chat-like one):
 
 - ``Config``: a pydantic model for the section; unknown keys should be
   forbidden (subclass ``NotifierConfig``).
 - ``destinations()``: the chats/channels an alert batch goes to. Delivery is
   tracked per destination, so one failing chat does not hold up the others.
-- ``format(message)``: turn a neutral ``render.Message`` into one or more
-  platform payloads (escaping, size limits). Must be deterministic: after a
-  restart, delivery resumes at the first payload not yet sent.
+- ``format(message)``: turn a neutral ``message.Message`` into one or more
+  platform payloads (escaping, size limits: see ``message.pack``). Must be
+  deterministic: after a restart, delivery resumes at the first payload not
+  yet sent.
 - ``send(destination, payload)``: deliver one payload or raise
   ``DeliveryError`` (``permanent=True`` for errors that retrying cannot fix,
   ``retry_after`` when the platform said how long to wait).
 - ``start(listen)`` / ``stop()``: optional; credential checks and, with
-  ``listen``, chat listeners for commands, on the application's event loop.
+  ``listen``, chat listeners that answer ``context.commands`` on the
+  application's event loop. ``base.ChatNotifier`` has what chat plugins share.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:
-    from bot.commands import ChatCommands
-    from bot.render import Message
+from bot import plugins
+from bot.notifiers.message import Message
+from bot.plugins import ENTRY_POINT_GROUP, FALLBACK, UnknownNotifierError, available
 
-ENTRY_POINT_GROUP = "balance_bot.notifiers"
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "FALLBACK",
+    "Command",
+    "Commands",
+    "DeliveryError",
+    "Notifier",
+    "NotifierConfig",
+    "NotifierContext",
+    "Request",
+    "UnknownNotifierError",
+    "available",
+    "load",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +77,39 @@ class DeliveryError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """One command as a chat platform received it."""
+
+    args: str = ""  # the text after the command
+    chat: str = ""  # the chat or channel id
+    user: str = ""  # the sender's id; "" when there is none (a channel post)
+    # the platform's own list of commands (how to write each, what it does), for /help
+    usage: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One chat command, as every platform offers it (bot/commands.py builds the table)."""
+
+    name: str
+    args: str  # how to write its arguments, e.g. "[account]"; "" for none
+    help: str
+    run: Callable[[Request], Awaitable[Message]]
+
+
+class Commands(Protocol):
+    """The chat commands a notifier offers, and what strangers are told."""
+
+    def table(self) -> Sequence[Command]: ...
+
+    def refusal(self) -> Message: ...
+
+
+@dataclass(frozen=True, slots=True)
 class NotifierContext:
     """What the core offers a notifier: chat commands and display settings."""
 
-    commands: ChatCommands
+    commands: Commands
     timezone: ZoneInfo
 
 
@@ -95,22 +138,8 @@ class Notifier(ABC):
         """Stop listening and release connections."""
 
 
-class UnknownNotifierError(LookupError):
-    pass
-
-
-@cache
-def available() -> dict[str, Any]:
-    """Installed notifier entry points by name (loaded lazily)."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load(name: str) -> type[Notifier]:
-    points = available()
-    if name not in points:
-        known = ", ".join(sorted(points)) or "none"
-        raise UnknownNotifierError(f"unknown notifier (installed: {known})")
-    cls = points[name].load()
+    cls = plugins.load(name)
     if not (isinstance(cls, type) and issubclass(cls, Notifier)):
         raise UnknownNotifierError(f"entry point {name!r} is not a Notifier subclass")
     return cls

@@ -10,7 +10,7 @@ import logging
 
 from bot.logs import log_event
 from bot.notifiers import Notifier, NotifierConfig
-from bot.render import Message
+from bot.notifiers.message import Message
 
 logger = logging.getLogger("bot.alerts")
 

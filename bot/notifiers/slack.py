@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import random
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import aiohttp
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
@@ -37,12 +36,12 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.delivery import Backoff
+from bot.backoff import retry_after
 from bot.logs import log_event
 from bot.model import Severity
-from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
-from bot.render import Message, Span, fit, units
-from bot.secrets import MASK, RedactingFilter, redact, register
+from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext, Request
+from bot.notifiers.base import ChatNotifier, StartError, Unreachable, shaped
+from bot.notifiers.message import CONTINUED, Limits, Message, Span, fit, pack, units
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ PAYLOAD_BUDGET = 10_000
 # of a block has a budget; a heading plus a line always fit in TEXT_LIMIT.
 TITLE_BUDGET = 500
 HEADING_BUDGET = 500
-CONTINUED = " (continued)"
 LINE_BUDGET = TEXT_LIMIT - HEADING_BUDGET - len(CONTINUED) - 1
 FALLBACK_CHARS = 150  # the notification text: the title, cut short (escaped length)
 
@@ -63,6 +61,7 @@ RESPONSE_URL_USES = 5  # Slack accepts five posts to one response_url (within 30
 REQUEST_TIMEOUT = 15.0  # one Web API or response_url request
 STOP_WAIT = 5.0  # answers under way get this long on stop()
 
+DEFAULT = "balance"  # the command the slash command runs without a sub-command word
 SEVERITY_MARK = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠"}
 # Retrying cannot fix these token problems; the hint says what to check.
 AUTH_ERRORS = frozenset(
@@ -96,51 +95,32 @@ SDK_LOGGERS = (
 
 
 class SlackConfig(NotifierConfig):
-    bot_token: SecretStr
-    app_token: SecretStr
+    bot_token: Annotated[SecretStr, shaped("xoxb-", "must be a bot token starting with xoxb-")]
+    app_token: Annotated[
+        SecretStr, shaped("xapp-", "must be an app-level token starting with xapp-")
+    ]
     channel: str = Field(min_length=1)
     allowed_channels: list[str] = Field(default_factory=list)  # default: [channel]
     allowed_users: list[str] = Field(default_factory=list)  # empty: everyone in those channels
     api_url: str = "https://slack.com/api/"
 
-    @field_validator("bot_token")
-    @classmethod
-    def _bot_token(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith("xoxb-"):
-            raise ValueError("must be a bot token starting with xoxb-")
-        return v
 
-    @field_validator("app_token")
-    @classmethod
-    def _app_token(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith("xapp-"):
-            raise ValueError("must be an app-level token starting with xapp-")
-        return v
-
-
-class SlackStartError(RuntimeError):
-    """Slack could not be used at start-up; the message never contains a token."""
-
-
-class SlackNotifier(Notifier):
+class SlackNotifier(ChatNotifier):
     Config = SlackConfig
     config: SlackConfig
+    library_loggers = SDK_LOGGERS
     # Socket Mode keep-alive: the SDK pings this often and, after a drop it did
     # not see as a close frame, notices within about this long and reconnects.
     ping_interval: ClassVar[float] = 5.0
     # start() waits this long for Socket Mode, then lets it go on connecting
     connect_wait: ClassVar[float] = 5.0
-    # between attempts to reach Slack for Socket Mode at start-up
-    start_backoff: ClassVar[Backoff] = Backoff(initial=5.0, maximum=300.0)
 
     def __init__(self, name: str, config: SlackConfig, context: NotifierContext) -> None:
-        super().__init__(name, config, context)
         self._tokens = (config.bot_token.get_secret_value(), config.app_token.get_secret_value())
-        _guard_logs(self._tokens)
+        super().__init__(name, config, context, secrets=self._tokens)
         self._session: aiohttp.ClientSession | None = None
         self._web_client: AsyncWebClient | None = None
         self._socket: SocketModeClient | None = None
-        self._connecting: asyncio.Task[None] | None = None
         self._answers: set[asyncio.Task[None]] = set()
 
     def destinations(self) -> list[str]:
@@ -173,7 +153,8 @@ class SlackNotifier(Notifier):
         status = exc.response.status_code
         error = _error_code(exc)
         if status == 429 or error == "ratelimited":
-            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=_retry_after(exc))
+            wait = retry_after(exc.response.headers.get("Retry-After"))
+            return DeliveryError(f"{where}: rate limited (HTTP 429)", retry_after=wait)
         if status >= 500 or error in TRANSIENT_ERRORS:
             return DeliveryError(f"{where}: {error or 'no answer'} (HTTP {status})")
         if not error:
@@ -189,7 +170,7 @@ class SlackNotifier(Notifier):
         """Check the bot token (auth.test) and the channel; with `listen`, also
         connect Socket Mode and answer /balance.
 
-        A rejected token raises SlackStartError. With `listen`, a Slack that
+        A rejected token raises StartError. With `listen`, a Slack that
         cannot be reached is retried in the background; alerts wait in the
         outbox meanwhile.
         """
@@ -210,12 +191,12 @@ class SlackNotifier(Notifier):
             auto_reconnect_enabled=True,
         )
         self._socket.socket_mode_request_listeners.append(self._on_request)
-        self._connecting = asyncio.create_task(self._connect(), name="slack.connect")
-        done, _ = await asyncio.wait({self._connecting}, timeout=self.connect_wait)
+        connecting = self.start_later(self._connect(), name="slack.connect")
+        done, _ = await asyncio.wait({connecting}, timeout=self.connect_wait)
         if done:
-            self._connecting.result()  # a rejected app token raises here
+            connecting.result()  # a rejected app token raises here
         else:
-            self._connecting.add_done_callback(_report_late_failure)
+            connecting.add_done_callback(_report_late_failure)
 
     async def _check_bot(self, listen: bool) -> bool:
         """auth.test; False if Slack could not be reached (and `listen` lets us go on)."""
@@ -224,7 +205,7 @@ class SlackNotifier(Notifier):
         except SlackApiError as exc:
             error = _error_code(exc)
             if error in AUTH_ERRORS:
-                raise SlackStartError(
+                raise StartError(
                     f"Slack rejected the bot token ({error}); check notifiers.slack.bot_token "
                     "(the Bot User OAuth Token, xoxb-) and that the app is installed"
                 ) from None
@@ -242,7 +223,7 @@ class SlackNotifier(Notifier):
             )
             return True
         if not listen:
-            raise SlackStartError(f"Slack: {reason}")
+            raise StartError(f"Slack: {reason}")
         log_event(
             logger,
             "slack.unreachable",
@@ -301,15 +282,14 @@ class SlackNotifier(Notifier):
         reconnects by itself from then on."""
         socket = self._socket
         assert socket is not None
-        attempt = 0
-        while True:
+
+        async def attempt() -> str:
             try:
-                socket.wss_uri = await socket.issue_new_wss_url()
-                break
+                return await socket.issue_new_wss_url()
             except SlackApiError as exc:
                 error = _error_code(exc)
                 if error in AUTH_ERRORS:
-                    raise SlackStartError(
+                    raise StartError(
                         f"Slack rejected the app token ({error}); check "
                         "notifiers.slack.app_token (an app-level token, xapp-, with "
                         "connections:write) and that Socket Mode is on"
@@ -317,17 +297,11 @@ class SlackNotifier(Notifier):
                 reason = f"apps.connections.open: {error or exc.response.status_code}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"apps.connections.open: {self._describe(exc)}"
-            attempt += 1
-            delay = self.start_backoff.delay(attempt, None, random.random)
-            log_event(
-                logger,
-                "slack.unreachable",
-                logging.WARNING,
-                reason=reason,
-                retry_in=round(delay, 1),
-                hint="/balance answers once Socket Mode is connected",
-            )
-            await asyncio.sleep(delay)
+            raise Unreachable(reason)
+
+        socket.wss_uri = await self.keep_trying(
+            attempt, "/balance answers once Socket Mode is connected"
+        )
         await socket.connect()
         log_event(
             logger,
@@ -339,10 +313,7 @@ class SlackNotifier(Notifier):
     async def stop(self) -> None:
         """Stop listening, let answers under way finish (bounded), close connections.
         Safe whether start() succeeded, failed half-way or never ran."""
-        if self._connecting:
-            self._connecting.cancel()
-            await asyncio.gather(self._connecting, return_exceptions=True)
-            self._connecting = None
+        await self.cancel_start()
         socket, self._socket = self._socket, None
         if socket:
             try:
@@ -414,7 +385,7 @@ class SlackNotifier(Notifier):
                     channel_id=channel,
                     user_id=user,
                 )
-                message = await self._run(command, text)
+                message = await self._run(command, text, channel, user)
         except Exception as exc:
             logger.error(
                 "slack.command_failed",
@@ -431,14 +402,16 @@ class SlackNotifier(Notifier):
             return "add the user id to notifiers.slack.allowed_users to allow this user"
         return ""
 
-    async def _run(self, command: str, text: str) -> Message:
-        commands = self.context.commands
-        word = text.lower()
-        if word == "status":
-            return commands.status()
-        if word == "help":
-            return commands.help(help_lines(command))
-        return await commands.balance(text)
+    async def _run(self, command: str, text: str, channel: str, user: str) -> Message:
+        """`/balance <word> ...` runs the sub-command `word`; anything else is
+        `/balance [account]`. A sub-command wins over an account of its name."""
+        table = self.context.commands.table()
+        word, _, rest = text.partition(" ")
+        chosen = next((c for c in table if c.name == word.lower() and c.name != DEFAULT), None)
+        if chosen is None:
+            chosen, rest = next(c for c in table if c.name == DEFAULT), text
+        usage = help_lines(table, command)
+        return await chosen.run(Request(rest.strip(), channel, user, usage))
 
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
         """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
@@ -469,7 +442,7 @@ class SlackNotifier(Notifier):
                 "slack.answer_failed",
                 logging.WARNING,
                 channel_id=channel,
-                reason=self._clean(reason),
+                reason=self.clean(reason),
             )
             return
 
@@ -496,15 +469,10 @@ class SlackNotifier(Notifier):
             )
         return self._web_client
 
-    def _clean(self, text: str) -> str:
-        for token in self._tokens:
-            text = text.replace(token, MASK)
-        return redact(text)
-
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError):
             return f"no answer within {REQUEST_TIMEOUT:g}s"
-        return f"{type(exc).__name__}: {self._clean(str(exc))}"
+        return f"{type(exc).__name__}: {self.clean(exc)}"
 
 
 _HINTS = {
@@ -525,36 +493,19 @@ def _error_code(exc: SlackApiError) -> str:
     return str(data.get("error") or "") if isinstance(data, dict) else ""
 
 
-def _retry_after(exc: SlackApiError) -> float | None:
-    try:
-        return float(exc.response.headers.get("Retry-After", ""))
-    except (TypeError, ValueError):
-        return None
-
-
 def _report_late_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log_event(logger, "slack.start_failed", logging.ERROR, reason=str(task.exception()))
 
 
-def _guard_logs(tokens: Sequence[str]) -> None:
-    """Redact at the source: the tokens are masked in slack-sdk's records too,
-    whatever handlers the process has."""
-    for token in tokens:
-        register(token)
-    for name in SDK_LOGGERS:
-        carrier = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in carrier.filters):
-            carrier.addFilter(RedactingFilter())
-
-
-def help_lines(command: str = "/balance") -> list[tuple[str, str]]:
-    return [
+def help_lines(table: Sequence[Command], command: str = "/balance") -> tuple[tuple[str, str], ...]:
+    """The slash command alone is /balance for every account; other commands are its words."""
+    lines = [
         (command, "balance, usage and keys of every account"),
         (f"{command} <account>", "one account"),
-        (f"{command} status", "alerts firing now and accounts without data"),
-        (f"{command} help", "these commands"),
     ]
+    lines += [(f"{command} {c.name} {c.args}".rstrip(), c.help) for c in table if c.name != DEFAULT]
+    return tuple(lines)
 
 
 # --- Message -> Block Kit -------------------------------------------------------
@@ -576,61 +527,24 @@ def render(message: Message) -> list[dict[str, Any]]:
     sections = [
         (
             fit((Span(s.heading, bold=True),), HEADING_BUDGET, _span) if s.heading.strip() else "",
-            [text for text in (fit(line, LINE_BUDGET, _span) for line in s.lines) if text.strip()],
+            [
+                (text, s.ref(i))
+                for i, text in enumerate(fit(line, LINE_BUDGET, _span) for line in s.lines)
+                if text.strip()
+            ],
         )
         for s in message.sections
     ]
-    bodies = _pack(sections, PAYLOAD_BUDGET - units(title) - 16)
+    limits = Limits(
+        room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - 1
+    )
+    bodies = [p.blocks for p in pack(sections, limits)]
     total = len(bodies)
     payloads = []
     for index, texts in enumerate(bodies, 1):
         part = f" ({index}/{total})" if total > 1 else ""
         blocks = [_block(title + part), *(_block(t) for t in texts)]
         payloads.append({"text": fallback + part, "blocks": blocks})
-    return payloads
-
-
-def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[list[str]]:
-    """Lines into block texts, blocks into payloads: at most MAX_BLOCKS - 1 blocks
-    (the title takes one) and `room` units per payload, TEXT_LIMIT per block."""
-    payloads: list[list[str]] = [[]]
-    used = 0
-
-    def new_block(text: str) -> bool:
-        nonlocal used
-        if len(payloads[-1]) >= MAX_BLOCKS - 1 or used + units(text) > room:
-            return False
-        payloads[-1].append(text)
-        used += units(text)
-        return True
-
-    def extend_block(text: str) -> bool:
-        nonlocal used
-        blocks = payloads[-1]
-        cost = units(text) + 1
-        if not blocks or units(blocks[-1]) + cost > TEXT_LIMIT or used + cost > room:
-            return False
-        blocks[-1] += "\n" + text
-        used += cost
-        return True
-
-    def new_payload(text: str) -> None:
-        nonlocal used
-        if payloads[-1]:
-            payloads.append([])
-            used = 0
-        new_block(text)
-
-    for heading, lines in sections:
-        if not heading and not lines:
-            continue
-        first = lines[0] if lines else ""
-        opening = "\n".join(x for x in (heading, first) if x)
-        if not new_block(opening):  # a heading stays with its first line
-            new_payload(opening)
-        for line in lines[1:]:
-            if not (extend_block(line) or new_block(line)):
-                new_payload(f"{heading}{CONTINUED}\n{line}" if heading else line)
     return payloads
 
 

@@ -12,12 +12,9 @@ import asyncio
 import html
 import logging
 import os
-import random
-from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from telegram import BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ChatMemberStatus, MessageLimit, ParseMode
 from telegram.error import (
@@ -41,11 +38,11 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.delivery import Backoff
+from bot.backoff import retry_after
 from bot.logs import log_event
-from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
-from bot.render import Message, Span, fit, units
-from bot.secrets import MASK, RedactingFilter, redact, register
+from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext
+from bot.notifiers.base import ChatNotifier, StartError, Unreachable, shaped
+from bot.notifiers.message import Limits, Message, Span, fit, pack, units
 
 # Time periods as timedelta, as PTB 23 will do by default; without this opt-in
 # PTB 22 warns that the int form is deprecated each time it builds a RetryAfter.
@@ -59,19 +56,13 @@ LIMIT = MessageLimit.MAX_TEXT_LENGTH  # 4096
 TITLE_BUDGET = 1000
 HEADING_BUDGET = 1000
 LINE_BUDGET = LIMIT - TITLE_BUDGET - HEADING_BUDGET - 16
-CONTINUED = " (continued)"
+CONTINUED = " (continued)"  # what message.pack adds to a repeated heading
 
 POLL_TIMEOUT = 30  # seconds a getUpdates long poll stays open
 STOP_WAIT = 5.0  # seconds to let command answers under way finish on stop
 # Edited messages are not even fetched; my_chat_member tells when the bot joins a chat.
 UPDATES = ("message", "channel_post", "my_chat_member")
 
-# (command, arguments, what it does): /help, setMyCommands and the handlers.
-COMMANDS = (
-    ("balance", "[account]", "balance, usage and keys per account"),
-    ("status", "", "alerts firing now and accounts without data"),
-    ("help", "", "these commands"),
-)
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # Loggers whose records carry the token: httpx logs each URL at INFO
 # (.../bot<token>/sendMessage) and PTB's bot logs its base URL at DEBUG.
@@ -79,32 +70,22 @@ TOKEN_CARRIERS = ("httpx", "telegram.Bot", "telegram.ext.ExtBot")
 
 
 class TelegramConfig(NotifierConfig):
-    token: SecretStr
+    token: Annotated[
+        SecretStr,
+        shaped(".*:", "does not look like a bot token from @BotFather (123456:ABC...)"),
+    ]
     chat_ids: list[int] = Field(min_length=1)
     api_url: str = "https://api.telegram.org"
 
-    @field_validator("token")
-    @classmethod
-    def _token(cls, v: SecretStr) -> SecretStr:
-        if ":" not in v.get_secret_value():
-            raise ValueError("does not look like a bot token from @BotFather (123456:ABC...)")
-        return v
 
-
-class TelegramStartError(RuntimeError):
-    """The bot could not start; the message never contains the token."""
-
-
-class TelegramNotifier(Notifier):
+class TelegramNotifier(ChatNotifier):
     Config = TelegramConfig
     config: TelegramConfig
-    # how long to wait between attempts when Telegram is unreachable at start-up
-    start_backoff: ClassVar[Backoff] = Backoff(initial=5.0, maximum=300.0)
+    library_loggers = TOKEN_CARRIERS
 
     def __init__(self, name: str, config: TelegramConfig, context: NotifierContext) -> None:
-        super().__init__(name, config, context)
         self._token = config.token.get_secret_value()
-        _guard_logs(self._token)
+        super().__init__(name, config, context, secrets=[self._token])
         api = config.api_url.rstrip("/")
         # Our own request objects, so stop() can close them even if start() never ran.
         self._requests = (
@@ -122,7 +103,6 @@ class TelegramNotifier(Notifier):
             .build()
         )
         self._add_handlers()
-        self._retry: asyncio.Task[None] | None = None
 
     def destinations(self) -> list[str]:
         return [str(c) for c in self.config.chat_ids]
@@ -146,7 +126,7 @@ class TelegramNotifier(Notifier):
     def _delivery_error(self, chat_id: str, exc: TelegramError) -> DeliveryError:
         where = f"Telegram chat {chat_id}"
         if isinstance(exc, RetryAfter):
-            return DeliveryError(f"{where}: rate limited", retry_after=_retry_after(exc))
+            return DeliveryError(f"{where}: rate limited", retry_after=retry_after(exc.retry_after))
         if isinstance(exc, ChatMigrated):
             return DeliveryError(
                 f"{where} is now a supergroup with id {exc.new_chat_id}; "
@@ -155,18 +135,14 @@ class TelegramNotifier(Notifier):
             )
         if isinstance(exc, InvalidToken | EndPointNotFound):
             return DeliveryError(
-                f"{where}: Telegram rejected the bot token ({self._clean(exc)}); "
+                f"{where}: Telegram rejected the bot token ({self.clean(exc)}); "
                 "check notifiers.telegram.token and api_url",
                 permanent=True,
             )
         # Blocked, kicked, chat not found: retrying cannot help. Everything else
         # (TimedOut, NetworkError, 5xx) is transient; BadRequest subclasses NetworkError.
         permanent = isinstance(exc, Forbidden | BadRequest)
-        return DeliveryError(f"{where}: {self._clean(exc)}", permanent=permanent)
-
-    def _clean(self, exc: object) -> str:
-        """An error text fit for logs: PTB puts the token into some of them."""
-        return redact(str(exc)).replace(self._token, MASK)
+        return DeliveryError(f"{where}: {self.clean(exc)}", permanent=permanent)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -180,15 +156,15 @@ class TelegramNotifier(Notifier):
         try:
             await self._connect(listen)
         except InvalidToken:
-            raise TelegramStartError(
+            raise StartError(
                 "Telegram rejected the bot token; check notifiers.telegram.token and api_url"
             ) from None
         except (TimedOut, NetworkError) as exc:
             if not listen or isinstance(exc, BadRequest):
-                raise TelegramStartError(f"Telegram: {self._clean(exc)}") from None
-            self._retry = asyncio.create_task(self._keep_trying(exc), name="telegram.start")
+                raise StartError(f"Telegram: {self.clean(exc)}") from None
+            self.start_later(self._reconnect(self.clean(exc)), name="telegram.start")
         except TelegramError as exc:
-            raise TelegramStartError(f"Telegram: {self._clean(exc)}") from None
+            raise StartError(f"Telegram: {self.clean(exc)}") from None
 
     async def _connect(self, listen: bool) -> None:
         app = self._app
@@ -197,8 +173,8 @@ class TelegramNotifier(Notifier):
             return
         await app.bot.set_my_commands(
             [
-                BotCommand(cmd, f"{text} (/{cmd} {args})" if args else text)
-                for cmd, args, text in COMMANDS
+                BotCommand(c.name, f"{c.help} (/{c.name} {c.args})" if c.args else c.help)
+                for c in self.context.commands.table()
             ]
         )
         if not app.running:
@@ -216,43 +192,34 @@ class TelegramNotifier(Notifier):
             chats=",".join(self.destinations()),
         )
 
-    async def _keep_trying(self, first: TelegramError) -> None:
-        error: TelegramError = first
-        attempt = 0
-        while True:
-            attempt += 1
-            delay = self.start_backoff.delay(attempt, None, random.random)
-            log_event(
-                logger,
-                "telegram.unreachable",
-                logging.WARNING,
-                reason=self._clean(error),
-                retry_in=round(delay, 1),
-                hint="commands answer once Telegram is reachable; alerts wait in the outbox",
-            )
-            await asyncio.sleep(delay)
+    async def _reconnect(self, first_failure: str) -> None:
+        async def attempt() -> None:
             try:
                 await self._connect(listen=True)
-                return
             except InvalidToken:
-                log_event(
-                    logger,
-                    "telegram.start_failed",
-                    logging.ERROR,
-                    reason="Telegram rejected the bot token",
-                    hint="check notifiers.telegram.token and api_url",
-                )
-                return
+                raise
             except TelegramError as exc:
-                error = exc
+                raise Unreachable(self.clean(exc)) from None
+
+        try:
+            await self.keep_trying(
+                attempt,
+                "commands answer once Telegram is reachable; alerts wait in the outbox",
+                first_failure,
+            )
+        except InvalidToken:
+            log_event(
+                logger,
+                "telegram.start_failed",
+                logging.ERROR,
+                reason="Telegram rejected the bot token",
+                hint="check notifiers.telegram.token and api_url",
+            )
 
     async def stop(self) -> None:
         """Stop polling, let answers under way finish (bounded), close connections.
         Safe whether start() succeeded, failed half-way or never ran."""
-        if self._retry:
-            self._retry.cancel()
-            await asyncio.gather(self._retry, return_exceptions=True)
-            self._retry = None
+        await self.cancel_start()
         app = self._app
         steps: list[tuple[str, Any]] = []
         if app.updater and app.updater.running:
@@ -270,35 +237,40 @@ class TelegramNotifier(Notifier):
                     "telegram.stop_failed",
                     logging.WARNING,
                     step=what,
-                    reason=f"{type(exc).__name__}: {self._clean(exc)}",
+                    reason=f"{type(exc).__name__}: {self.clean(exc)}",
                 )
 
     # --- commands ---------------------------------------------------------------
 
     def _add_handlers(self) -> None:
+        """One CommandHandler per entry of the command table, for allowed chats;
+        a refusal for every other chat."""
         allowed = filters.Chat(chat_id=self.config.chat_ids)
         # New messages only: CommandHandler would otherwise also answer edits.
         new = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
-        names = [cmd for cmd, _, _ in COMMANDS]
-        self._app.add_handlers(
-            [
-                CommandHandler("balance", self._balance, filters=new & allowed),
-                CommandHandler("status", self._status, filters=new & allowed),
-                CommandHandler(["help", "start"], self._help, filters=new & allowed),
-                CommandHandler([*names, "start"], self._refuse, filters=new & ~allowed),
-                ChatMemberHandler(self._membership, ChatMemberHandler.MY_CHAT_MEMBER),
-            ]
-        )
+        table = self.context.commands.table()
+        handlers: list[Any] = []
+        for command in table:
+            names = [command.name, "start"] if command.name == "help" else [command.name]
+            handlers.append(CommandHandler(names, self._handler(command), filters=new & allowed))
+        names = [c.name for c in table]
+        handlers.append(CommandHandler([*names, "start"], self._refuse, filters=new & ~allowed))
+        handlers.append(ChatMemberHandler(self._membership, ChatMemberHandler.MY_CHAT_MEMBER))
+        self._app.add_handlers(handlers)
         self._app.add_error_handler(self._on_error)
 
-    async def _balance(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self._answer(update, await self.context.commands.balance(_argument(update)))
+    def _handler(self, command: Command) -> Any:
+        async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            chat, user = update.effective_chat, update.effective_user
+            answer = await self.answer(
+                command.name,
+                _argument(update),
+                str(chat.id) if chat else "",
+                str(user.id) if user else "",
+            )
+            await self._answer(update, answer)
 
-    async def _status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self._answer(update, self.context.commands.status())
-
-    async def _help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self._answer(update, self.context.commands.help(help_lines()))
+        return handle
 
     async def _refuse(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat, user = update.effective_chat, update.effective_user
@@ -349,7 +321,7 @@ class TelegramNotifier(Notifier):
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A failing handler is logged; polling goes on."""
         error = context.error
-        fields: dict[str, Any] = {"reason": f"{type(error).__name__}: {self._clean(error)}"}
+        fields: dict[str, Any] = {"reason": f"{type(error).__name__}: {self.clean(error)}"}
         if isinstance(update, Update) and update.effective_chat:
             fields["chat_id"] = update.effective_chat.id
         # Our own bugs get a traceback; Telegram's errors are explained by their text.
@@ -362,22 +334,12 @@ class TelegramNotifier(Notifier):
                 logger,
                 "telegram.conflict",
                 logging.ERROR,
-                reason=self._clean(error),
+                reason=self.clean(error),
                 hint="another process polls updates with this bot token; "
                 "run exactly one balance-bot per token",
             )
         else:
-            log_event(logger, "telegram.poll_failed", logging.WARNING, reason=self._clean(error))
-
-
-def _guard_logs(token: str) -> None:
-    """Redact at the source, whatever handlers the process has (logs.py also
-    raises httpx to WARNING; this covers embedders and DEBUG runs)."""
-    register(token)
-    for name in TOKEN_CARRIERS:
-        carrier = logging.getLogger(name)
-        if not any(isinstance(f, RedactingFilter) for f in carrier.filters):
-            carrier.addFilter(RedactingFilter())
+            log_event(logger, "telegram.poll_failed", logging.WARNING, reason=self.clean(error))
 
 
 def _command(update: Update) -> str:
@@ -391,15 +353,6 @@ def _argument(update: Update) -> str:
     if not message or not message.text or not message.entities:
         return ""
     return message.text[message.entities[0].length :].strip()
-
-
-def help_lines() -> Sequence[tuple[str, str]]:
-    return [(f"/{cmd} {args}".rstrip(), text) for cmd, args, text in COMMANDS]
-
-
-def _retry_after(exc: RetryAfter) -> float:
-    value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 # --- Message -> Telegram HTML ---------------------------------------------------
@@ -417,13 +370,15 @@ def render(message: Message) -> list[str]:
             fit((Span(s.heading, bold=True),), HEADING_BUDGET - len(CONTINUED), _span)
             if s.heading
             else "",
-            [fit(line, LINE_BUDGET, _span) for line in s.lines],
+            [(fit(line, LINE_BUDGET, _span), s.ref(i)) for i, line in enumerate(s.lines)],
         )
         for s in message.sections
     ]
     reserve = 0
     while True:
-        bodies = _pack(sections, LIMIT - units(title) - reserve)
+        # the title, its blank line and the (i/n) marker aside; sections apart by a blank line
+        limits = Limits(room=LIMIT - units(title) - reserve - 2, separator=2)
+        bodies = ["\n\n".join(p.blocks) for p in pack(sections, limits) if p.blocks] or [""]
         marker = len(f" ({len(bodies)}/{len(bodies)})") if len(bodies) > 1 else 0
         if marker <= reserve:
             break
@@ -434,41 +389,6 @@ def render(message: Message) -> list[str]:
         head = f"{title} ({index}/{total})" if total > 1 else title
         parts.append(f"{head}\n\n{body}" if body else head)
     return parts
-
-
-def _pack(sections: list[tuple[str, list[str]]], room: int) -> list[str]:
-    """Lines into bodies of at most `room` units (the title and its blank line aside)."""
-    room -= 2  # "\n\n" after the title
-    bodies: list[list[str]] = [[]]
-    used = 0
-
-    def add(text: str, separator: str) -> bool:
-        nonlocal used
-        cost = units(text) + (units(separator) if bodies[-1] else 0)
-        if bodies[-1] and used + cost > room:
-            return False
-        bodies[-1].append((separator if bodies[-1] else "") + text)
-        used += cost
-        return True
-
-    def new_body() -> None:
-        nonlocal used
-        bodies.append([])
-        used = 0
-
-    for heading, lines in sections:
-        if not heading and not lines:
-            continue
-        first = lines[0] if lines else ""
-        opening = "\n".join(x for x in (heading, first) if x)
-        if not add(opening, "\n\n"):  # keep a heading with its first line
-            new_body()
-            add(opening, "")
-        for line in lines[1:]:
-            if not add(line, "\n"):
-                new_body()
-                add(f"{heading}{CONTINUED}\n{line}" if heading else line, "")
-    return ["".join(body) for body in bodies if body] or [""]
 
 
 def _span(text: str, bold: bool) -> str:

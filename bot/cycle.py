@@ -1,0 +1,211 @@
+"""One poll cycle: fetch -> evaluate -> commit -> route, and the in-memory
+read model (engine state, latest snapshots, poll outcomes) it leaves behind
+for chat commands, /healthz and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.cometapi import CometClient, poll_all
+from bot.config import Config
+from bot.logs import log_event
+from bot.metrics import Metrics
+from bot.model import EngineState, Event, EventKind, PollFailure, PollResult, Snapshot
+from bot.rules import Context, evaluate
+from bot.store import Commit, OutboxItem, StateStore, StoreError
+from bot.views import PollRecord
+
+logger = logging.getLogger(__name__)
+
+PRUNE_EVERY = timedelta(days=1)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class CycleResult:
+    results: dict[str, PollResult]
+    events: list[Event]
+    committed: bool
+    finished_at: datetime
+
+
+class Monitor:
+    """One poll cycle at a time, and what the last ones left to read."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        client: CometClient,
+        metrics: Metrics,
+        destinations: Mapping[str, list[str]],
+        clock: Clock = utcnow,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.metrics = metrics
+        self.destinations = destinations  # notifier -> its destinations
+        self.clock = clock
+        self.timezone = config.bot.zone
+        self.accounts = {a.name: a for a in config.accounts}
+        self.rules = config.rules
+        self.state: EngineState = store.load_state(self.accounts)
+        self.snapshots = {a: s for a, s in store.load_snapshots().items() if a in self.accounts}
+        self.polls: dict[str, PollRecord] = {}
+        self.started_at = clock()
+        self.last_cycle_at: datetime | None = None
+        self._adhoc: dict[str, Snapshot] = {}
+        self._cycle_lock = asyncio.Lock()
+        self._fetch_locks: dict[str, asyncio.Lock] = {}
+        self._pruned_at: datetime | None = None
+        self.cycles_done = 0
+        self._cycle_done = asyncio.Condition()
+        self.metrics.observe_alerts(self.state.alerts.values(), self._severities())
+
+    # --- the cycle ------------------------------------------------------------
+
+    async def run_cycle(self, notify: bool = True) -> CycleResult:
+        async with self._cycle_lock:
+            results = await poll_all(
+                self.client, list(self.accounts.values()), self.config.bot.max_concurrency
+            )
+            result = self._apply(results, notify)
+        async with self._cycle_done:
+            self.cycles_done += 1
+            self._cycle_done.notify_all()
+        return result
+
+    async def wait_cycles(self, count: int) -> None:
+        """Return once `count` cycles have completed since start (tests, the benchmark)."""
+        async with self._cycle_done:
+            await self._cycle_done.wait_for(lambda: self.cycles_done >= count)
+
+    def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
+        now = self.clock()
+        context = Context(now, self.config.bot.stale_after)
+        new, events = evaluate(results, self.rules, self.state, context)
+        snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
+        outbox = self.route(events) if notify else []
+        try:
+            self.store.commit_cycle(Commit(self.state, new, snapshots, self.snapshots, outbox, now))
+        except StoreError as exc:
+            # Nothing is lost: the state did not advance, so the next cycle
+            # evaluates the same transitions again.
+            log_event(logger, "cycle.not_saved", logging.ERROR, reason=str(exc))
+            return CycleResult(results, events, False, now)
+        self.state = new
+        self.snapshots.update((s.account, s) for s in snapshots)
+        self.last_cycle_at = now
+        for account, result in results.items():
+            self._log_poll(account, result, now)
+        for event in events:
+            _log_alert(event)
+        self.metrics.observe_polls(results)
+        self.metrics.observe_alerts(new.alerts.values(), self._severities())
+        self._maybe_prune(now)
+        return CycleResult(results, events, True, now)
+
+    def _log_poll(self, account: str, result: PollResult, now: datetime) -> None:
+        if isinstance(result, PollFailure):
+            self.polls[account] = PollRecord(now, result.kind.value, result.reason)
+            log_event(
+                logger,
+                "poll.failed",
+                logging.WARNING,
+                account=account,
+                kind=result.kind.value,
+                reason=result.reason,
+            )
+        else:
+            self.polls[account] = PollRecord(now, "ok")
+            log_event(
+                logger,
+                "poll.ok",
+                logging.DEBUG,
+                account=account,
+                total=result.total_quota,
+                keys=len(result.keys),
+            )
+
+    def route(self, events: list[Event]) -> list[OutboxItem]:
+        """One outbox entry per (notifier, destination) holding the cycle's events."""
+        grouped: dict[tuple[str, str], list[Event]] = {}
+        for event in events:
+            for name in event.notify or self.destinations:
+                for destination in self.destinations.get(name, ()):
+                    grouped.setdefault((name, destination), []).append(event)
+        return [OutboxItem(n, d, tuple(evs)) for (n, d), evs in grouped.items()]
+
+    def _maybe_prune(self, now: datetime) -> None:
+        if self._pruned_at and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            self.store.prune(now)
+        except StoreError as exc:
+            log_event(logger, "store.prune_failed", logging.WARNING, reason=str(exc))
+
+    async def idle(self, within: float) -> bool:
+        """Wait for a cycle under way to finish; False if it did not in time."""
+        try:
+            async with asyncio.timeout(within), self._cycle_lock:
+                return True
+        except TimeoutError:
+            return False
+
+    def _severities(self) -> dict[str, str]:
+        return {rule.name: rule.severity.value for rule in self.rules}
+
+    # --- what chat commands read (commands.BalanceSource) ------------------------
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def account_names(self) -> list[str]:
+        return list(self.accounts)
+
+    def latest(self, account: str) -> Snapshot | None:
+        candidates = [s for s in (self.snapshots.get(account), self._adhoc.get(account)) if s]
+        return max(candidates, key=lambda s: s.fetched_at, default=None)
+
+    async def recent_snapshot(self, account: str, max_age: float) -> tuple[Snapshot | None, str]:
+        lock = self._fetch_locks.setdefault(account, asyncio.Lock())
+        async with lock:  # one upstream request however many people ask at once
+            latest = self.latest(account)
+            if latest and (self.clock() - latest.fetched_at).total_seconds() < max_age:
+                return latest, ""
+            result = await self.client.poll(self.accounts[account])
+            if isinstance(result, PollFailure):
+                return latest, result.reason
+            self._adhoc[account] = result
+            return result, ""
+
+
+def _log_alert(event: Event) -> None:
+    fields: dict[str, Any] = {"account": event.account}
+    if event.rule:
+        fields.update(
+            rule=event.rule,
+            subject=event.subject,
+            severity=event.severity.value,
+            value=event.value,
+            threshold=event.threshold,
+        )
+    if event.reason:
+        fields["reason"] = event.reason
+    level = (
+        logging.WARNING if event.kind in (EventKind.FIRE, EventKind.UNAVAILABLE) else logging.INFO
+    )
+    log_event(logger, f"alert.{event.kind.value}", level, **fields)

@@ -1,0 +1,127 @@
+"""What every chat plugin shares: its secrets masked in the libraries' log
+records too, a start-up loop that keeps trying while the platform is down,
+and one reading of Retry-After (bot/backoff.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import AfterValidator, SecretStr
+
+from bot.backoff import Backoff
+from bot.logs import log_event
+from bot.notifiers import Notifier, NotifierContext, Request
+from bot.notifiers.message import Message
+from bot.secrets import MASK, RedactingFilter, redact, register
+
+T = TypeVar("T")
+
+
+def shaped(pattern: str, problem: str) -> AfterValidator:
+    """A check for a SecretStr field: the value must match the regex `pattern`
+    (a platform's token shape), else `problem`; the value itself is never shown."""
+
+    def check(value: SecretStr) -> SecretStr:
+        if not re.match(pattern, value.get_secret_value()):
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+class StartError(RuntimeError):
+    """A chat plugin could not start; the message never contains a token."""
+
+
+class Unreachable(Exception):
+    """An attempt in `keep_trying` failed in a way worth retrying; the reason is safe to log."""
+
+
+class ChatNotifier(Notifier):
+    # loggers of the platform's library whose records may carry a token
+    library_loggers: ClassVar[Sequence[str]] = ()
+    # how long to wait between attempts when the platform is unreachable at start-up
+    start_backoff: ClassVar[Backoff] = Backoff(initial=5.0, maximum=300.0)
+
+    def __init__(
+        self, name: str, config: Any, context: NotifierContext, secrets: Sequence[str]
+    ) -> None:
+        super().__init__(name, config, context)
+        self._secrets = tuple(secrets)
+        self._starting: asyncio.Task[None] | None = None  # start-up going on in the background
+        self.logger = logging.getLogger(type(self).__module__)
+        for secret in self._secrets:
+            register(secret)
+        # Redact at the source, whatever handlers the process has (logs.py also
+        # quiets the libraries; this covers embedders and DEBUG runs).
+        for name_ in self.library_loggers:
+            carrier = logging.getLogger(name_)
+            if not any(isinstance(f, RedactingFilter) for f in carrier.filters):
+                carrier.addFilter(RedactingFilter())
+
+    def clean(self, text: object) -> str:
+        """A text fit for logs and messages: the libraries put tokens into some of theirs."""
+        out = str(text)
+        for secret in self._secrets:
+            out = out.replace(secret, MASK)
+        return redact(out)
+
+    def usage(self) -> tuple[tuple[str, str], ...]:
+        """How each command is written on this platform, and what it does (for /help)."""
+        return tuple(
+            (f"/{c.name} {c.args}".rstrip(), c.help) for c in self.context.commands.table()
+        )
+
+    async def answer(self, name: str, args: str = "", chat: str = "", user: str = "") -> Message:
+        """The answer to the command `name` typed in a chat (allowed: access control
+        is the plugin's, before this); an unknown name gets the help."""
+        table = self.context.commands.table()
+        command = next((c for c in table if c.name == name), None)
+        command = command or next(c for c in table if c.name == "help")
+        return await command.run(Request(args, chat, user, self.usage()))
+
+    def start_later(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Go on with start-up in the background (see keep_trying); stop() cancels it."""
+        self._starting = asyncio.create_task(work, name=name)
+        return self._starting
+
+    async def cancel_start(self) -> None:
+        task, self._starting = self._starting, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def keep_trying(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        hint: str,
+        first_failure: str | None = None,
+    ) -> T:
+        """Run `attempt` until it returns; each `Unreachable` it raises is logged
+        as `<name>.unreachable` with the wait before the next try. Other
+        exceptions end the loop. With `first_failure`, the first try already
+        failed and the loop starts by waiting."""
+        failures = 0
+        reason = first_failure
+        while True:
+            if reason is not None:
+                failures += 1
+                delay = self.start_backoff.delay(failures, None, random.random)
+                log_event(
+                    self.logger,
+                    f"{self.name}.unreachable",
+                    logging.WARNING,
+                    reason=reason,
+                    retry_in=round(delay, 1),
+                    hint=hint,
+                )
+                await asyncio.sleep(delay)
+            try:
+                return await attempt()
+            except Unreachable as exc:
+                reason = str(exc)

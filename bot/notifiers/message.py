@@ -1,0 +1,180 @@
+"""The neutral message every notifier formats, and the one packer that splits
+it under a platform's limits.
+
+A Message is a title plus sections of lines; a line is a tuple of spans, each
+plain or bold, every span text to be escaped by the notifier. A section may
+tag its lines with references (the alert a line is about), and a message may
+offer actions (buttons) on what it references; plugins that have no buttons
+ignore both. Imports only bot.model and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.model import Severity
+
+CONTINUED = " (continued)"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    text: str
+    bold: bool = False
+
+
+Line = tuple[Span, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    heading: str
+    lines: tuple[Line, ...]
+    # refs[i]: what lines[i] is about (an alert id), or None; () when nothing is
+    refs: tuple[str | None, ...] = ()
+
+    def ref(self, index: int) -> str | None:
+        return self.refs[index] if index < len(self.refs) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button offered for every referenced line of a message (or piece)."""
+
+    label: str  # what the button says, e.g. "Snooze 1h"
+    verb: str  # what it does, short and stable, e.g. "s1h"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    sections: tuple[Section, ...]
+    severity: Severity | None = None  # the worst severity of a firing alert in it, if any
+    actions: tuple[Action, ...] = field(default=())
+
+    def plain_lines(self) -> list[str]:
+        out = [self.title]
+        for section in self.sections:
+            if section.heading:
+                out.append(section.heading)
+            out.extend(plain(line) for line in section.lines)
+        return out
+
+
+def plain(line: Line) -> str:
+    return "".join(span.text for span in line)
+
+
+def units(text: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts it: an upper bound for any count."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit(line: Line, budget: int, span: Callable[[str, bool], str]) -> str:
+    """`line` in a platform's markup within `budget` units, cut with an ellipsis if
+    longer. `span(text, bold)` escapes and marks up one span; the cut is made in
+    the raw text, so never inside an escape or a markup tag."""
+    full = "".join(span(s.text, s.bold) for s in line)
+    if units(full) <= budget:
+        return full
+    out: list[str] = []
+    used = 0
+    for part in line:
+        piece = span(part.text, part.bold)
+        if used + units(piece) + 1 <= budget:
+            out.append(piece)
+            used += units(piece)
+            continue
+        room, kept = budget - used - units(span("…", part.bold)), 0
+        for char in part.text:
+            room -= units(span(char, False))
+            if room < 0:
+                break
+            kept += 1
+        out.append(span(part.text[:kept] + "…", part.bold))
+        break
+    return "".join(out)
+
+
+# --- packing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one payload may hold, in UTF-16 units (the title aside)."""
+
+    room: int  # every block of a piece together, separators included
+    block: int | None = None  # one block's text; None: no limit
+    blocks: int | None = None  # blocks per piece; None: no limit
+    separator: int = 0  # units between two blocks of a piece ("\n\n" is 2)
+
+
+@dataclass(slots=True)
+class Piece:
+    """One payload's body: its blocks of text (lines joined by "\\n"), and the
+    references of the lines in it, in order."""
+
+    blocks: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+    used: int = 0
+
+
+RenderedSection = tuple[str, Sequence[tuple[str, str | None]]]  # heading, (line, ref)s
+
+
+def pack(sections: Sequence[RenderedSection], limits: Limits) -> list[Piece]:
+    """Rendered lines into pieces within `limits`, deterministically.
+
+    Breaks only between lines. A heading stays with its first line; a piece
+    that starts inside a section repeats the heading, marked (continued). A
+    line fills the current block, else starts a new block, else a new piece.
+    """
+    pieces = [Piece()]
+
+    def cost(text: str, new_block: bool) -> int:
+        if not new_block:
+            return units(text) + 1  # "\n" inside the block
+        return units(text) + (limits.separator if pieces[-1].blocks else 0)
+
+    def new_block(text: str, force: bool = False) -> bool:
+        piece = pieces[-1]
+        full = limits.blocks is not None and len(piece.blocks) >= limits.blocks
+        if not force and (full or piece.used + cost(text, True) > limits.room):
+            return False
+        piece.used += cost(text, True)
+        piece.blocks.append(text)
+        return True
+
+    def extend_block(text: str) -> bool:
+        piece = pieces[-1]
+        if not piece.blocks or piece.used + cost(text, False) > limits.room:
+            return False
+        if limits.block is not None and units(piece.blocks[-1]) + cost(text, False) > limits.block:
+            return False
+        piece.used += cost(text, False)
+        piece.blocks[-1] += "\n" + text
+        return True
+
+    def new_piece(text: str) -> None:
+        if pieces[-1].blocks:
+            pieces.append(Piece())
+        new_block(text, force=True)
+
+    def note(ref: str | None) -> None:
+        if ref is not None and ref not in pieces[-1].refs:
+            pieces[-1].refs.append(ref)
+
+    for heading, lines in sections:
+        if not heading and not lines:
+            continue
+        first, first_ref = lines[0] if lines else ("", None)
+        opening = "\n".join(x for x in (heading, first) if x)
+        if not new_block(opening):
+            new_piece(opening)
+        note(first_ref)
+        for line, ref in lines[1:]:
+            if not (extend_block(line) or new_block(line)):
+                new_piece(f"{heading}{CONTINUED}\n{line}" if heading else line)
+            note(ref)
+    return pieces

@@ -1,0 +1,182 @@
+"""The read side, pure: what /balance, /status and /healthz show, computed
+from (state, snapshots, rules, now). No I/O, no clock: testable with values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.model import (
+    AccountHealth,
+    AlertState,
+    EngineState,
+    Event,
+    EventKind,
+    Rule,
+    Snapshot,
+    Target,
+    Unit,
+)
+from bot.notifiers.message import Message
+from bot.render import AccountView, balance_message, status_message
+
+Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
+
+
+def firing_subjects(
+    state: EngineState, rules: Sequence[Rule], account: str
+) -> tuple[bool, frozenset[str]]:
+    """(total is firing, key names firing) for the /balance markers."""
+    by_name = {r.name: r for r in rules}
+    total, keys = False, set()
+    for alert in state.alerts.values():
+        rule = by_name.get(alert.key.rule)
+        if alert.firing and rule and alert.key.account == account:
+            if rule.target is Target.TOTAL:
+                total = True
+            else:
+                keys.add(alert.key.subject)
+    return total, frozenset(keys)
+
+
+def balance_view(
+    fetched: Mapping[str, tuple[Snapshot | None, str]],
+    rules: Sequence[Rule],
+    state: EngineState,
+    now: datetime,
+    tz: ZoneInfo,
+) -> Message:
+    """/balance: per account its data (or why it is missing) and the firing markers."""
+    views = []
+    for account, (snapshot, error) in fetched.items():
+        total, keys = firing_subjects(state, rules, account)
+        views.append(AccountView(account, snapshot, total, keys, error))
+    return balance_message(views, now, tz)
+
+
+def firing_events(
+    state: EngineState, rules: Sequence[Rule], latest: Latest, now: datetime
+) -> tuple[list[Event], list[Event]]:
+    """(firing alerts, accounts without data) as events carrying the current
+    value and since when, for /status and check."""
+    by_name = {r.name: r for r in rules}
+    firing = [
+        _current(alert, by_name[alert.key.rule], latest, now)
+        for alert in state.alerts.values()
+        if alert.firing and alert.key.rule in by_name
+    ]
+    unavailable = [
+        Event(
+            EventKind.UNAVAILABLE,
+            h.account,
+            now,
+            reason=h.last_error,
+            since=h.failing_since,
+            value=h.failures,
+        )
+        for h in state.health.values()
+        if h.unavailable
+    ]
+    return firing, unavailable
+
+
+def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Event:
+    usd: float | None = alert.value
+    if rule.kind.unit is Unit.PERCENT:
+        snap = latest(alert.key.account)
+        usd = None
+        if snap and rule.target is Target.TOTAL:
+            usd = snap.total_quota
+        elif snap:
+            usd = next((k.remain_quota for k in snap.keys if k.name == alert.key.subject), None)
+    return Event(
+        EventKind.FIRE,
+        alert.key.account,
+        now,
+        rule.severity,
+        rule.name,
+        rule.target,
+        alert.key.subject,
+        rule.kind.unit,
+        alert.value,
+        usd,
+        rule.kind.threshold,
+        rule.kind.recover_at,
+        alert.fired_at,
+    )
+
+
+def status_view(
+    state: EngineState, rules: Sequence[Rule], latest: Latest, now: datetime
+) -> Message:
+    return status_message(*firing_events(state, rules, latest, now))
+
+
+# --- /healthz ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    at: datetime
+    outcome: str  # "ok" or a FailureKind value
+    error: str = ""
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def health(
+    accounts: Iterable[str],
+    state: Mapping[str, AccountHealth],
+    polls: Mapping[str, PollRecord],
+    last_cycle: datetime | None,
+    started: datetime,
+    interval: float,
+    scheduler_running: bool,
+    now: datetime,
+    dead_tasks: Mapping[str, tuple[datetime, str]] | None = None,
+) -> tuple[bool, dict[str, Any]]:
+    """The /healthz verdict and body (docs/container.md, "Health"). `dead_tasks`:
+    internal tasks that ended unexpectedly, with when and why."""
+    limit = timedelta(seconds=3 * interval)
+    grace = now - started < limit
+    body_accounts: dict[str, Any] = {}
+    failing: list[str] = []
+    for name in accounts:
+        poll = polls.get(name)
+        account = state.get(name)
+        last_ok = account.last_success if account else None
+        ok = (last_ok is not None and now - last_ok <= limit) or (last_ok is None and grace)
+        entry: dict[str, Any] = {
+            "ok": ok,
+            "last_poll": iso(poll.at) if poll else None,
+            "outcome": poll.outcome if poll else None,
+            "last_success": iso(last_ok),
+        }
+        if account and account.failures:
+            entry["failing_since"] = iso(account.failing_since)
+            entry["error"] = account.last_error
+        if not ok:
+            failing.append(name)
+        body_accounts[name] = entry
+    cycle_ok = (last_cycle is not None and now - last_cycle <= limit) or grace
+    healthy = scheduler_running and cycle_ok and not failing and not dead_tasks
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "failing",
+        "scheduler": "running" if scheduler_running else "stopped",
+        "last_cycle": iso(last_cycle),
+        "accounts": body_accounts,
+    }
+    if failing:
+        body["failing"] = failing
+    if dead_tasks:
+        body["dead_tasks"] = {
+            name: {"since": iso(since), "error": error}
+            for name, (since, error) in dead_tasks.items()
+        }
+    return healthy, body
