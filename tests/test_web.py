@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -142,3 +143,44 @@ async def test_slow_polls_never_overlap(serve, comet):
     served = await serve()
     await cycles(served, 2)
     assert peak == 1
+
+
+async def test_a_dead_internal_task_is_logged_and_turns_healthz_503(serve, comet, caplog):
+    comet.default = reply_balance(100)
+    served = await serve()
+    await cycles(served, 1)
+    assert (await served.get("/healthz"))[0] == 200
+
+    async def broken() -> None:
+        raise RuntimeError("delivery bug")
+
+    served.app.tasks.spawn("delivery", broken())
+    async with asyncio.timeout(5):
+        while "delivery" not in served.app.tasks.dead:  # noqa: ASYNC110 - set by a done callback
+            await asyncio.sleep(0.01)
+    status, body = await served.get("/healthz")
+    data = json.loads(body)
+    assert status == 503 and data["status"] == "failing"
+    assert data["dead_tasks"]["delivery"]["error"] == "RuntimeError: delivery bug"
+    (record,) = [r for r in caplog.records if r.getMessage() == "task.died"]
+    assert record.fields["task"] == "delivery"
+
+
+async def test_a_failure_at_start_up_stops_what_had_started(make_config, comet):
+    """The health port is taken: serve() fails, and the scheduler and the outbox
+    task it had started are stopped, not left running."""
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    cfg = make_config(listen=f"127.0.0.1:{port}")
+    try:
+        app = App(cfg, retry=FAST)
+        await app.__aenter__()
+        with pytest.raises(OSError, match="in use"):
+            await app.serve(asyncio.Event())
+        await app.__aexit__(None, None, None)
+    finally:
+        blocker.close()
+    assert app._scheduler is not None and not app._scheduler.running
+    assert app._deliveries is not None and app._deliveries.done()
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not [t for t in others if not t.done() and "delivery" in t.get_name()]
