@@ -81,6 +81,7 @@ def build(
             "state": "firing",
             "value": e.value,
             "threshold": e.threshold,
+            "unit": e.unit,
         }
         for e in firing
     ]
@@ -101,7 +102,8 @@ def _perf_label(text: str) -> str:
 
 
 def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot) -> str:
-    """'main_total'=12.34;20;5 - warn/crit are the USD thresholds of total rules."""
+    """'main_total'=12.34;20:;5: - warn/crit are the USD thresholds of total rules,
+    in the plugin guidelines' range syntax, where "alert below 20" is `20:`."""
     levels: dict[Severity, float] = {}
     for rule in rules:
         usd = rule.kind.unit is Unit.USD
@@ -111,7 +113,7 @@ def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot) -> str:
             levels[rule.severity] = max(current, threshold) if current else threshold
     warn = levels.get(Severity.WARNING)
     crit = levels.get(Severity.CRITICAL)
-    fmt = lambda v: "" if v is None else f"{v:g}"  # noqa: E731
+    fmt = lambda v: "" if v is None else f"{v:g}:"  # noqa: E731
     return f"'{_perf_label(account)}_total'={snap.total_quota:.2f};{fmt(warn)};{fmt(crit)}"
 
 

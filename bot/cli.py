@@ -121,8 +121,17 @@ def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
             log_event(logger, "bot.signal", signal=signal.Signals(signum).name)
             stop.set()
 
+        def on_hangup() -> None:
+            log_event(
+                logger,
+                "bot.sighup",
+                logging.WARNING,
+                hint="this version does not reload its config; restart it to apply changes",
+            )
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         return await main_coro(stop)
 
     try:
@@ -133,11 +142,15 @@ def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 
 async def _serve(cfg: Config, stop: asyncio.Event) -> int:
-    from bot.service import App
+    from bot.service import App, StartupError
 
-    async with App(cfg) as app:
-        await app.serve(stop)
-    return EXIT_OK
+    try:
+        async with App(cfg) as app:
+            await app.serve(stop)
+    except StartupError as exc:
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_FAILED
+    return EXIT_FAILED if app.fatal else EXIT_OK
 
 
 async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
@@ -147,6 +160,7 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
         async with App(cfg) as app:
             if notify:
                 await app.start_notifiers(listen=False)
+                await app.tell_missed()
             result = await app.cycle(notify)
             if not result.committed:
                 report = unknown(f"could not save state to {cfg.bot.state_path}")

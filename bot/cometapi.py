@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from unicodedata import category
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,6 +28,8 @@ from bot.backoff import retry_after
 from bot.logs import log_event
 from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot
 from bot.secrets import MASK, redact
+
+MAX_NAME = 200  # longer names from upstream are cut: a name is no place for a novel
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,11 @@ def _log_retry(details: RetryDetails) -> None:
 stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_REDIRECTS = 3  # on the configured host only
+HINT_SOURCE = 4096  # bytes of an error body read for its hint (redacted, then cut to 120)
+MAX_AMOUNT = 1e15  # any figure beyond is no balance: that account's poll failed
+# bidi formatting (embeddings, overrides, isolates, marks): a name could flip the text
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 USER_AGENT = "balance-bot (+https://github.com/cometapi-balance-bot)"
 
 
@@ -165,30 +173,46 @@ class CometClient:
 
     async def _fetch_once(self, account: Account, seconds: float) -> Snapshot:
         where = _describe(account.url)
-        params = {"key": account.key}
         limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
         proxy, proxy_auth = self._proxy_for(account.url)
+        url = URL(account.url)
         try:
-            async with self._session.get(
-                account.url, params=params, timeout=limits, proxy=proxy, proxy_auth=proxy_auth
-            ) as resp:
-                status = resp.status
-                if status in (401, 403):
-                    raise FetchError(
-                        FailureKind.REJECTED, f"key rejected (HTTP {status} from {where})"
-                    )
-                if status == 429:
-                    wait = retry_after(resp.headers.get("Retry-After"))
-                    raise FetchError(
-                        FailureKind.RATE_LIMITED, f"rate limited (HTTP 429 from {where})", wait
-                    )
-                if status >= 500:
-                    raise FetchError(FailureKind.UNREACHABLE, f"HTTP {status} from {where}")
-                body = await _read_bounded(resp)
-                if status >= 300:
-                    raise FetchError(
-                        FailureKind.BAD_RESPONSE, f"HTTP {status} from {where}{_hint(body)}"
-                    )
+            for _ in range(MAX_REDIRECTS + 1):
+                # Redirects are followed by hand: only on the configured host, and
+                # each request carries the key again (a Location may drop it).
+                async with self._session.get(
+                    url,
+                    params={"key": account.key},
+                    timeout=limits,
+                    proxy=proxy,
+                    proxy_auth=proxy_auth,
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    if status in (301, 302, 303, 307, 308):
+                        url = _redirect(url, resp.headers.get("Location"), status, where)
+                        continue
+                    if status in (401, 403):
+                        raise FetchError(
+                            FailureKind.REJECTED, f"key rejected (HTTP {status} from {where})"
+                        )
+                    if status == 429:
+                        wait = retry_after(resp.headers.get("Retry-After"))
+                        raise FetchError(
+                            FailureKind.RATE_LIMITED, f"rate limited (HTTP 429 from {where})", wait
+                        )
+                    if status >= 500:
+                        raise FetchError(FailureKind.UNREACHABLE, f"HTTP {status} from {where}")
+                    body = await _read_bounded(resp)
+                    if status >= 300:
+                        hint = _hint(body, account.key)
+                        raise FetchError(
+                            FailureKind.BAD_RESPONSE, f"HTTP {status} from {where}{hint}"
+                        )
+                    return parse_quota(account.name, body, self._clock(), where, account.key)
+            raise FetchError(
+                FailureKind.BAD_RESPONSE, f"too many redirects ({where}): check accounts.url"
+            )
         except FetchError:
             raise
         except TimeoutError:
@@ -203,7 +227,20 @@ class CometClient:
             raise FetchError(
                 FailureKind.UNREACHABLE, f"connection error ({where}): {type(exc).__name__}"
             ) from None
-        return parse_quota(account.name, body, self._clock(), where)
+
+
+def _redirect(url: URL, location: str | None, status: int, where: str) -> URL:
+    """Where a redirect leads, if it stays on the configured host (and scheme)."""
+    if not location:
+        raise FetchError(FailureKind.BAD_RESPONSE, f"HTTP {status} without a Location ({where})")
+    target = url.join(URL(location)).with_query(None)
+    if target.origin() != url.origin():
+        raise FetchError(
+            FailureKind.BAD_RESPONSE,
+            f"HTTP {status} from {where} redirects to another host ({target.host}); "
+            "balance-bot follows redirects only on the configured host: check accounts.url",
+        )
+    return target
 
 
 def _describe(url: str) -> str:
@@ -234,9 +271,19 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-def _hint(body: bytes) -> str:
-    text = body[:200].decode("utf-8", "replace").strip()
-    return f": {' '.join(text.split())[:120]}" if text else ""
+def _hint(body: bytes, secret: str = "") -> str:
+    """The start of a body, for an error text: redacted first, then cut."""
+    return f": {clean_text(body[:HINT_SOURCE].decode('utf-8', 'replace'), secret, 120)}"
+
+
+def clean_text(text: str, secret: str, limit: int) -> str:
+    """`text` on one line, without `secret` or anything shaped like a token, then
+    cut to `limit` characters: cut after redacting, so no part of a key survives."""
+    text = " ".join(text.split())
+    if secret:
+        text = text.replace(secret, MASK)
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- parsing -------------------------------------------------------------------
@@ -252,18 +299,57 @@ def _number(value: Any, field: str, *, optional: bool = False) -> float | None:
             value = float(value.strip())
         except ValueError:
             raise ValueError(f"{field} is not a number") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    if not isinstance(value, int | float):
         raise ValueError(f"{field} is not a number")
-    return float(value)
+    if isinstance(value, int) and abs(value) > MAX_AMOUNT:  # float() of a 400-digit int overflows
+        raise ValueError(f"{field} is out of range")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{field} is not a number")
+    if abs(number) > MAX_AMOUNT:
+        raise ValueError(f"{field} is out of range")
+    return number
 
 
-def parse_quota(account: str, body: bytes, now: datetime, where: str = "CometAPI") -> Snapshot:
-    """Tolerant parsing of a /user/quota body (README, "Polling")."""
+def clean_name(value: str) -> str:
+    """A name from upstream, safe to show and store: control characters, line
+    separators and bidi formatting removed (a name must not forge a line or
+    flip the text), lone surrogates (legal in JSON) replaced by U+FFFD."""
+    if value.isascii() and value.isprintable():
+        return value
+    kept = "".join(
+        "\ufffd" if category(c) == "Cs" else c
+        for c in value
+        if category(c) not in ("Cc", "Zl", "Zp") and c not in _BIDI
+    )
+    return kept
+
+
+def parse_quota(
+    account: str, body: bytes, now: datetime, where: str = "CometAPI", secret: str = ""
+) -> Snapshot:
+    """Tolerant parsing of a /user/quota body (README, "Polling"). Whatever the
+    body holds, the outcome is a Snapshot or a FetchError whose text has no
+    `secret` in it."""
+    try:
+        return _parse(account, body, now, where, secret)
+    except FetchError:
+        raise
+    except (ValueError, UnicodeError) as exc:
+        raise FetchError(FailureKind.BAD_RESPONSE, f"bad response from {where}: {exc}") from None
+    except (RecursionError, MemoryError, OverflowError, TypeError) as exc:
+        raise FetchError(
+            FailureKind.BAD_RESPONSE,
+            f"bad response from {where}: unreadable JSON ({type(exc).__name__})",
+        ) from None
+
+
+def _parse(account: str, body: bytes, now: datetime, where: str, secret: str) -> Snapshot:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise FetchError(
-            FailureKind.BAD_RESPONSE, f"response from {where} is not JSON{_hint(body)}"
+            FailureKind.BAD_RESPONSE, f"response from {where} is not JSON{_hint(body, secret)}"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("data"), dict) and "total_quota" not in data:
         data = data["data"]  # tolerate an envelope {"success": true, "data": {...}}
@@ -273,18 +359,17 @@ def parse_quota(account: str, body: bytes, now: datetime, where: str = "CometAPI
         message = next(
             (str(data[k]) for k in ("message", "error", "msg") if data.get(k)), "no total_quota"
         )
-        raise FetchError(FailureKind.BAD_RESPONSE, f"CometAPI answered: {message[:200]}")
-    try:
-        total = _number(data["total_quota"], "total_quota")
-        used = _number(data.get("total_used_quota", 0), "total_used_quota")
-        requests = _number(data.get("request_count"), "request_count", optional=True)
-        keys = _parse_keys(data.get("keys"))
-    except ValueError as exc:
-        raise FetchError(FailureKind.BAD_RESPONSE, f"bad response from {where}: {exc}") from None
+        raise FetchError(
+            FailureKind.BAD_RESPONSE, f"CometAPI answered: {clean_text(message, secret, 200)}"
+        )
+    total = _number(data["total_quota"], "total_quota")
+    used = _number(data.get("total_used_quota", 0), "total_used_quota")
+    requests = _number(data.get("request_count"), "request_count", optional=True)
+    keys = _parse_keys(data.get("keys"))
     username = data.get("username")
     return Snapshot(
         account=account,
-        username=str(username) if username is not None else "",
+        username=clean_name(str(username))[:MAX_NAME] if username is not None else "",
         total_quota=total,  # type: ignore[arg-type]
         total_used_quota=used,  # type: ignore[arg-type]
         request_count=int(requests) if requests is not None else None,
@@ -298,20 +383,46 @@ def _parse_keys(raw: Any) -> tuple[KeyBalance, ...]:
         return ()
     if not isinstance(raw, list):
         raise ValueError("keys is not a list")
-    keys: list[KeyBalance] = []
-    seen: dict[str, int] = {}
+    names: list[str] = []
+    figures: list[tuple[float, float]] = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise ValueError(f"keys[{i}] is not an object")
-        name = str(item.get("name") if item.get("name") is not None else f"key #{i + 1}")
-        # Two keys may share a label; each stays its own alert subject.
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name} #{seen[name]}"
+        name = item.get("name")
+        if name is None:
+            name = f"key #{i + 1}"
+        elif isinstance(name, int | float) and not isinstance(name, bool):
+            name = str(name)
+        elif not isinstance(name, str):
+            raise ValueError(f"keys[{i}].name is not a string")
+        names.append(clean_name(name)[:MAX_NAME])
         remain = _number(item.get("remain_quota"), f"keys[{i}].remain_quota")
         used = _number(item.get("used_quota", 0), f"keys[{i}].used_quota")
-        keys.append(KeyBalance(name, remain, used))  # type: ignore[arg-type]
-    return tuple(keys)
+        figures.append((remain, used))  # type: ignore[arg-type]
+    return tuple(
+        KeyBalance(name, remain, used)
+        for name, (remain, used) in zip(unique_subjects(names), figures, strict=True)
+    )
+
+
+def unique_subjects(names: list[str]) -> list[str]:
+    """Names made unique and stable across polls: in upstream order, the second and
+    later keys of a name become `name #k`, k the smallest from 2 that is no real
+    key's name and not given yet (README, "How alerts behave")."""
+    real = set(names)
+    if len(real) == len(names):
+        return names
+    taken: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        if name in taken:
+            k = 2
+            while f"{name} #{k}" in real or f"{name} #{k}" in taken:
+                k += 1
+            name = f"{name} #{k}"
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 async def poll_all(

@@ -6,6 +6,7 @@ answers say, reading through `views` from a BalanceSource (the monitor).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -31,6 +32,9 @@ class BalanceSource(Protocol):
 
     @property
     def state(self) -> EngineState: ...
+
+    @property
+    def request_timeout(self) -> float: ...
 
     def now(self) -> datetime: ...
 
@@ -67,10 +71,26 @@ class ChatCommands:
             if not chosen:
                 return _note(f"Unknown account {arg!r}. Accounts: {', '.join(names)}")
             names = chosen
+        return balance_view(
+            await self._fetch(names), source.rules, source.state, source.now(), source.timezone
+        )
+
+    async def _fetch(self, names: list[str]) -> dict[str, tuple[Snapshot | None, str]]:
+        """Fresh data of every account at once, each within request_timeout; one
+        that does not answer in time is shown from its last good data."""
+        source = self.source
+        timeout = source.request_timeout
+        asked = {a: asyncio.ensure_future(source.recent_snapshot(a, FRESH_FOR)) for a in names}
+        await asyncio.wait(asked.values(), timeout=timeout)
         fetched = {}
-        for account in names:
-            fetched[account] = await source.recent_snapshot(account, FRESH_FOR)
-        return balance_view(fetched, source.rules, source.state, source.now(), source.timezone)
+        for account, task in asked.items():
+            if task.done():
+                fetched[account] = task.result()
+            else:
+                task.cancel()
+                fetched[account] = (source.latest(account), f"no answer within {timeout:g}s")
+        await asyncio.gather(*asked.values(), return_exceptions=True)
+        return fetched
 
     def status(self) -> Message:
         source = self.source

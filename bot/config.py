@@ -12,7 +12,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,8 +31,8 @@ from pydantic import (
 )
 
 from bot import plugins
-from bot.model import Account, Below, Rule, Severity, Target, Unit
-from bot.secrets import MIN_LENGTH, redact
+from bot.model import Account, Below, Rule, Severity, Target, Unit, globs
+from bot.secrets import MASK, MIN_LENGTH, redact
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"
@@ -43,6 +43,7 @@ ENV_OVERRIDES = {"BALANCE_BOT_HTTP_LISTEN": "http_listen"}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # $VAR: sent literally, never meant
 
 
 class ConfigError(Exception):
@@ -137,8 +138,11 @@ class AccountSection(_Section):
     @field_validator("key")
     @classmethod
     def _key(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().strip():
+        key = v.get_secret_value()
+        if not key.strip():
             raise ValueError("must not be empty")
+        if any(c.isspace() or not c.isprintable() for c in key):
+            raise ValueError("must not contain spaces, newlines or control characters")
         return v
 
     @field_validator("url")
@@ -333,21 +337,50 @@ def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "con
         raise ConfigError([f"{source}: invalid TOML: {exc}"]) from None
     problems: dict[str, str] = {}
     injected: dict[str, str] = {}
-    data = _interpolate(raw, (), environ, problems, injected)
-    overridden = _override(data, environ)
+    sources: dict[str, set[str]] = {}  # path -> the variables its value came from
+    data = _interpolate(raw, (), environ, Interpolation(problems, injected, sources))
+    for path, variable in _override(data, environ).items():
+        sources.setdefault(path, set()).add(variable)
     bad_paths = set(problems)
+    for secret in _literal_secrets(data):  # a key typed into the wrong field too
+        injected.setdefault(secret, MASK)
     doc, sections, found = _validate(data)
     for loc, message in found:
         path = format_path(loc)
         if not any(path == p or path.startswith(p + ".") for p in bad_paths):
-            if path in overridden:
-                message += f" (from ${overridden[path]})"
             problems.setdefault(path, message)
     if problems or doc is None:
         raise ConfigError(
-            [f"{path}: {_hide(message, injected)}" for path, message in problems.items()]
+            [
+                f"{path}: {_explain(message, sources.get(path, ()), injected)}"
+                for path, message in problems.items()
+            ]
         )
     return _build(doc, sections)
+
+
+SECRET_FIELDS = frozenset({"key", "token", "bot_token", "app_token", "secret", "urls"})
+
+
+def _literal_secrets(data: Any) -> list[str]:
+    """Every value of a secret-named field, wherever it is, to be masked in messages
+    that quote another field (a key pasted into `url`, say)."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if name in SECRET_FIELDS:
+                values = value if isinstance(value, list) else [value]
+                found.extend(
+                    v
+                    for v in values
+                    if isinstance(v, str) and len(v) >= MIN_LENGTH and "$" not in v
+                )
+            else:
+                found.extend(_literal_secrets(value))
+    elif isinstance(data, list):
+        for value in data:
+            found.extend(_literal_secrets(value))
+    return found
 
 
 def _override(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -363,40 +396,59 @@ def _override(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str
     return found
 
 
-def _hide(message: str, injected: Mapping[str, str]) -> str:
+def _explain(message: str, variables: Iterable[str], injected: Mapping[str, str]) -> str:
     """A message may quote a bad value: show `${VAR}` instead of what the
     environment put there (it may be a token in the wrong field), and mask
-    token-shaped text such as a `?key=` typed into a URL."""
+    token-shaped text such as a `?key=` typed into a URL. A value that came from
+    the environment names its variable."""
     for value in sorted(injected, key=len, reverse=True):
         message = message.replace(value, injected[value])
+    unnamed = [v for v in sorted(variables) if v not in message]
+    if unnamed:
+        message += " (from " + ", ".join(f"${v}" for v in unnamed) + ")"
     return redact(message)
 
 
+@dataclass(slots=True)
+class Interpolation:
+    """What substituting the environment found."""
+
+    problems: dict[str, str]  # path -> problem
+    injected: dict[str, str]  # each value taken from the environment -> its ${VAR}
+    sources: dict[str, set[str]]  # path -> the variables its value came from
+
+
 def _interpolate(
-    value: Any,
-    loc: tuple[Any, ...],
-    env: Mapping[str, str],
-    problems: dict[str, str],
-    injected: dict[str, str],
+    value: Any, loc: tuple[Any, ...], env: Mapping[str, str], found: Interpolation
 ) -> Any:
-    """Substitute ${VAR} and ${VAR:-default}; `injected` maps each value taken
-    from the environment to its placeholder."""
+    """Substitute ${VAR} and ${VAR:-default} (the default when VAR is unset or
+    empty, as in POSIX). An unset or empty ${VAR}, or a $VAR without braces
+    (which would be sent literally), is a problem that names the variable."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, k), env, problems, injected) for k, v in value.items()}
+        return {k: _interpolate(v, (*loc, k), env, found) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), env, problems, injected) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
+        return [_interpolate(v, (*loc, i), env, found) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    path = format_path(loc)
+    bare = _BARE_VAR.search(value)
+    if bare:
+        found.problems[path] = (
+            f"${bare[1]} is not replaced by the environment: write ${{{bare[1]}}} (with braces)"
+        )
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match[1], match[2]
-        if name in env:
+        found.sources.setdefault(path, set()).add(name)
+        if env.get(name):
             if len(env[name]) >= MIN_LENGTH:  # shorter ones are no secrets, and too common
-                injected[env[name]] = f"${{{name}}}"
+                found.injected[env[name]] = f"${{{name}}}"
             return env[name]
         if default is not None:
             return default
-        problems[format_path(loc)] = f"environment variable {name} is not set"
+        state = "empty" if name in env else "not set"
+        found.problems[path] = f"environment variable {name} is {state}"
         return match[0]
 
     return _VAR.sub(substitute, value)
@@ -447,6 +499,7 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                         )
                     )
                 seen.setdefault(name, i)
+    found.extend(_unmatched_accounts(data))
     sections, rule_list = data.get("notifiers"), data.get("rules")
     configured: dict[str, Any] = sections if isinstance(sections, dict) else {}
     rules: list[Any] = rule_list if isinstance(rule_list, list) else []
@@ -461,6 +514,30 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                     (
                         ("rules", i, "notify", j),
                         f"no notifier {name!r} is configured (configured: {have})",
+                    )
+                )
+    return found
+
+
+def _unmatched_accounts(data: dict[str, Any]) -> Problems:
+    """A rule's account glob that matches no account could never fire: a typo."""
+    accounts, rules = data.get("accounts"), data.get("rules")
+    if not isinstance(accounts, list) or not isinstance(rules, list):
+        return []
+    names = [a["name"] for a in accounts if isinstance(a, dict) and isinstance(a.get("name"), str)]
+    found: Problems = []
+    for i, rule in enumerate(rules):
+        patterns = rule.get("accounts") if isinstance(rule, dict) else None
+        for j, pattern in enumerate(patterns if isinstance(patterns, list) else []):
+            if (
+                isinstance(pattern, str)
+                and pattern
+                and not any(globs((pattern,))(n) for n in names)
+            ):
+                found.append(
+                    (
+                        ("rules", i, "accounts", j),
+                        f"matches no account (accounts: {', '.join(names)})",
                     )
                 )
     return found

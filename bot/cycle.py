@@ -16,14 +16,26 @@ from bot.cometapi import CometClient, poll_all
 from bot.config import Config
 from bot.logs import log_event
 from bot.metrics import Metrics
-from bot.model import EngineState, Event, EventKind, PollFailure, PollResult, Snapshot
-from bot.rules import Context, evaluate
-from bot.store import Commit, OutboxItem, StateStore, StoreError
-from bot.views import PollRecord
+from bot.model import (
+    EngineState,
+    Event,
+    EventKind,
+    FailureKind,
+    MessageKind,
+    PollFailure,
+    PollResult,
+    Snapshot,
+)
+from bot.rules import Context, evaluate_account, split_alerts
+from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
+from bot.views import PollRecord, firing_events
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(days=1)
+PRUNE_BUDGET = 2.0  # seconds of pruning per cycle at most
+
+Queue = tuple[str, str]  # (notifier, destination)
 
 Clock = Callable[[], datetime]
 
@@ -82,6 +94,7 @@ class Monitor:
                 self.client, list(self.accounts.values()), self.config.bot.max_concurrency
             )
             result = self._apply(results, notify)
+            await self.prune()
         async with self._cycle_done:
             self.cycles_done += 1
             self._cycle_done.notify_all()
@@ -94,12 +107,14 @@ class Monitor:
 
     def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
         now = self.clock()
-        context = Context(now, self.config.bot.stale_after)
-        new, events = evaluate(results, self.rules, self.state, context)
+        new, events = self._evaluate(results, Context(now, self.config.bot.stale_after))
         snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
         outbox = self.route(events) if notify else []
         try:
+            self.store.check_file()
             self.store.commit_cycle(Commit(self.state, new, snapshots, self.snapshots, outbox, now))
+        except StoreReplacedError:
+            raise
         except StoreError as exc:
             # Nothing is lost: the state did not advance, so the next cycle
             # evaluates the same transitions again.
@@ -114,8 +129,35 @@ class Monitor:
             _log_alert(event)
         self.metrics.observe_polls(results)
         self.metrics.observe_alerts(new.alerts.values(), self._severities())
-        self._maybe_prune(now)
         return CycleResult(results, events, True, now)
+
+    def _evaluate(
+        self, results: dict[str, PollResult], context: Context
+    ) -> tuple[EngineState, list[Event]]:
+        """rules.evaluate, one account at a time: whatever goes wrong with one
+        account's data makes that account's poll a failed one, nothing more."""
+        grouped, alerts = split_alerts(self.state.alerts, results, self.rules)
+        health = dict(self.state.health)
+        events: list[Event] = []
+        for account, result in results.items():
+            previous, old = grouped.get(account, {}), health.get(account)
+            try:
+                outcome = evaluate_account(result, self.rules, previous, old, context)
+            except Exception as exc:
+                logger.error(
+                    "cycle.account_failed",
+                    exc_info=exc,
+                    extra={"fields": {"account": account, "reason": type(exc).__name__}},
+                )
+                reason = f"could not process the data ({type(exc).__name__}); see the log"
+                results[account] = failure = PollFailure(
+                    account, FailureKind.BAD_RESPONSE, reason, context.now
+                )
+                outcome = evaluate_account(failure, self.rules, previous, old, context)
+            alerts.update(outcome.alerts)
+            health[account] = outcome.health
+            events.extend(outcome.events)
+        return EngineState(alerts, health), events
 
     def _log_poll(self, account: str, result: PollResult, now: datetime) -> None:
         if isinstance(result, PollFailure):
@@ -141,19 +183,55 @@ class Monitor:
 
     def route(self, events: list[Event]) -> list[OutboxItem]:
         """One outbox entry per (notifier, destination) holding the cycle's events."""
-        grouped: dict[tuple[str, str], list[Event]] = {}
+        grouped: dict[Queue, list[Event]] = {}
         for event in events:
-            for name in event.notify or self.destinations:
-                for destination in self.destinations.get(name, ()):
-                    grouped.setdefault((name, destination), []).append(event)
+            for queue in self.queues_for(event):
+                grouped.setdefault(queue, []).append(event)
         return [OutboxItem(n, d, tuple(evs)) for (n, d), evs in grouped.items()]
 
-    def _maybe_prune(self, now: datetime) -> None:
+    def queues_for(self, event: Event) -> list[Queue]:
+        """Every (notifier, destination) an event goes to."""
+        names = event.notify or self.destinations
+        return [(n, d) for n in names for d in self.destinations.get(n, ())]
+
+    def missed(self) -> list[OutboxItem]:
+        """For each destination that was never told of alerts still firing (it was
+        added since, its sends failed for good, or `check --no-notify` recorded
+        the fire): one message listing them."""
+        told = self.store.told()
+        firing, unavailable = firing_events(self.state, self.rules, self.latest, self.clock())
+        missed: dict[Queue, list[Event]] = {}
+        for event in [*unavailable, *firing]:
+            for queue in self.queues_for(event):
+                if (event.alert, *queue) not in told:
+                    missed.setdefault(queue, []).append(event)
+        return [
+            OutboxItem(n, d, tuple(evs), MessageKind.STILL_FIRING) for (n, d), evs in missed.items()
+        ]
+
+    async def tell_missed(self) -> int:
+        """Queue what `missed()` finds; the number of messages queued."""
+        async with self._cycle_lock:
+            items = self.missed()
+            if items:
+                self.store.commit_cycle(Commit(self.state, self.state, (), {}, items, self.clock()))
+                log_event(logger, "alert.still_firing", destinations=len(items))
+        return len(items)
+
+    async def prune(self, budget: float = PRUNE_BUDGET) -> None:
+        """Delete expired history and outbox rows, a batch at a time in a worker
+        thread, for at most `budget` seconds; what is left waits for the next call.
+        Once a day."""
+        now = self.clock()
         if self._pruned_at and now - self._pruned_at < PRUNE_EVERY:
             return
-        self._pruned_at = now
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + budget
         try:
-            self.store.prune(now)
+            while loop.time() < ends:
+                if not await asyncio.to_thread(self.store.prune, now):
+                    self._pruned_at = now
+                    return
         except StoreError as exc:
             log_event(logger, "store.prune_failed", logging.WARNING, reason=str(exc))
 
@@ -172,6 +250,10 @@ class Monitor:
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def request_timeout(self) -> float:
+        return self.config.bot.request_timeout
 
     def account_names(self) -> list[str]:
         return list(self.accounts)

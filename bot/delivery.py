@@ -12,13 +12,14 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.backoff import Backoff
 from bot.logs import log_event
 from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
-from bot.render import events_message
+from bot.render import outbox_message
 from bot.secrets import redact
 from bot.store import OutboxRow, OutboxStatus, StateStore
 
@@ -52,6 +53,16 @@ def _alert(event: Event) -> tuple[str, str, str]:
 Queue = tuple[str, str]  # (notifier, destination)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one attempt to deliver a row."""
+
+    notifier: str
+    destination: str
+    outcome: str  # "delivered", "retry" or "failed"
+    reason: str = ""  # why it was not delivered (redacted)
+
+
 class Delivery:
     def __init__(
         self,
@@ -60,7 +71,7 @@ class Delivery:
         backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
-        on_outcome: Callable[[str, str], None] = lambda notifier, outcome: None,
+        on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     ) -> None:
         self.store = store
         self.notifiers = notifiers
@@ -72,6 +83,9 @@ class Delivery:
         self._stop = asyncio.Event()
         # One sender per destination at a time, so no row is ever sent twice.
         self._locks: dict[Queue, asyncio.Lock] = {}
+        # the delay each retry was given in this process: a clock stepping back
+        # must not stretch it (after a restart, backoff.maximum bounds it instead)
+        self._delays: dict[int, float] = {}
 
     @property
     def _stopping(self) -> bool:
@@ -109,7 +123,7 @@ class Delivery:
         return max(min(due), 0.0) if due else None
 
     def _queues(self) -> list[Queue]:
-        return list(dict.fromkeys((row.notifier, row.destination) for row in self.store.pending()))
+        return self.store.queues()
 
     async def _work(self, queue: Queue) -> None:
         while not self._stopping:
@@ -134,7 +148,23 @@ class Delivery:
                 return None
             now = self.clock()
             if row.next_attempt_at > now:
-                return (row.next_attempt_at - now).total_seconds()
+                wait = (row.next_attempt_at - now).total_seconds()
+                cap = self._delays.get(row.id, self.backoff.maximum)
+                if wait > cap:  # the clock stepped back: wait the delay from now, no more
+                    self.store.reschedule(row.id, now + timedelta(seconds=cap))
+                    log_event(
+                        logger,
+                        "delivery.clock_stepped",
+                        logging.WARNING,
+                        notifier=row.notifier,
+                        destination=row.destination,
+                        reason=f"a retry was due in {wait:.0f}s, more than its {cap:.0f}s delay",
+                    )
+                    wait = cap
+                return wait
+            if row.problem:
+                self._unreadable(row)
+                continue
             if not events:
                 self.store.mark_done(
                     row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
@@ -144,6 +174,20 @@ class Delivery:
             if retry_in is not None:
                 return retry_in
         return None
+
+    def _unreadable(self, row: OutboxRow) -> None:
+        """A row this version cannot read (written by another version) fails with
+        its reason; the rows after it go on."""
+        self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
+        log_event(
+            logger,
+            "delivery.unreadable",
+            logging.ERROR,
+            notifier=row.notifier,
+            destination=row.destination,
+            row=row.id,
+            reason=row.problem,
+        )
 
     async def _deliver(self, row: OutboxRow, events: tuple[Event, ...]) -> float | None:
         notifier = self.notifiers.get(row.notifier)
@@ -163,7 +207,7 @@ class Delivery:
                 reason="no longer configured",
             )
             return None
-        payloads = notifier.format(events_message(events))
+        payloads = notifier.format(outbox_message(row.kind, events))
         for index in range(row.parts_sent, len(payloads)):
             try:
                 await asyncio.wait_for(
@@ -178,7 +222,8 @@ class Delivery:
             if index + 1 < len(payloads):
                 self.store.mark_sent_parts(row.id, index + 1)
         self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
-        self.on_outcome(row.notifier, "delivered")
+        self._delays.pop(row.id, None)
+        self.on_outcome(Outcome(row.notifier, row.destination, "delivered"))
         log_event(
             logger,
             "delivery.sent",
@@ -197,7 +242,8 @@ class Delivery:
         fields = {"notifier": row.notifier, "destination": row.destination, "reason": reason}
         if permanent:
             self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
-            self.on_outcome(row.notifier, "failed")
+            self._delays.pop(row.id, None)
+            self.on_outcome(Outcome(row.notifier, row.destination, "failed", reason))
             log_event(
                 logger,
                 "delivery.failed",
@@ -210,7 +256,8 @@ class Delivery:
         attempts = row.attempts + 1
         delay = self.backoff.delay(attempts, retry_after, self.rand)
         self.store.mark_retry(row.id, attempts, self.clock() + timedelta(seconds=delay), reason)
-        self.on_outcome(row.notifier, "retry")
+        self._delays[row.id] = delay
+        self.on_outcome(Outcome(row.notifier, row.destination, "retry", reason))
         log_event(
             logger,
             "delivery.retry",

@@ -69,7 +69,8 @@ severity = "warning"
 TELEGRAM = """
 [notifiers.telegram]
 token = "${TELEGRAM_BOT_TOKEN}"
-chat_ids = [${TELEGRAM_CHAT_ID}]
+chat_ids = ["${TELEGRAM_CHAT_ID}"]
+api_url = "${TELEGRAM_API_URL:-https://api.telegram.org}"
 """
 
 SLACK = """

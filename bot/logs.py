@@ -74,3 +74,6 @@ def setup_logging(fmt: str = "human", level: str = "INFO", stream: TextIO | None
     # httpx logs every request URL at INFO, and PTB's URLs carry the bot token.
     for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext", "slack_sdk", "stamina"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # a run skipped while a slow poll is still under way is expected (the poll is
+    # bounded and logs its own outcome): one line per interval would be noise
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))

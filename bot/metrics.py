@@ -98,6 +98,12 @@ class Metrics:
         self.backlog = Gauge(
             "balance_bot_outbox_backlog", "Undelivered outbox entries", ["notifier"], registry=r
         )
+        self.destination_up = Gauge(
+            "balance_bot_destination_up",
+            "1 if the last send to this destination succeeded, 0 if it failed",
+            ["notifier", "destination"],
+            registry=r,
+        )
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
 

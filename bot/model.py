@@ -195,6 +195,7 @@ class AlertState:
     value: float  # last value, in the rule's unit
     fired_at: datetime | None = None
     notified_at: datetime | None = None  # last fire or reminder
+    shape: str = ""  # the rule's target and kind when it was set ("" from old state files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,13 @@ class EventKind(StrEnum):
     RESOLVE = "resolve"
     UNAVAILABLE = "unavailable"  # data unavailable after stale_after failed polls
     AVAILABLE = "available"  # data is back
+
+
+class MessageKind(StrEnum):
+    """What an outbox row holds."""
+
+    ALERTS = "alerts"  # a cycle's events
+    STILL_FIRING = "still_firing"  # what a destination missed: the alerts firing now
 
 
 class EventFormatError(ValueError):
@@ -258,8 +266,9 @@ class Event:
     notify: tuple[str, ...] = ()
 
     @property
-    def alert(self) -> AlertKey | None:
-        return AlertKey(self.rule, self.account, self.subject) if self.rule else None
+    def alert(self) -> AlertKey:
+        """The alert this is about; ("", account, "") for an account's data outage."""
+        return AlertKey(self.rule, self.account, self.subject)
 
     def to_dict(self) -> dict[str, Any]:
         # shallow, unlike asdict(): every field is immutable

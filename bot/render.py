@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.model import Event, EventKind, Severity, Snapshot
-from bot.notifiers.message import Line, Message, Section, Span
+from bot.model import Event, EventKind, MessageKind, Severity, Snapshot
+from bot.notifiers.message import KEY_REF, Line, Message, Section, Span
 
 MAX_NAME = 200  # long user strings are cut so that any single line stays small
 
@@ -123,6 +123,23 @@ def event_line(event: Event) -> Line:
     )
 
 
+def outbox_message(kind: MessageKind, events: Sequence[Event]) -> Message:
+    """What an outbox row says: a cycle's events, or the alerts a destination missed."""
+    if kind is MessageKind.STILL_FIRING:
+        return still_firing_message(events)
+    return events_message(events)
+
+
+def still_firing_message(events: Sequence[Event]) -> Message:
+    """Sent once to a destination that missed alerts still firing (it was added to
+    the config, or its sends had failed for good)."""
+    msg = events_message(events)
+    title = f"CometAPI balance: still firing, {len(events)} alert" + (
+        "s" if len(events) > 1 else ""
+    )
+    return Message(title, msg.sections, msg.severity, msg.actions)
+
+
 def events_message(events: Sequence[Event]) -> Message:
     """The events of one cycle as one message, critical first."""
     ordered = sorted(events, key=lambda e: (_ORDER[(e.kind, _sev(e))], e.account, e.subject))
@@ -188,6 +205,7 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
     snap = view.snapshot
     heading = name(view.account)
     lines: list[Line] = []
+    refs: list[str | None] = []  # KEY_REF for each key's line, so a cut answer can count them
     if view.error:
         lines.append((Span("⚠️ fetch failed: ", bold=True), Span(view.error)))
     if snap is None:
@@ -207,15 +225,18 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
     unlimited = sorted((k for k in snap.keys if k.unlimited), key=lambda k: k.name)
     if snap.keys:
         lines.append((Span(f"Keys ({len(snap.keys)}):"),))
+    refs.extend([None] * len(lines))
     for key in limited:
         mark = f"{MARK} " if key.name in view.keys_firing else ""
         left, used = usd(key.remain_quota), usd(key.used_quota)
         lines.append((Span(f"{mark}{name(key.name)}: {left} left, {used} used"),))
+        refs.append(f"{KEY_REF}{view.account}/{key.name}")
     for key in unlimited:
         lines.append((Span(f"{name(key.name)}: unlimited"),))
+        refs.append(f"{KEY_REF}{view.account}/{key.name}")
     age = duration((now - snap.fetched_at).total_seconds())
     lines.append((Span(f"Data from {clock(snap.fetched_at, tz)} ({age} ago)"),))
-    return Section(heading, tuple(lines))
+    return Section(heading, tuple(lines), tuple(refs))
 
 
 def status_message(firing: Sequence[Event], unavailable: Sequence[Event]) -> Message:

@@ -53,36 +53,87 @@ def evaluate(
     context: Context,
 ) -> tuple[EngineState, list[Event]]:
     """Apply one poll cycle. Accounts absent from `results` keep their state."""
-    now = context.now
-    alerts = {k: s for k, s in previous.alerts.items() if _still_configured(k, rules)}
-    tracked: dict[tuple[str, str], list[AlertKey]] = {}  # (rule, account) -> its alerts
-    for key in alerts:
-        tracked.setdefault((key.rule, key.account), []).append(key)
+    grouped, alerts = split_alerts(previous.alerts, results, rules)
     health = dict(previous.health)
     events: list[Event] = []
     for account, result in results.items():
-        old = health.get(account, AccountHealth(account))
-        notify = _notify_for(account, rules)
-        if isinstance(result, PollFailure):
-            health[account], event = _failed(old, result, context.stale_after, notify)
-        else:
-            health[account], event = _succeeded(old, result, now, notify)
-        events.extend([event] if event else [])
-        if isinstance(result, Snapshot):
-            for rule in rules:
-                if rule.matches_account(account):
-                    scope = tracked.get((rule.name, account), [])
-                    events.extend(_apply_rule(rule, result, alerts, scope, now))
+        outcome = evaluate_account(
+            result, rules, grouped.get(account, {}), health.get(account), context
+        )
+        alerts.update(outcome.alerts)
+        health[account] = outcome.health
+        events.extend(outcome.events)
     return EngineState(alerts, health), events
 
 
+def split_alerts(
+    alerts: Mapping[AlertKey, AlertState], polled: Iterable[str], rules: Sequence[Rule]
+) -> tuple[dict[str, dict[AlertKey, AlertState]], dict[AlertKey, AlertState]]:
+    """The alerts of each polled account, for evaluate_account; and the others',
+    which keep their state (less those of removed rules)."""
+    wanted = set(polled)
+    grouped: dict[str, dict[AlertKey, AlertState]] = {}
+    others: dict[AlertKey, AlertState] = {}
+    for key, state in alerts.items():
+        if key.account in wanted:
+            grouped.setdefault(key.account, {})[key] = state
+        elif _still_configured(key, rules):
+            others[key] = state
+    return grouped, others
+
+
+class AccountOutcome(NamedTuple):
+    alerts: dict[AlertKey, AlertState]  # the account's alerts after the poll
+    health: AccountHealth
+    events: list[Event]
+
+
+def evaluate_account(
+    result: PollResult,
+    rules: Sequence[Rule],
+    previous: Mapping[AlertKey, AlertState],
+    health: AccountHealth | None,
+    context: Context,
+) -> AccountOutcome:
+    """One account's poll: `previous` holds that account's alerts (only)."""
+    account, now = result.account, context.now
+    alerts = {k: s for k, s in previous.items() if _still_configured(k, rules)}
+    old = health or AccountHealth(account)
+    notify = notify_for(account, rules)
+    if isinstance(result, PollFailure):
+        new_health, event = _failed(old, result, context.stale_after, notify)
+        return AccountOutcome(alerts, new_health, [event] if event else [])
+    new_health, event = _succeeded(old, result, now, notify)
+    events = [event] if event else []
+    tracked: dict[str, list[AlertKey]] = {}  # rule -> its alerts of this account
+    for key, state in list(alerts.items()):
+        rule = next(r for r in rules if r.name == key.rule)
+        if state.shape and state.shape != shape(rule):
+            del alerts[key]  # the rule's target or kind changed: a new rule, the old alert goes
+        else:
+            tracked.setdefault(key.rule, []).append(key)
+    for rule in rules:
+        if rule.matches_account(account):
+            scope = tracked.get(rule.name, [])
+            events.extend(_apply_rule(rule, result, alerts, scope, now))
+    return AccountOutcome(alerts, new_health, events)
+
+
+def shape(rule: Rule) -> str:
+    """What makes a rule the same rule across config edits besides its name:
+    its target and kind. Thresholds, severity and the rest may change."""
+    return f"{rule.target}:{rule.kind.unit}"
+
+
 def _still_configured(key: AlertKey, rules: Sequence[Rule]) -> bool:
-    """A removed rule's alerts are dropped quietly."""
+    """A removed rule's alerts, and those of an account it no longer matches, are
+    dropped quietly."""
     return any(r.name == key.rule and r.matches_account(key.account) for r in rules)
 
 
-def _notify_for(account: str, rules: Sequence[Rule]) -> tuple[str, ...]:
-    """Data-availability events go wherever the account's alerts would go."""
+def notify_for(account: str, rules: Sequence[Rule]) -> tuple[str, ...]:
+    """Where data-availability events go: wherever the account's alerts would
+    go; () for every notifier."""
     names: list[str] = []
     for rule in rules:
         if rule.matches_account(account):
@@ -215,14 +266,14 @@ def step(
         )
         if due:
             event = _event(EventKind.REMIND, rule, key, m.value, m.usd, now, state.fired_at)
-            return replace(state, value=m.value, notified_at=now), event
-        return replace(state, value=m.value), None
+            return replace(state, value=m.value, notified_at=now, shape=shape(rule)), event
+        return replace(state, value=m.value, shape=shape(rule)), None
     if not kind.fires(m.value):
         return None, None  # fine, or hovering between the levels: nothing to track
     polls = (state.polls_below if state else 0) + 1
     if polls < rule.for_polls:
-        return AlertState(key, firing=False, polls_below=polls, value=m.value), None
-    fired = AlertState(key, True, polls, m.value, fired_at=now, notified_at=now)
+        return AlertState(key, False, polls, m.value, shape=shape(rule)), None
+    fired = AlertState(key, True, polls, m.value, now, now, shape(rule))
     return fired, _event(EventKind.FIRE, rule, key, m.value, m.usd, now, now)
 
 

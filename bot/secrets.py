@@ -22,6 +22,8 @@ _PATTERNS = (
     re.compile(r"\b(bot)?\d{6,}:[A-Za-z0-9_-]{30,}"),
     # Slack tokens
     re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]{8,}"),
+    # API keys in the sk-... form CometAPI (like OpenAI) hands out
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
     # Authorization headers
     re.compile(r"(?i)(authorization:\s*(?:bearer|bot)\s+)\S+"),
 )

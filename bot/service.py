@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,18 +22,22 @@ from bot.cometapi import CometClient, RetryPolicy
 from bot.commands import ChatCommands
 from bot.config import Config, split_listen
 from bot.cycle import Clock, CycleResult, Monitor, utcnow
-from bot.delivery import Delivery
+from bot.delivery import Delivery, Outcome
 from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.notifiers import Notifier, NotifierContext
 from bot.secrets import redact
-from bot.store import Store, StoreError
-from bot.views import health
+from bot.store import Store, StoreError, StoreReplacedError
+from bot.views import DestinationState, health
 from bot.web import WebServer, make_app
 
 logger = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 10.0
+SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
+
+
+class StartupError(Exception):
+    """The service cannot start; the message names the setting and the remedy."""
 
 
 def active_notifier_names(config: Config) -> list[str]:
@@ -94,8 +98,12 @@ class App:
     tasks: Tasks = field(init=False)
     web: WebServer | None = field(init=False, default=None)
     _stack: contextlib.AsyncExitStack = field(init=False)
+    destinations: dict[tuple[str, str], DestinationState] = field(init=False)
+    fatal: str = field(init=False, default="")  # why the service stopped on its own
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
+    _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -123,6 +131,7 @@ class App:
         self.tasks = Tasks(self.clock)
         stack.push_async_callback(self.tasks.aclose)
         self.notifiers = {}
+        self.destinations = {}
         self.monitor = Monitor(config, self.store, client, self.metrics, {}, self.clock)
         self.metrics.snapshots = lambda: list(self.monitor.snapshots.values())
         context = NotifierContext(ChatCommands(self.monitor), config.bot.zone)
@@ -138,9 +147,35 @@ class App:
         )
         self._refresh_backlog()
 
-    def _delivery_outcome(self, notifier: str, outcome: str) -> None:
-        self.metrics.notifications.labels(notifier, outcome).inc()
+    def _delivery_outcome(self, outcome: Outcome) -> None:
+        self.metrics.notifications.labels(outcome.notifier, outcome.outcome).inc()
         self._refresh_backlog()
+        queue = (outcome.notifier, outcome.destination)
+        before = self.destinations.get(queue, DestinationState())
+        ok = outcome.outcome == "delivered"
+        if before.ok is not ok:
+            self.destinations[queue] = DestinationState(ok, outcome.reason, self.clock())
+        elif not ok:
+            self.destinations[queue] = replace(before, last_error=outcome.reason)
+        label = self._label(*queue)
+        self.metrics.destination_up.labels(outcome.notifier, label).set(int(ok))
+        if before.ok is not False and not ok:
+            log_event(
+                logger,
+                "destination.failing",
+                logging.ERROR,
+                notifier=outcome.notifier,
+                destination=label,
+                reason=outcome.reason,
+                hint="messages for it wait in the outbox (or, if failed for good, it is told "
+                "of the alerts still firing at the next start); /healthz shows its state",
+            )
+        elif before.ok is False and ok:
+            log_event(logger, "destination.ok", notifier=outcome.notifier, destination=label)
+
+    def _label(self, notifier: str, destination: str) -> str:
+        plugin = self.notifiers.get(notifier)
+        return plugin.label(destination) if plugin else destination
 
     def _refresh_backlog(self) -> None:
         try:
@@ -164,11 +199,17 @@ class App:
         self._stack.push_async_callback(self._stop_notifiers)
         await asyncio.gather(*(start(n, x) for n, x in self.notifiers.items()))
 
+    def _left(self) -> float:
+        """Seconds left until the exit is due (SHUTDOWN_GRACE from the signal)."""
+        if self._deadline is None:
+            return SHUTDOWN_GRACE
+        return max(0.1, self._deadline - asyncio.get_running_loop().time())
+
     async def _stop_notifiers(self) -> None:
         await self._stop_background()  # sends under way finish before their notifier stops
         for name, notifier in self.notifiers.items():
             try:
-                await asyncio.wait_for(notifier.stop(), SHUTDOWN_GRACE)
+                await asyncio.wait_for(notifier.stop(), self._left())
             except Exception as exc:
                 log_event(
                     logger,
@@ -190,11 +231,34 @@ class App:
     async def _scheduled_cycle(self) -> None:
         try:
             await self.cycle()
+        except asyncio.CancelledError:
+            if not self.tasks.closing:
+                raise
+            # shutting down: the cycle was abandoned (logged as such), nothing to add
+        except StoreReplacedError as exc:
+            self.stop_on_error(str(exc))
         except Exception:
             logger.exception("cycle.crashed")
 
+    def stop_on_error(self, reason: str) -> None:
+        """Stop the service: something a restart must look at (`fatal` says what)."""
+        self.fatal = reason
+        log_event(logger, "bot.fatal", logging.ERROR, reason=reason)
+        self._halt.set()
+
+    async def tell_missed(self) -> None:
+        """At start: destinations that missed alerts still firing hear of them."""
+        if await self.monitor.tell_missed():
+            self._refresh_backlog()
+            self.delivery.wake()
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         monitor, scheduler = self.monitor, self._scheduler
+        destinations = {
+            f"{n} {self._label(n, d)}": self.destinations.get((n, d), DestinationState())
+            for n, plugin in self.notifiers.items()
+            for d in plugin.destinations()
+        }
         return health(
             monitor.accounts,
             monitor.state.health,
@@ -205,6 +269,7 @@ class App:
             scheduler is not None and scheduler.running,
             self.clock(),
             self.tasks.dead,
+            destinations,
         )
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[App], None] | None = None) -> None:
@@ -215,6 +280,26 @@ class App:
         and the web server."""
         bot = self.config.bot
         self._stack.push_async_callback(self._stop_background)
+        if bot.http_listen:
+            host, port = split_listen(bot.http_listen)
+            self.web = WebServer(make_app(self.health, self.metrics), host, port)
+            try:
+                await self.web.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"bot.http_listen: cannot listen on {host}:{port}: "
+                    f"{exc.strerror or exc}; stop what uses the port, or set http_listen "
+                    'to another address ("" turns health and metrics off)'
+                ) from None
+            self._stack.push_async_callback(self.web.stop)
+            log_event(
+                logger,
+                "http.listening",
+                host=host,
+                port=self.web.port,
+                urls=f"http://{host}:{self.web.port}/healthz /metrics",
+            )
+        await self.tell_missed()
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
@@ -227,18 +312,6 @@ class App:
         )
         scheduler.start()
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())
-        if bot.http_listen:
-            host, port = split_listen(bot.http_listen)
-            self.web = WebServer(make_app(self.health, self.metrics), host, port)
-            await self.web.start()
-            self._stack.push_async_callback(self.web.stop)
-            log_event(
-                logger,
-                "http.listening",
-                host=host,
-                port=self.web.port,
-                urls=f"http://{host}:{self.web.port}/healthz /metrics",
-            )
         await self.start_notifiers(listen=True)
         log_event(
             logger,
@@ -250,7 +323,12 @@ class App:
         )
         if ready:
             ready(self)
-        await stop.wait()
+        halted = asyncio.create_task(self._halt.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({halted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (halted, stopped):
+            waiting.cancel()
+        self._deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
         log_event(logger, "bot.stopping")
 
     async def _stop_background(self) -> None:
@@ -259,10 +337,11 @@ class App:
         if self.tasks.closing:
             return
         self.tasks.closing = True
+        self.delivery.stop()  # no new send starts from here on
         scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
             scheduler.pause()
-            if not await self.monitor.idle(SHUTDOWN_GRACE):
+            if not await self.monitor.idle(self._left()):
                 log_event(
                     logger,
                     "bot.cycle_abandoned",
@@ -271,9 +350,8 @@ class App:
                 )
             scheduler.shutdown(wait=False)
         if self._deliveries is not None:
-            self.delivery.stop()
             try:
-                await asyncio.wait_for(self._deliveries, SHUTDOWN_GRACE)
+                await asyncio.wait_for(asyncio.shield(self._deliveries), self._left())
             except TimeoutError:
                 log_event(
                     logger,

@@ -8,25 +8,37 @@ one file can never both send the same alert.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.model import AccountHealth, AlertKey, AlertState, EngineState, Event, Snapshot
+from bot.model import (
+    AccountHealth,
+    AlertKey,
+    AlertState,
+    EngineState,
+    Event,
+    EventFormatError,
+    EventKind,
+    MessageKind,
+    Snapshot,
+)
 
 HISTORY_DAYS = 90
 OUTBOX_KEEP_DAYS = 30
 
-# Each entry migrates from version i to i + 1. Never edit a released entry:
-# append a new one.
-MIGRATIONS: list[str] = [
+# Each entry migrates from version i to i + 1: SQL, or a function run in the
+# same transaction. Never edit a released entry: append a new one.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
     CREATE TABLE alerts (
         rule TEXT NOT NULL, account TEXT NOT NULL, subject TEXT NOT NULL,
@@ -65,12 +77,34 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_pending ON outbox (status, notifier, destination, id);
     """,
+    """
+    -- the rule's target and kind an alert was set under ('' in older files)
+    ALTER TABLE alerts ADD COLUMN shape TEXT NOT NULL DEFAULT '';
+    -- which destinations were sent (or have queued) an alert's fire or a reminder;
+    -- rule = subject = '' for an account's "data unavailable"
+    CREATE TABLE told (
+        rule TEXT NOT NULL, account TEXT NOT NULL, subject TEXT NOT NULL,
+        notifier TEXT NOT NULL, destination TEXT NOT NULL, outbox_id INTEGER NOT NULL,
+        PRIMARY KEY (rule, account, subject, notifier, destination)
+    );
+    CREATE INDEX told_by_row ON told (outbox_id);
+    -- pruning deletes by time, in batches
+    CREATE INDEX history_by_time ON history (at);
+    CREATE INDEX key_history_by_time ON key_history (at);
+    CREATE INDEX outbox_by_done ON outbox (done_at);
+    """,
+    lambda db: _seed_told(db),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+PRUNE_BATCH = 5000  # rows per prune transaction: the writer never waits long
 
 
 class StoreError(Exception):
     """The state file cannot be used. The message names the file and the remedy."""
+
+
+class StoreReplacedError(StoreError):
+    """The state file was deleted or replaced while this process held it."""
 
 
 class OutboxStatus(StrEnum):
@@ -81,7 +115,11 @@ class OutboxStatus(StrEnum):
     SUPERSEDED = "superseded"  # only reminders that later rows made stale
 
 
-PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "events": [...]}
+PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "kind": ..., "events": [...]}
+
+
+# what tells a destination of an alert (and what ends that)
+_TELLS = (EventKind.FIRE, EventKind.REMIND, EventKind.UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +127,7 @@ class OutboxItem:
     notifier: str
     destination: str
     events: tuple[Event, ...]
+    kind: MessageKind = MessageKind.ALERTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +140,11 @@ class OutboxRow:
     parts_sent: int
     attempts: int
     next_attempt_at: datetime
+    kind: MessageKind = MessageKind.ALERTS
+    problem: str = ""  # why this version cannot read the row; it is then failed, not sent
+
+
+Told = tuple[AlertKey, str, str]  # (alert, notifier, destination)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +172,10 @@ class StateStore(Protocol):
 
     def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]: ...
 
+    def queues(self) -> list[tuple[str, str]]:
+        """The (notifier, destination) pairs with undelivered rows, oldest first."""
+        ...
+
     def mark_sent_parts(self, row_id: int, parts_sent: int) -> None: ...
 
     def mark_done(
@@ -136,9 +184,21 @@ class StateStore(Protocol):
 
     def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None: ...
 
+    def reschedule(self, row_id: int, next_at: datetime) -> None: ...
+
     def backlog(self) -> dict[str, int]: ...
 
-    def prune(self, now: datetime) -> None: ...
+    def told(self) -> set[Told]:
+        """Which destinations were told of each alert still firing."""
+        ...
+
+    def prune(self, now: datetime) -> int:
+        """Delete one batch of expired rows; the number deleted (0: done)."""
+        ...
+
+    def check_file(self) -> None:
+        """Raise StoreReplacedError if the file was deleted or replaced under us."""
+        ...
 
     def close(self) -> None: ...
 
@@ -156,6 +216,8 @@ class Store:
         self.path = path
         self._lock_fd = -1
         self._db: sqlite3.Connection | None = None
+        self._pruner: sqlite3.Connection | None = None  # prune() runs in a worker thread
+        self._pruning = threading.Lock()  # close() waits for a batch under way
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -192,6 +254,8 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()
+            self._pruner = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._pruner.execute("PRAGMA busy_timeout=5000")
         except sqlite3.DatabaseError as exc:
             raise _explain(path, exc) from None
 
@@ -212,8 +276,12 @@ class Store:
         for target in range(version, SCHEMA_VERSION):
             db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _statements(MIGRATIONS[target]):
-                    db.execute(statement)
+                step = MIGRATIONS[target]
+                if callable(step):
+                    step(db)
+                else:
+                    for statement in _statements(step):
+                        db.execute(statement)
                 db.execute(f"PRAGMA user_version = {target + 1}")
                 db.execute("COMMIT")
             except BaseException:
@@ -227,29 +295,56 @@ class Store:
         return self._db
 
     def close(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            finally:
-                self._db = None
+        with self._pruning:
+            self._close()
+
+    def _close(self) -> None:
+        for name in ("_pruner", "_db"):
+            db = getattr(self, name)
+            if db is not None:
+                setattr(self, name, None)
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
 
-    def _rows(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
-        """A query whose rows are read by column name."""
-        cursor = self._conn.cursor()
-        cursor.row_factory = sqlite3.Row
-        return cursor.execute(sql, tuple(params))
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """A query's rows, read by column name; SQLite errors explained."""
+        try:
+            cursor = self._conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            return cursor.execute(sql, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _explain(self.path, exc) from None
+
+    def check_file(self) -> None:
+        try:
+            held, there = os.fstat(self._lock_fd), os.stat(self.path)
+            same = (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            raise StoreReplacedError(
+                f"state file {self.path} was deleted or replaced while balance-bot was "
+                "running; stopping so that no second process alerts from another file "
+                "(restore the file, then start balance-bot again)"
+            )
 
     def _write(self, work: Iterable[tuple[str, Iterable[tuple]]]) -> None:
-        """Run statements in one transaction; translate SQLite errors."""
+        """Run statements in one transaction."""
+        with self._transaction() as db:
+            for sql, rows in work:
+                db.executemany(sql, rows)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """All of it or nothing; SQLite errors explained."""
         db = self._conn
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in work:
-                    db.executemany(sql, rows)
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -265,8 +360,8 @@ class Store:
         wanted = set(accounts)
         alerts: dict[AlertKey, AlertState] = {}
         for row in self._rows(
-            "SELECT rule, account, subject, firing, polls_below, value, fired_at, notified_at "
-            "FROM alerts"
+            "SELECT rule, account, subject, firing, polls_below, value, fired_at, notified_at, "
+            "shape FROM alerts"
         ):
             key = AlertKey(row["rule"], row["account"], row["subject"])
             if key.account in wanted:
@@ -277,6 +372,7 @@ class Store:
                     value=row["value"],
                     fired_at=_dt(row["fired_at"]),
                     notified_at=_dt(row["notified_at"]),
+                    shape=row["shape"],
                 )
         health: dict[str, AccountHealth] = {}
         for row in self._rows(
@@ -302,82 +398,94 @@ class Store:
 
     def commit_cycle(self, commit: Commit) -> None:
         old, new, now = commit.old, commit.new, commit.now
-        snapshots, previous, outbox = commit.snapshots, commit.previous, commit.outbox
+        snapshots, previous = commit.snapshots, commit.previous
         gone = [k for k in old.alerts if k not in new.alerts]
         changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
         health = [h for a, h in new.health.items() if old.health.get(a) != h]
-        self._write(
-            [
-                ("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone),
+        ended = _ended(old, new)
+        with self._transaction() as db:
+            db.executemany("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone)
+            db.executemany(
+                "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
+                "value, fired_at, notified_at, shape) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
-                    "value, fired_at, notified_at) VALUES (?,?,?,?,?,?,?,?)",
                     (
-                        (
-                            *s.key,
-                            int(s.firing),
-                            s.polls_below,
-                            s.value,
-                            _ts(s.fired_at),
-                            _ts(s.notified_at),
-                        )
-                        for s in changed
-                    ),
+                        *s.key,
+                        int(s.firing),
+                        s.polls_below,
+                        s.value,
+                        _ts(s.fired_at),
+                        _ts(s.notified_at),
+                        s.shape,
+                    )
+                    for s in changed
                 ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO health (account, failures, failing_since, "
+                "unavailable, last_error, last_success) VALUES (?,?,?,?,?,?)",
                 (
-                    "INSERT OR REPLACE INTO health (account, failures, failing_since, "
-                    "unavailable, last_error, last_success) VALUES (?,?,?,?,?,?)",
                     (
-                        (
-                            h.account,
-                            h.failures,
-                            _ts(h.failing_since),
-                            int(h.unavailable),
-                            h.last_error,
-                            _ts(h.last_success),
-                        )
-                        for h in health
-                    ),
+                        h.account,
+                        h.failures,
+                        _ts(h.failing_since),
+                        int(h.unavailable),
+                        h.last_error,
+                        _ts(h.last_success),
+                    )
+                    for h in health
                 ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
+                ((s.account, _ts(s.fetched_at), json.dumps(s.to_dict())) for s in snapshots),
+            )
+            db.executemany(
+                "INSERT INTO history (account, at, total_quota, total_used_quota, "
+                "request_count) VALUES (?,?,?,?,?)",
                 (
-                    "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
-                    ((s.account, _ts(s.fetched_at), json.dumps(s.to_dict())) for s in snapshots),
-                ),
-                (
-                    "INSERT INTO history (account, at, total_quota, total_used_quota, "
-                    "request_count) VALUES (?,?,?,?,?)",
                     (
-                        (
-                            s.account,
-                            _ts(s.fetched_at),
-                            s.total_quota,
-                            s.total_used_quota,
-                            s.request_count,
-                        )
-                        for s in snapshots
-                    ),
+                        s.account,
+                        _ts(s.fetched_at),
+                        s.total_quota,
+                        s.total_used_quota,
+                        s.request_count,
+                    )
+                    for s in snapshots
                 ),
+            )
+            db.executemany(
+                "INSERT INTO key_history (account, at, key, remain_quota, used_quota) "
+                "VALUES (?,?,?,?,?)",
+                _key_changes(snapshots, previous),
+            )
+            db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
+            self._enqueue(db, commit.outbox, now)
+
+    @staticmethod
+    def _enqueue(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datetime) -> None:
+        """Outbox rows, and the destinations they tell of each alert."""
+        for item in items:
+            row_id = db.execute(
+                "INSERT INTO outbox (created_at, notifier, destination, events, "
+                "next_attempt_at) VALUES (?,?,?,?,?)",
+                (_ts(now), item.notifier, item.destination, encode_events(item), _ts(now)),
+            ).lastrowid
+            db.executemany(
+                "INSERT OR REPLACE INTO told (rule, account, subject, notifier, destination, "
+                "outbox_id) VALUES (?,?,?,?,?,?)",
                 (
-                    "INSERT INTO key_history (account, at, key, remain_quota, used_quota) "
-                    "VALUES (?,?,?,?,?)",
-                    _key_changes(snapshots, previous),
+                    (*e.alert, item.notifier, item.destination, row_id)
+                    for e in item.events
+                    if e.kind in _TELLS
                 ),
-                (
-                    "INSERT INTO outbox (created_at, notifier, destination, events, "
-                    "next_attempt_at) VALUES (?,?,?,?,?)",
-                    (
-                        (
-                            _ts(now),
-                            i.notifier,
-                            i.destination,
-                            encode_events(i.events),
-                            _ts(now),
-                        )
-                        for i in outbox
-                    ),
-                ),
-            ]
-        )
+            )
+
+    def told(self) -> set[Told]:
+        return {
+            (AlertKey(r["rule"], r["account"], r["subject"]), r["notifier"], r["destination"])
+            for r in self._rows("SELECT rule, account, subject, notifier, destination FROM told")
+        }
 
     # --- outbox ------------------------------------------------------------
 
@@ -391,32 +499,29 @@ class Store:
             rows = self._rows(sql + " ORDER BY id")
         else:
             rows = self._rows(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
-        return [
-            OutboxRow(
-                id=r["id"],
-                created_at=datetime.fromisoformat(r["created_at"]),
-                notifier=r["notifier"],
-                destination=r["destination"],
-                events=decode_events(r["events"]),
-                parts_sent=r["parts_sent"],
-                attempts=r["attempts"],
-                next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
-            )
-            for r in rows
-        ]
+        return [_outbox_row(r) for r in rows]
+
+    def queues(self) -> list[tuple[str, str]]:
+        rows = self._rows(
+            "SELECT notifier, destination, min(id) AS first FROM outbox WHERE status='pending' "
+            "GROUP BY notifier, destination ORDER BY first"
+        )
+        return [(r["notifier"], r["destination"]) for r in rows]
 
     def mark_sent_parts(self, row_id: int, parts_sent: int) -> None:
         self._write([("UPDATE outbox SET parts_sent=? WHERE id=?", [(parts_sent, row_id)])])
 
     def mark_done(self, row_id: int, status: OutboxStatus, now: datetime, error: str = "") -> None:
-        self._write(
-            [
-                (
-                    "UPDATE outbox SET status=?, done_at=?, last_error=? WHERE id=?",
-                    [(status, _ts(now), error, row_id)],
-                )
-            ]
-        )
+        work: list[tuple[str, Iterable[tuple]]] = [
+            (
+                "UPDATE outbox SET status=?, done_at=?, last_error=? WHERE id=?",
+                [(status, _ts(now), error, row_id)],
+            )
+        ]
+        if status in (OutboxStatus.FAILED, OutboxStatus.DROPPED):
+            # that destination was not told after all: it hears at the next start
+            work.append(("DELETE FROM told WHERE outbox_id=?", [(row_id,)]))
+        self._write(work)
 
     def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None:
         self._write(
@@ -428,38 +533,138 @@ class Store:
             ]
         )
 
+    def reschedule(self, row_id: int, next_at: datetime) -> None:
+        self._write([("UPDATE outbox SET next_attempt_at=? WHERE id=?", [(_ts(next_at), row_id)])])
+
     def backlog(self) -> dict[str, int]:
         rows = self._rows(
             "SELECT notifier, count(*) AS n FROM outbox WHERE status='pending' GROUP BY notifier"
         )
         return {r["notifier"]: r["n"] for r in rows}
 
-    def prune(self, now: datetime) -> None:
+    def prune(self, now: datetime) -> int:
+        """Delete up to PRUNE_BATCH expired rows per table, on a connection of its
+        own, so that it can run in a worker thread while the loop goes on."""
+        with self._pruning:
+            return self._prune(now)
+
+    def _prune(self, now: datetime) -> int:
+        db = self._pruner
+        if db is None:
+            raise StoreError(f"state file {self.path} is closed")
         history_cut = _ts(now - timedelta(days=HISTORY_DAYS))
         outbox_cut = _ts(now - timedelta(days=OUTBOX_KEEP_DAYS))
-        self._write(
-            [
-                ("DELETE FROM history WHERE at < ?", [(history_cut,)]),
-                ("DELETE FROM key_history WHERE at < ?", [(history_cut,)]),
+        deleted = 0
+        try:
+            for sql, params in (
                 (
-                    "DELETE FROM outbox WHERE status != ? AND done_at < ?",
-                    [(OutboxStatus.PENDING, outbox_cut)],
+                    "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history "
+                    "WHERE at < ? LIMIT ?)",
+                    (history_cut, PRUNE_BATCH),
                 ),
-            ]
-        )
+                (
+                    "DELETE FROM key_history WHERE rowid IN (SELECT rowid FROM key_history "
+                    "WHERE at < ? LIMIT ?)",
+                    (history_cut, PRUNE_BATCH),
+                ),
+                (
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at < ? "
+                    "AND status != 'pending' LIMIT ?)",
+                    (outbox_cut, PRUNE_BATCH),
+                ),
+            ):
+                deleted += db.execute(sql, params).rowcount
+        except sqlite3.DatabaseError as exc:
+            raise _explain(self.path, exc) from None
+        return deleted
 
 
-def encode_events(events: Iterable[Event]) -> str:
-    return json.dumps({"v": PAYLOAD_VERSION, "events": [e.to_dict() for e in events]})
+def encode_events(item: OutboxItem) -> str:
+    events = [e.to_dict() for e in item.events]
+    return json.dumps({"v": PAYLOAD_VERSION, "kind": item.kind, "events": events})
 
 
-def decode_events(text: str) -> tuple[Event, ...]:
+def decode_events(text: str) -> tuple[MessageKind, tuple[Event, ...]]:
     """An outbox payload; the first release stored a bare list of events.
     Raises model.EventFormatError for a payload this version cannot read."""
-    data: Any = json.loads(text)
-    if isinstance(data, dict):
-        data = data.get("events", [])
-    return tuple(Event.from_dict(e) for e in data)
+    try:
+        data: Any = json.loads(text)
+        if isinstance(data, list):
+            return MessageKind.ALERTS, tuple(Event.from_dict(e) for e in data)
+        if data.get("v", 0) > PAYLOAD_VERSION:
+            raise EventFormatError(f"payload version {data.get('v')} is newer than this one")
+        events = tuple(Event.from_dict(e) for e in data["events"])
+        return MessageKind(data.get("kind", MessageKind.ALERTS)), events
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, EventFormatError):
+            raise
+        raise EventFormatError(f"unreadable outbox payload ({type(exc).__name__}: {exc})") from None
+
+
+def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+    try:
+        kind, events = decode_events(r["events"])
+        problem = ""
+    except EventFormatError as exc:
+        kind, events, problem = MessageKind.ALERTS, (), str(exc)
+    return OutboxRow(
+        id=r["id"],
+        created_at=datetime.fromisoformat(r["created_at"]),
+        notifier=r["notifier"],
+        destination=r["destination"],
+        events=events,
+        parts_sent=r["parts_sent"],
+        attempts=r["attempts"],
+        next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
+        kind=kind,
+        problem=problem,
+    )
+
+
+def _ended(old: EngineState, new: EngineState) -> list[tuple[str, str, str]]:
+    """Alerts (and data-unavailable alerts) that stopped firing in this commit."""
+    ended = [
+        tuple(k)
+        for k, s in old.alerts.items()
+        if s.firing and not (k in new.alerts and new.alerts[k].firing)
+    ]
+    ended += [
+        ("", a, "")
+        for a, h in old.health.items()
+        if h.unavailable and not (a in new.health and new.health[a].unavailable)
+    ]
+    return ended  # type: ignore[return-value]
+
+
+def _seed_told(db: sqlite3.Connection) -> None:
+    """Files from before `told` existed: the destinations that were sent (or still
+    have queued) an alert still firing were told of it."""
+    firing = {
+        AlertKey(*row)
+        for row in db.execute("SELECT rule, account, subject FROM alerts WHERE firing=1")
+    }
+    firing |= {
+        AlertKey("", row[0], "")
+        for row in db.execute("SELECT account FROM health WHERE unavailable=1")
+    }
+    rows = db.execute(
+        "SELECT id, notifier, destination, events FROM outbox "
+        "WHERE status IN ('pending', 'delivered') ORDER BY id"
+    ).fetchall()
+    for row_id, notifier, destination, text in rows:
+        try:
+            _, events = decode_events(text)
+        except EventFormatError:
+            continue
+        db.executemany(
+            "INSERT OR REPLACE INTO told (rule, account, subject, notifier, destination, "
+            "outbox_id) VALUES (?,?,?,?,?,?)",
+            (
+                (*e.alert, notifier, destination, row_id)
+                for e in events
+                if e.kind in _TELLS and e.alert in firing
+            ),
+        )
 
 
 def _statements(script: str) -> list[str]:

@@ -23,6 +23,7 @@ from bot.model import (
 )
 from bot.notifiers.message import Message
 from bot.render import AccountView, balance_message, status_message
+from bot.rules import notify_for
 
 Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
 
@@ -77,6 +78,7 @@ def firing_events(
             reason=h.last_error,
             since=h.failing_since,
             value=h.failures,
+            notify=notify_for(h.account, rules),
         )
         for h in state.health.values()
         if h.unavailable
@@ -107,6 +109,7 @@ def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Ev
         rule.kind.threshold,
         rule.kind.recover_at,
         alert.fired_at,
+        notify=rule.notify or (),
     )
 
 
@@ -117,6 +120,15 @@ def status_view(
 
 
 # --- /healthz ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    """How sends to one chat, channel or webhook went lately."""
+
+    ok: bool | None = None  # None: nothing sent yet
+    last_error: str = ""
+    since: datetime | None = None  # when it started failing (or came back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +152,7 @@ def health(
     scheduler_running: bool,
     now: datetime,
     dead_tasks: Mapping[str, tuple[datetime, str]] | None = None,
+    destinations: Mapping[str, DestinationState] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """The /healthz verdict and body (docs/container.md, "Health"). `dead_tasks`:
     internal tasks that ended unexpectedly, with when and why."""
@@ -174,6 +187,11 @@ def health(
     }
     if failing:
         body["failing"] = failing
+    # a failing destination is shown, but is no reason for 503: a restart would not fix it
+    body["destinations"] = {
+        label: {"ok": d.ok, "last_error": d.last_error or None, "since": iso(d.since)}
+        for label, d in (destinations or {}).items()
+    }
     if dead_tasks:
         body["dead_tasks"] = {
             name: {"since": iso(since), "error": error}

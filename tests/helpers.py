@@ -67,3 +67,19 @@ target = "key"
 below = 2
 severity = "critical"
 """
+
+
+# bodies that once crashed every cycle; each must be only its account's failed poll
+POISONS = {
+    "a 400-digit integer": b'{"total_quota": 1' + b"0" * 400 + b"}",
+    "JSON nested 100,000 deep": b'{"total_quota": 1, "x": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+    "request_count 1e300": b'{"total_quota": 50, "request_count": 1e300}',
+    "total 1e300": b'{"total_quota": 1e300}',
+}
+SURROGATE = (
+    b'{"total_quota": 50, "username": "u\\ud800", "keys": '
+    b'[{"name": "bad\\ud800", "remain_quota": 0.5, "used_quota": 1}]}'
+)

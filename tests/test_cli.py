@@ -103,7 +103,7 @@ async def test_check_exit_codes_and_first_line(write_config, comet, total, code,
     assert bot.proc.returncode == code, bot.stderr
     first = bot.stdout.splitlines()[0]
     assert first.startswith(f"BALANCE {status} - ")
-    assert first.endswith(f"| 'main_total'={total:.2f};20;5")
+    assert first.endswith(f"| 'main_total'={total:.2f};20:;5:")
     assert_no_secret(bot.stdout, bot.stderr)
 
 
@@ -172,6 +172,7 @@ severity = "critical"
             "state": "firing",
             "value": 15.0,
             "threshold": 20.0,
+            "unit": "usd",
         },
         {
             "rule": "key-low",
@@ -181,6 +182,7 @@ severity = "critical"
             "state": "firing",
             "value": 1.5,
             "threshold": 2.0,
+            "unit": "usd",
         },
     ]
     assert "notify" not in bot.stderr  # --no-notify sends nothing

@@ -69,7 +69,7 @@ def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Deliv
         Backoff(initial=10, maximum=40, jitter=0),
         clock,
         rand=lambda: 0.5,
-        on_outcome=lambda n, o: seen.append(o),
+        on_outcome=lambda outcome: seen.append(outcome.outcome),
     )
 
 

@@ -6,6 +6,7 @@ distinctive secrets below shows up anywhere it can look."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import signal
 from pathlib import Path
@@ -15,12 +16,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.cometapi import MAX_BODY_BYTES
-from bot.model import EventKind
+from bot.cometapi import MAX_BODY_BYTES, CometClient
+from bot.model import Account, Event, EventKind, PollFailure
+from bot.notifiers.message import plain as plain_line
+from bot.render import event_line
 from bot.service import App
 from fakes import slack as fake_slack
 from fakes import telegram as fake_tg
 from fakes.cometapi import (
+    FakeCometAPI,
     Responder,
     quota,
     reply_balance,
@@ -32,13 +36,16 @@ from fakes.cometapi import (
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram
 from tests.conftest import QUERY_KEY, printed
+from tests.helpers import FAST as ONE_TRY
+from tests.helpers import POISONS, T0
 from tests.helpers import RETRYING as FAST
 from tests.process import BotProcess
 
 TG_TOKEN = "987654321:AAaudit-SECRET-telegram-zq81x"
 SLACK_BOT_TOKEN = "xoxb-audit-SECRET-slack-bot-9f8e"
 SLACK_APP_TOKEN = "xapp-1-audit-SECRET-slack-app-7d6c"
-SECRETS = (QUERY_KEY, TG_TOKEN, TG_TOKEN.split(":")[1], SLACK_BOT_TOKEN, SLACK_APP_TOKEN)
+ODD_KEY = "sk-odd-account-SECRET-0042"
+SECRETS = (QUERY_KEY, ODD_KEY, TG_TOKEN, TG_TOKEN.split(":")[1], SLACK_BOT_TOKEN, SLACK_APP_TOKEN)
 ENV = {
     "TEST_QUERY_KEY": QUERY_KEY,
     "TEST_TG_TOKEN": TG_TOKEN,
@@ -147,20 +154,45 @@ UPSTREAM_FAULTS: dict[str, Responder] = {
 
 
 async def cycle_kinds(app: App) -> list[EventKind]:
+    """The kinds of the main account's events in one cycle."""
     result = await app.cycle(notify=False)
     assert result.committed
-    return [e.kind for e in result.events]
+    return [e.kind for e in result.events if e.account == "main"]
 
 
-@pytest.mark.parametrize("fault", UPSTREAM_FAULTS.values(), ids=UPSTREAM_FAULTS.keys())
+@pytest.fixture
+async def odd():
+    """A second account whose every answer is poisoned (tests.helpers.POISONS)."""
+    fake = FakeCometAPI(ODD_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+ODD_ACCOUNT = """
+[[accounts]]
+name = "odd"
+key = "{key}"
+url = "{url}"
+"""
+SCENARIOS = [
+    (fault, poison)
+    for fault, poison in zip(UPSTREAM_FAULTS.values(), itertools.cycle(POISONS.values()))
+]
+
+
+@pytest.mark.parametrize(("fault", "poison"), SCENARIOS, ids=UPSTREAM_FAULTS.keys())
 async def test_bad_upstream_data_is_unavailable_never_a_low_balance(
-    make_config, comet, tmp_path, caplog, capsys, fault
+    make_config, comet, odd, tmp_path, caplog, capsys, fault, poison
 ):
     """Three good polls, three bad ones, then good again: the bad ones never fire a
     balance rule, never replace the last good numbers, and raise exactly one
     data-unavailable alert (at the first failure for a rejected key, else after
-    `stale_after`), resolved by one notice when data returns."""
-    cfg = make_config(RULES, bot='stale_after = 2\nrequest_timeout = "1s"')
+    `stale_after`), resolved by one notice when data returns. Meanwhile a second
+    account answers a poisoned body every time: it fails alone."""
+    odd.default = reply_raw(poison)
+    accounts = ODD_ACCOUNT.format(key=ODD_KEY, url=odd.url)
+    cfg = make_config(accounts + RULES, bot='stale_after = 2\nrequest_timeout = "1s"')
     seen = []
     async with App(cfg, retry=FAST) as app:
         comet.default = GOOD
@@ -174,6 +206,8 @@ async def test_bad_upstream_data_is_unavailable_never_a_low_balance(
         failing = app.monitor.state.health["main"]
         comet.default = GOOD
         seen.append(await cycle_kinds(app))
+        poisoned = app.monitor.state.health["odd"]
+        assert poisoned.failures == 7 and poisoned.last_error.startswith("bad response")
     rejected = failing.last_error.startswith("key rejected")
     assert rejected == (fault in (REJECTED, UPSTREAM_FAULTS["403 quoting the URL"]))
     unavailable_at = 3 if rejected else 4
@@ -522,3 +556,37 @@ async def test_secret_audit(tmp_path, comet, tg, slack, config):
     assert "key=***" in health  # the upstream quoted the key; /healthz shows it masked
     assert "${TEST_TG_TOKEN}" in validate.stdout + validate.stderr
     assert_no_secret(*out, files=state_files(tmp_path))
+
+
+# --- the secret audit, part two: a key quoted anywhere in an error text ------------------
+
+
+def fragments(secret: str, size: int = 8) -> list[str]:
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
+async def test_error_bodies_quoting_the_key_at_any_offset_never_leak_a_fragment(comet):
+    """The upstream quotes the key anywhere in an error text (0 to 300 characters
+    in): the reason, and the chat line made from it, keep no part of it."""
+    account = Account("main", QUERY_KEY, comet.url)
+    carriers = {
+        "400 page": lambda text: web.Response(status=400, text=text),
+        "HTML with 200": lambda text: web.Response(text=text, content_type="text/html"),
+        "success false": lambda text: web.json_response({"success": False, "message": text}),
+    }
+    async with CometClient.new_session() as session:
+        client = CometClient(session, 2.0, ONE_TRY)
+        for name, reply in carriers.items():
+            for offset in range(301):
+                text = "é" * (offset % 3) + "x" * offset + QUERY_KEY + " trailing words" * 5
+
+                async def respond(_: web.Request, text: str = text, reply: Any = reply):
+                    return reply(text)
+
+                comet.default = respond
+                result = await client.poll(account)
+                assert isinstance(result, PollFailure), name
+                event = Event(EventKind.UNAVAILABLE, "main", T0, reason=result.reason)
+                shown = result.reason + plain_line(event_line(event))
+                leaked = [f for f in fragments(QUERY_KEY) if f in shown]
+                assert not leaked, (name, offset, result.reason)

@@ -297,7 +297,7 @@ async def test_an_answer_too_long_for_five_replies_says_what_is_missing(make_con
     seen = [check_payload(p) for p in parts]
     assert all(re.match(r"\*CometAPI balance\* \(\d/\d\d\)\n", s) for s in seen[:4])
     assert re.fullmatch(
-        r"\*… \d\d more parts not shown \(Slack takes 5 replies to one command\); "
+        r"\*… \d{3} keys not shown \(\d\d more parts; a reply holds at most 5 messages\); "
         r"ask for one account: /balance &lt;account&gt;\*",
         "\n".join(text_objects(parts[4]["blocks"])),
     )

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.service import App
+from bot.service import App, StartupError
 from fakes.cometapi import reply_balance, reply_status
 from tests.conftest import QUERY_KEY
 from tests.helpers import FAST
@@ -110,7 +110,8 @@ async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
     status, text = await served.get("/metrics")
     assert status == 200
     assert 'cometapi_balance_usd{account="main"} 12.5' in text
-    assert 'cometapi_key_remaining_usd{account="main",key="we\\"ird\\nname"} 3.5' in text
+    # the newline was stripped where the name came in (README, "How alerts behave")
+    assert 'cometapi_key_remaining_usd{account="main",key="we\\"irdname"} 3.5' in text
     assert 'key="unlimited"' not in text
     assert 'balance_bot_alerts_firing{rule="account-low",severity="warning"} 1.0' in text
     assert 'balance_bot_notifications_total{notifier="log",outcome="delivered"} 1.0' in text
@@ -167,20 +168,35 @@ async def test_a_dead_internal_task_is_logged_and_turns_healthz_503(serve, comet
 
 
 async def test_a_failure_at_start_up_stops_what_had_started(make_config, comet):
-    """The health port is taken: serve() fails, and the scheduler and the outbox
-    task it had started are stopped, not left running."""
-    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = blocker.sockets[0].getsockname()[1]
-    cfg = make_config(listen=f"127.0.0.1:{port}")
-    try:
-        app = App(cfg, retry=FAST)
-        await app.__aenter__()
-        with pytest.raises(OSError, match="in use"):
-            await app.serve(asyncio.Event())
-        await app.__aexit__(None, None, None)
-    finally:
-        blocker.close()
+    """Chat listeners fail to start: serve() fails, and the scheduler and the
+    outbox task it had started are stopped, not left running."""
+    cfg = make_config(listen="127.0.0.1:0")
+    app = App(cfg, retry=FAST)
+    await app.__aenter__()
+
+    async def broken(listen: bool) -> None:
+        raise RuntimeError("listeners broke")
+
+    app.start_notifiers = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="listeners broke"):
+        await app.serve(asyncio.Event())
+    await app.__aexit__(None, None, None)
     assert app._scheduler is not None and not app._scheduler.running
     assert app._deliveries is not None and app._deliveries.done()
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not [t for t in others if not t.done() and "delivery" in t.get_name()]
+    assert app.web is not None
+    with pytest.raises(ConnectionRefusedError):  # the web server is gone too
+        await asyncio.open_connection("127.0.0.1", app.web.port)
+
+
+async def test_the_health_port_taken_is_one_clear_error(make_config, comet):
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    try:
+        async with App(make_config(listen=f"127.0.0.1:{port}"), retry=FAST) as app:
+            with pytest.raises(
+                StartupError, match=f"bot.http_listen: cannot listen on 127.0.0.1:{port}"
+            ):
+                await app.serve(asyncio.Event())
+    finally:
+        blocker.close()
+    assert app._scheduler is None and not comet.requests  # nothing had started

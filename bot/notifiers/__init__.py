@@ -124,6 +124,10 @@ class Notifier(ABC):
     def destinations(self) -> Sequence[str]:
         return ("default",)
 
+    def label(self, destination: str) -> str:
+        """How a destination is named in logs, /healthz and metrics: never a URL or token."""
+        return destination
+
     @abstractmethod
     def format(self, message: Message) -> list[Any]:
         """Platform payloads for one message; JSON-serialisable is not required."""

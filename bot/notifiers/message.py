@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from bot.model import Severity
 
 CONTINUED = " (continued)"
+KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"
+ALERT_REF = "alert:"  # the reference of a line announcing an alert (buttons act on it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from bot.backoff import retry_after
 from bot.logs import log_event
 from bot.model import Severity
 from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext, Request
-from bot.notifiers.base import ChatNotifier, StartError, Unreachable, shaped
+from bot.notifiers.base import ChatNotifier, StartError, Unreachable, capped, shaped
 from bot.notifiers.message import CONTINUED, Limits, Message, Span, fit, pack, units
 
 logger = logging.getLogger(__name__)
@@ -415,15 +415,8 @@ class SlackNotifier(ChatNotifier):
 
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
         """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
-        payloads = render(message)
-        if len(payloads) > RESPONSE_URL_USES:
-            left = len(payloads) - RESPONSE_URL_USES + 1
-            note = Message(
-                f"… {left} more parts not shown (Slack takes {RESPONSE_URL_USES} replies to "
-                f"one command); ask for one account: {command} <account>",
-                (),
-            )
-            payloads = payloads[: RESPONSE_URL_USES - 1] + render(note)
+        # a response_url takes five posts (RESPONSE_URL_USES), the reply limit of every chat
+        payloads = capped(render_pieces(message), render, command)
         hook = AsyncWebhookClient(url, timeout=int(REQUEST_TIMEOUT), session=self._http())
         for payload in payloads:
             try:
@@ -436,13 +429,13 @@ class SlackNotifier(ChatNotifier):
             else:
                 if response.status_code == 200:
                     continue
-                reason = f"HTTP {response.status_code}: {str(response.body)[:200]}"
+                reason = f"HTTP {response.status_code}: {self.clean(response.body)[:200]}"
             log_event(
                 logger,
                 "slack.answer_failed",
                 logging.WARNING,
                 channel_id=channel,
-                reason=self.clean(reason),
+                reason=reason,
             )
             return
 
@@ -518,6 +511,11 @@ def render(message: Message) -> list[dict[str, Any]]:
     marker when there are several), and one that starts inside a section
     repeats its heading. The `text` is the notification fallback: the title.
     """
+    return [payload for payload, _ in render_pieces(message)]
+
+
+def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
+    """render(), each payload with the references of its lines."""
     mark = SEVERITY_MARK.get(message.severity, "") if message.severity else ""
     plain_title = message.title if message.title.strip() else "balance-bot"
     title = fit((Span(plain_title, bold=True),), TITLE_BUDGET, _span)
@@ -538,13 +536,13 @@ def render(message: Message) -> list[dict[str, Any]]:
     limits = Limits(
         room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - 1
     )
-    bodies = [p.blocks for p in pack(sections, limits)]
-    total = len(bodies)
+    pieces = pack(sections, limits)
+    total = len(pieces)
     payloads = []
-    for index, texts in enumerate(bodies, 1):
+    for index, piece in enumerate(pieces, 1):
         part = f" ({index}/{total})" if total > 1 else ""
-        blocks = [_block(title + part), *(_block(t) for t in texts)]
-        payloads.append({"text": fallback + part, "blocks": blocks})
+        blocks = [_block(title + part), *(_block(t) for t in piece.blocks)]
+        payloads.append(({"text": fallback + part, "blocks": blocks}, piece.refs))
     return payloads
 
 

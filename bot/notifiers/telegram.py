@@ -41,8 +41,8 @@ from telegram.request import HTTPXRequest
 from bot.backoff import retry_after
 from bot.logs import log_event
 from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext
-from bot.notifiers.base import ChatNotifier, StartError, Unreachable, shaped
-from bot.notifiers.message import Limits, Message, Span, fit, pack, units
+from bot.notifiers.base import ChatNotifier, StartError, Unreachable, capped, shaped
+from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack, units
 
 # Time periods as timedelta, as PTB 23 will do by default; without this opt-in
 # PTB 22 warns that the int form is deprecated each time it builds a RetryAfter.
@@ -100,6 +100,7 @@ class TelegramNotifier(ChatNotifier):
             .request(self._requests[0])
             .get_updates_request(self._requests[1])
             .job_queue(None)  # the service has its own scheduler
+            .concurrent_updates(True)  # a slow /balance never holds up another command
             .build()
         )
         self._add_handlers()
@@ -313,7 +314,7 @@ class TelegramNotifier(ChatNotifier):
             log_event(
                 logger, "telegram.command", command=_command(update), chat_id=incoming.chat_id
             )
-        for part in self.format(message):
+        for part in capped(render_pieces(message), render):
             await incoming.reply_text(
                 part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW, do_quote=False
             )
@@ -364,6 +365,11 @@ def render(message: Message) -> list[str]:
     Parts break between lines; each repeats the title with an (i/n) marker, and
     a part that starts inside a section repeats its heading. Deterministic.
     """
+    return [part for part, _ in render_pieces(message)]
+
+
+def render_pieces(message: Message) -> list[tuple[str, list[str]]]:
+    """render(), each part with the references of its lines."""
     title = fit((Span(message.title, bold=True),), TITLE_BUDGET - 16, _span)
     sections = [
         (
@@ -378,16 +384,17 @@ def render(message: Message) -> list[str]:
     while True:
         # the title, its blank line and the (i/n) marker aside; sections apart by a blank line
         limits = Limits(room=LIMIT - units(title) - reserve - 2, separator=2)
-        bodies = ["\n\n".join(p.blocks) for p in pack(sections, limits) if p.blocks] or [""]
-        marker = len(f" ({len(bodies)}/{len(bodies)})") if len(bodies) > 1 else 0
+        pieces = [p for p in pack(sections, limits) if p.blocks] or [Piece()]
+        marker = len(f" ({len(pieces)}/{len(pieces)})") if len(pieces) > 1 else 0
         if marker <= reserve:
             break
         reserve = marker
-    total = len(bodies)
+    total = len(pieces)
     parts = []
-    for index, body in enumerate(bodies, 1):
+    for index, piece in enumerate(pieces, 1):
         head = f"{title} ({index}/{total})" if total > 1 else title
-        parts.append(f"{head}\n\n{body}" if body else head)
+        body = "\n\n".join(piece.blocks)
+        parts.append((f"{head}\n\n{body}" if body else head, piece.refs))
     return parts
 
 
