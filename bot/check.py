@@ -6,6 +6,7 @@ Pure: a function of the cycle's results, the rules and the state it left.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,17 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from bot.model import EngineState, PollFailure, PollResult, Rule, Severity, Snapshot, Target, Unit
+from bot.model import (
+    EngineState,
+    PollFailure,
+    PollResult,
+    Rule,
+    Severity,
+    Snapshot,
+    Target,
+    Unit,
+    days_left,
+)
 from bot.notifiers.message import plain
 from bot.render import event_line
 from bot.views import Latest, firing_events
@@ -42,7 +53,10 @@ def build(
     state: EngineState,
     latest: Latest,
     now: datetime,
+    burn: Mapping[str, float | None] | None = None,
 ) -> Report:
+    """`burn`: each account's burn rate, USD per day (None or absent: gathering data)."""
+    burn = burn or {}
     firing, _ = firing_events(state, rules, latest, now)
     failed = {a: r for a, r in results.items() if isinstance(r, PollFailure)}
     fresh = [e for e in firing if e.account not in failed]
@@ -68,10 +82,12 @@ def build(
             f"{a} ${r.total_quota:,.2f}" for a, r in results.items() if isinstance(r, Snapshot)
         ]
         summary = "all balances above their thresholds: " + ", ".join(totals)
-    perf = " ".join(_perfdata(rules, a, r) for a, r in results.items() if isinstance(r, Snapshot))
+    perf = " ".join(
+        _perfdata(rules, a, r, burn.get(a)) for a, r in results.items() if isinstance(r, Snapshot)
+    )
     text = f"BALANCE {status.name} - {_one_line(summary)}" + (f" | {perf}" if perf else "")
 
-    accounts = [_account_json(a, r) for a, r in results.items()]
+    accounts = [_account_json(a, r, burn.get(a)) for a, r in results.items()]
     alerts = [
         {
             "rule": e.rule,
@@ -101,23 +117,34 @@ def _perf_label(text: str) -> str:
     return re.sub(r"['=\s]", "_", text)
 
 
-def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot) -> str:
-    """'main_total'=12.34;20:;5: - warn/crit are the USD thresholds of total rules,
-    in the plugin guidelines' range syntax, where "alert below 20" is `20:`."""
+def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot, rate: float | None) -> str:
+    """'main_total'=12.34;20:;5: - warn/crit are the thresholds of total rules, in
+    the plugin guidelines' range syntax, where "alert below 20" is `20:`; with a
+    forecast rule also 'main_days_left'=2.4;3:;1: (U while gathering data or
+    when not depleting)."""
+    label = _perf_label(account)
+    out = f"'{label}_total'={snap.total_quota:.2f};{_levels(rules, account, Unit.USD)}"
+    days_rules = _levels(rules, account, Unit.DAYS)
+    if days_rules != ";":
+        left = days_left(snap.total_quota, rate)
+        value = "U" if left is None or math.isinf(left) else f"{left:.1f}"
+        out += f" '{label}_days_left'={value};{days_rules}"
+    return out
+
+
+def _levels(rules: Sequence[Rule], account: str, unit: Unit) -> str:
+    """`warn;crit` from the total rules of `unit`: the highest threshold of each severity."""
     levels: dict[Severity, float] = {}
     for rule in rules:
-        usd = rule.kind.unit is Unit.USD
-        if rule.target is Target.TOTAL and usd and rule.matches_account(account):
+        if rule.target is Target.TOTAL and rule.kind.unit is unit and rule.matches_account(account):
             current = levels.get(rule.severity)
             threshold = rule.kind.threshold
             levels[rule.severity] = max(current, threshold) if current else threshold
-    warn = levels.get(Severity.WARNING)
-    crit = levels.get(Severity.CRITICAL)
-    fmt = lambda v: "" if v is None else f"{v:g}:"  # noqa: E731
-    return f"'{_perf_label(account)}_total'={snap.total_quota:.2f};{fmt(warn)};{fmt(crit)}"
+    warn, crit = levels.get(Severity.WARNING), levels.get(Severity.CRITICAL)
+    return ";".join("" if v is None else f"{v:g}:" for v in (warn, crit))
 
 
-def _account_json(account: str, result: PollResult) -> dict[str, Any]:
+def _account_json(account: str, result: PollResult, rate: float | None) -> dict[str, Any]:
     if isinstance(result, PollFailure):
         return {
             "name": account,
@@ -125,15 +152,20 @@ def _account_json(account: str, result: PollResult) -> dict[str, Any]:
             "total_quota": None,
             "total_used_quota": None,
             "request_count": None,
+            "burn_usd_per_day": None,
+            "days_left": None,
             "keys": [],
             "error": result.reason,
         }
+    left = days_left(result.total_quota, rate)
     return {
         "name": account,
         "username": result.username,
         "total_quota": result.total_quota,
         "total_used_quota": result.total_used_quota,
         "request_count": result.request_count,
+        "burn_usd_per_day": rate,
+        "days_left": None if left is None or math.isinf(left) else round(left, 2),
         "keys": [
             {
                 "name": k.name,

@@ -161,13 +161,20 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
             if notify:
                 await app.start_notifiers(listen=False)
                 await app.tell_missed()
+            await app.monitor.seed()
             result = await app.cycle(notify)
             if not result.committed:
                 report = unknown(f"could not save state to {cfg.bot.state_path}")
             else:
                 monitor = app.monitor
+                burn = {a: f.burn.total for a, f in monitor.flows.items()}
                 report = build(
-                    result.results, monitor.rules, monitor.state, monitor.latest, monitor.now()
+                    result.results,
+                    monitor.rules,
+                    monitor.state,
+                    monitor.latest,
+                    monitor.now(),
+                    burn,
                 )
             if notify:
                 await _flush(app)

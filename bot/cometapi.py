@@ -11,9 +11,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from unicodedata import category
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from stamina.instrumentation import RetryDetails
 from yarl import URL
 
 from bot.backoff import retry_after
+from bot.forecast import DailyUse
 from bot.logs import log_event
 from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot
 from bot.secrets import MASK, redact
@@ -172,6 +173,28 @@ class CometClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fetch_once(self, account: Account, seconds: float) -> Snapshot:
+        body = await self._get(account, seconds)
+        return parse_quota(account.name, body, self._clock(), _describe(account.url), account.key)
+
+    async def daily(self, account: Account, first: date, last: date) -> list[DailyUse]:
+        """CometAPI's optional daily_quota for the days first..last, one attempt;
+        raises FetchError when the upstream does not offer it or answers garbage."""
+        params = {"start_date": first.isoformat(), "end_date": last.isoformat()}
+        try:
+            body = await self._get(account, self._timeout, params)
+            return parse_daily(body, first, last)
+        except FetchError as exc:
+            exc.reason = clean_text(exc.reason, account.key, 300)
+            raise
+        except (ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
+            raise FetchError(
+                FailureKind.BAD_RESPONSE, f"daily_quota unreadable ({type(exc).__name__})"
+            ) from None
+
+    async def _get(
+        self, account: Account, seconds: float, params: Mapping[str, str] | None = None
+    ) -> bytes:
+        """One request's body; its status mapped to a FetchError."""
         where = _describe(account.url)
         limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
         proxy, proxy_auth = self._proxy_for(account.url)
@@ -182,7 +205,7 @@ class CometClient:
                 # each request carries the key again (a Location may drop it).
                 async with self._session.get(
                     url,
-                    params={"key": account.key},
+                    params={"key": account.key, **(params or {})},
                     timeout=limits,
                     proxy=proxy,
                     proxy_auth=proxy_auth,
@@ -209,7 +232,7 @@ class CometClient:
                         raise FetchError(
                             FailureKind.BAD_RESPONSE, f"HTTP {status} from {where}{hint}"
                         )
-                    return parse_quota(account.name, body, self._clock(), where, account.key)
+                    return body
             raise FetchError(
                 FailureKind.BAD_RESPONSE, f"too many redirects ({where}): check accounts.url"
             )
@@ -403,6 +426,44 @@ def _parse_keys(raw: Any) -> tuple[KeyBalance, ...]:
         KeyBalance(name, remain, used)
         for name, (remain, used) in zip(unique_subjects(names), figures, strict=True)
     )
+
+
+def parse_daily(body: bytes, first: date, last: date) -> list[DailyUse]:
+    """The complete days first..last of a body's daily_quota: {"YYYY-MM-DD":
+    [{token_name, quota_used, request_count}]}. A day not listed used nothing;
+    anything else unexpected raises."""
+    data = json.loads(body)
+    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+        data = data["data"]
+    daily = data.get("daily_quota") if isinstance(data, dict) else None
+    if not isinstance(daily, dict):
+        raise FetchError(FailureKind.BAD_RESPONSE, "no daily_quota in the answer")
+    days = []
+    day = first
+    while day <= last:
+        entries = daily.get(day.isoformat(), [])
+        if not isinstance(entries, list):
+            raise ValueError(f"daily_quota[{day}] is not a list")
+        tokens: dict[str, float] = {}
+        duplicated: set[str] = set()
+        total = 0.0
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise ValueError(f"daily_quota[{day}] holds a non-object")
+            used = _number(entry.get("quota_used"), "quota_used")
+            assert used is not None
+            if used < 0:
+                raise ValueError("quota_used is negative")
+            total += used
+            name = clean_name(str(entry.get("token_name", "")))[:MAX_NAME]
+            if name in tokens:
+                duplicated.add(name)
+            tokens[name] = used
+        for name in duplicated:
+            del tokens[name]
+        days.append(DailyUse(day, total, tokens, frozenset(duplicated)))
+        day += timedelta(days=1)
+    return days
 
 
 def unique_subjects(names: list[str]) -> list[str]:

@@ -7,18 +7,22 @@ answers say, reading through `views` from a BalanceSource (the monitor).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.model import EngineState, Rule, Snapshot
+from bot.forecast import DAY
+from bot.model import EngineState, Flow, Rule, Snapshot
 from bot.notifiers import Command, Request
 from bot.notifiers.message import Message
-from bot.render import help_message
-from bot.views import balance_view, status_view
+from bot.render import digest_message, help_message, spend_message
+from bot.samples import Sample
+from bot.views import balance_view, digest_view, firing_events, spend_view, status_view
 
 FRESH_FOR = 30.0  # seconds: /balance reuses data younger than this
+SPAN = re.compile(r"\d{1,3}[hd]")  # /spend's period: 24h, 7d, 30d
 
 REFUSAL = "Sorry, this chat is not allowed to use balance-bot."
 
@@ -42,6 +46,14 @@ class BalanceSource(Protocol):
 
     def latest(self, account: str) -> Snapshot | None: ...
 
+    def flow(self, account: str) -> Flow:
+        """What the account's history says now: burn rates (USD per day), spending."""
+        ...
+
+    def samples(self, account: str, since: float, until: float) -> list[Sample]:
+        """The account's history from `since` (after a baseline) to `until`."""
+        ...
+
     async def recent_snapshot(self, account: str, max_age: float) -> tuple[Snapshot | None, str]:
         """The newest good data no older than max_age, fetching if needed; on a
         failed fetch, the last good data and the (redacted) reason."""
@@ -57,23 +69,75 @@ class ChatCommands:
         return (
             Command("balance", "[account]", "balance, usage and keys per account", self._balance),
             Command("status", "", "alerts firing now and accounts without data", self._status),
+            Command(
+                "spend",
+                "[account] [24h|7d|30d]",
+                "spending, burn rate, days left and top keys",
+                self._spend,
+            ),
+            Command("digest", "", "the daily summary, now", self._digest),
             Command("help", "", "these commands", self._help),
         )
 
     async def balance(self, arg: str = "") -> Message:
         source = self.source
-        names = source.account_names()
-        arg = arg.strip()
-        if arg:
-            chosen = [n for n in names if n == arg] or [
-                n for n in names if n.lower() == arg.lower()
-            ]
-            if not chosen:
-                return _note(f"Unknown account {arg!r}. Accounts: {', '.join(names)}")
-            names = chosen
+        names = self._accounts(arg)
+        if isinstance(names, Message):
+            return names
+        fetched = await self._fetch(names)
+        burn = {a: source.flow(a).burn for a in names}
         return balance_view(
-            await self._fetch(names), source.rules, source.state, source.now(), source.timezone
+            fetched, source.rules, source.state, burn, source.now(), source.timezone
         )
+
+    def _accounts(self, arg: str) -> list[str] | Message:
+        """The accounts an argument names (all for none), or the answer to a typo."""
+        names = self.source.account_names()
+        arg = arg.strip()
+        if not arg:
+            return names
+        chosen = [n for n in names if n == arg] or [n for n in names if n.lower() == arg.lower()]
+        return chosen or _note(f"Unknown account {arg!r}. Accounts: {', '.join(names)}")
+
+    def spend(self, args: str = "") -> Message:
+        """/spend [account] [24h|7d|30d]: what each account spent over the period."""
+        words = args.split()
+        period, text = DAY, "24h"
+        if words and SPAN.fullmatch(words[-1].lower()):
+            text = words.pop().lower()
+            period = float(text[:-1]) * (3600 if text.endswith("h") else DAY)
+        names = self._accounts(" ".join(words))
+        if isinstance(names, Message):
+            return names
+        source, now = self.source, self.source.now().timestamp()
+        views = []
+        for account in names:
+            latest = source.latest(account)
+            samples = source.samples(account, now - period, now)
+            remaining = latest.total_quota if latest else None
+            views.append(spend_view(account, samples, remaining, now, period))
+        return spend_message(views, text)
+
+    def digest(self) -> Message:
+        """The daily digest, as of now."""
+        source = self.source
+        now = source.now()
+        firing, _ = firing_events(source.state, source.rules, source.latest, now)
+        at = now.timestamp()
+        views = [
+            digest_view(
+                account,
+                source.latest(account),
+                source.flow(account).burn.total,
+                source.samples(account, at - 7 * DAY, at),
+                source.rules,
+                firing,
+                now,
+                source.timezone,
+            )
+            for account in source.account_names()
+        ]
+        return digest_message(views, now.astimezone(source.timezone).date().isoformat())
 
     async def _fetch(self, names: list[str]) -> dict[str, tuple[Snapshot | None, str]]:
         """Fresh data of every account at once, each within request_timeout; one
@@ -105,6 +169,12 @@ class ChatCommands:
 
     async def _status(self, request: Request) -> Message:
         return self.status()
+
+    async def _spend(self, request: Request) -> Message:
+        return self.spend(request.args)
+
+    async def _digest(self, request: Request) -> Message:
+        return self.digest()
 
     async def _help(self, request: Request) -> Message:
         return help_message(request.usage)

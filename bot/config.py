@@ -12,8 +12,9 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,7 +32,18 @@ from pydantic import (
 )
 
 from bot import plugins
-from bot.model import Account, Below, Rule, Severity, Target, Unit, globs
+from bot.model import (
+    Account,
+    Below,
+    DaysLeft,
+    Rule,
+    RuleKind,
+    Severity,
+    SpendAbove,
+    Target,
+    Unit,
+    globs,
+)
 from bot.secrets import MASK, MIN_LENGTH, redact
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
@@ -89,6 +101,8 @@ class BotSection(_Section):
     timezone: str = "UTC"
     log_format: Literal["human", "json"] = "human"
     max_concurrency: int = Field(default=16, ge=1, le=1000)
+    burn_window: Duration = 86400.0
+    history_days: int = Field(default=90, ge=1)
 
     @field_validator("interval")
     @classmethod
@@ -109,6 +123,22 @@ class BotSection(_Section):
     def _listen(cls, v: str) -> str:
         if v:
             split_listen(v)
+        return v
+
+    @field_validator("burn_window")
+    @classmethod
+    def _burn_window(cls, v: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and v < interval:
+            raise ValueError(f"must be at least interval ({interval:g}s)")
+        return v
+
+    @field_validator("history_days")
+    @classmethod
+    def _history(cls, v: int, info: ValidationInfo) -> int:
+        window = info.data.get("burn_window")
+        if window is not None and v * 86400 < window:
+            raise ValueError(f"must cover burn_window ({window / 86400:g} days)")
         return v
 
     @field_validator("timezone")
@@ -153,10 +183,25 @@ class AccountSection(_Section):
         return v
 
 
-# a rule's recovery keys and the threshold each belongs to
-_RECOVERY = {"recover_above": "below", "recover_above_percent": "below_percent"}
-_RECOVERY_OF = {threshold: recovery for recovery, threshold in _RECOVERY.items()}
-_THRESHOLDS = tuple(_RECOVERY_OF)
+@dataclass(frozen=True, slots=True)
+class KindKeys:
+    """The keys of one rule kind: its threshold, its recovery level and how that
+    must relate to it, and the default recovery level."""
+
+    threshold: str
+    recovery: str
+    rises: bool  # the recovery level is above the threshold (below, days left)
+    default: Callable[[float], float]
+
+
+KINDS = (
+    KindKeys("below", "recover_above", True, lambda v: v * 1.1 if v > 0 else 0.01),
+    KindKeys("below_percent", "recover_above_percent", True, lambda v: min(v * 1.1, 100.0)),
+    KindKeys("days_left_below", "recover_above_days", True, lambda v: v * 1.5),
+    KindKeys("spend_above", "recover_below", False, lambda v: v * 0.8),
+)
+_BY_RECOVERY = {k.recovery: k for k in KINDS}
+_ONE_OF = "below (USD), below_percent, days_left_below or spend_above"
 
 
 class RuleSection(_Section):
@@ -166,41 +211,57 @@ class RuleSection(_Section):
     keys: Globs = ["*"]
     exclude_keys: Globs = []
     below: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    below_percent: float | None = Field(
-        default=None, ge=0, lt=100, allow_inf_nan=False, validate_default=True
-    )
+    below_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
+    days_left_below: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    spend_above: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     recover_above: float | None = Field(default=None, allow_inf_nan=False)
     recover_above_percent: float | None = Field(default=None, le=100, allow_inf_nan=False)
+    recover_above_days: float | None = Field(default=None, allow_inf_nan=False)
+    recover_below: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    window: Duration | None = Field(default=None, validate_default=True)
     severity: Severity = Severity.WARNING
     for_polls: int = Field(default=1, ge=1)
     repeat: Duration | None = None
     notify: list[str] | None = None
 
-    @field_validator("below_percent", mode="after")
+    @field_validator(*(k.threshold for k in KINDS[1:]), mode="after")
     @classmethod
     def _one_threshold(cls, v: float | None, info: ValidationInfo) -> float | None:
-        if "below" not in info.data:  # `below` itself failed; that error suffices
-            return v
-        below = info.data["below"]
-        if v is None and below is None:
-            raise ValueError("set below (USD) or below_percent")
-        if v is not None and below is not None:
-            raise ValueError("set below or below_percent, not both")
+        """At most one kind: a second threshold key is the error."""
+        earlier = [k.threshold for k in KINDS if k.threshold in info.data]
+        chosen = [k for k in earlier if info.data[k] is not None]
+        if v is not None and chosen:
+            raise ValueError(f"set {chosen[0]} or {info.field_name}, not both")
         return v
 
-    @field_validator(*_RECOVERY, mode="after")
+    @field_validator(*_BY_RECOVERY, mode="after")
     @classmethod
     def _recovery(cls, v: float | None, info: ValidationInfo) -> float | None:
         assert info.field_name is not None
-        threshold = _RECOVERY[info.field_name]
-        level = info.data.get(threshold)
+        kind = _BY_RECOVERY[info.field_name]
+        level = info.data.get(kind.threshold)
         if v is not None:
-            if level is None and threshold in info.data:
-                chosen = next((k for k in _THRESHOLDS if info.data.get(k) is not None), None)
-                hint = f" (use {_RECOVERY_OF[chosen]} with {chosen})" if chosen else ""
-                raise ValueError(f"needs {threshold}{hint}")
-            if level is not None and v <= level:
-                raise ValueError(f"must be greater than {threshold} ({level})")
+            if level is None and kind.threshold in info.data:
+                chosen = next((k for k in KINDS if info.data.get(k.threshold) is not None), None)
+                hint = f" (use {chosen.recovery} with {chosen.threshold})" if chosen else ""
+                raise ValueError(f"needs {kind.threshold}{hint}")
+            if level is not None and kind.rises and v <= level:
+                raise ValueError(f"must be greater than {kind.threshold} ({level})")
+            if level is not None and not kind.rises and v >= level:
+                raise ValueError(f"must be less than {kind.threshold} ({level})")
+        return v
+
+    @field_validator("window", mode="after")
+    @classmethod
+    def _window(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if "spend_above" not in info.data:
+            return v
+        if info.data["spend_above"] is None:
+            if v is not None:
+                raise ValueError("only applies to spend_above")
+            return v
+        if not v:
+            raise ValueError("required with spend_above (the time to sum spending over)")
         return v
 
     @field_validator("repeat")
@@ -217,23 +278,41 @@ class RuleSection(_Section):
 
     @model_validator(mode="after")
     def _default_recovery(self) -> RuleSection:
-        if self.below is not None and self.recover_above is None:
-            object.__setattr__(self, "recover_above", _default_recover(self.below))
-        if self.below_percent is not None and self.recover_above_percent is None:
-            recover = min(_default_recover(self.below_percent), 100.0)
-            object.__setattr__(self, "recover_above_percent", recover)
+        if all(getattr(self, k.threshold) is None for k in KINDS):
+            raise ValueError(f"set {_ONE_OF}")
+        for kind in KINDS:
+            level = getattr(self, kind.threshold)
+            if level is not None and getattr(self, kind.recovery) is None:
+                object.__setattr__(self, kind.recovery, kind.default(level))
         return self
 
 
-def _default_recover(below: float) -> float:
-    """below * 1.1; for a threshold of 0 any positive value recovers."""
-    return below * 1.1 if below > 0 else 0.01
+class DigestSection(_Section):
+    at: str
+    notify: list[str] | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        parse_time(v)
+        return v
+
+
+def parse_time(value: str) -> time:
+    """'HH:MM' or 'HH:MM:SS', local time."""
+    try:
+        if not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value.strip()):
+            raise ValueError(value)
+        return time.fromisoformat(value.strip().zfill(5 if value.count(":") == 1 else 8))
+    except ValueError:
+        raise ValueError(f"must be a time such as '09:00' or '18:30:00', not {value!r}") from None
 
 
 class Document(_Section):
     bot: BotSection = BotSection()
     accounts: list[AccountSection] = Field(min_length=1)
     rules: list[RuleSection] = Field(min_length=1)
+    digest: DigestSection | None = None
     notifiers: dict[str, Any] = {}
 
 
@@ -252,10 +331,20 @@ class Settings:
     timezone: str = "UTC"
     log_format: str = "human"
     max_concurrency: int = 16
+    burn_window: float = 86400.0
+    history_days: int = 90
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """[digest]: a daily summary at `at`, local time."""
+
+    at: time
+    notify: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +354,7 @@ class Config:
     rules: tuple[Rule, ...]
     # validated sections by notifier name: each plugin's own Config model
     notifiers: Mapping[str, Any] = field(default_factory=dict)
+    digest: Digest | None = None
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for the redaction registry."""
@@ -283,13 +373,16 @@ def build_rule(section: RuleSection | Mapping[str, Any]) -> Rule:
     """One validated [[rules]] entry as the engine's plain value."""
     if not isinstance(section, RuleSection):
         section = RuleSection.model_validate(section)
+    kind: RuleKind
+    # each recovery level was set by RuleSection._default_recovery if not given
     if section.below_percent is not None:
-        assert section.recover_above_percent is not None  # set by _default_recovery
-        kind = Below(Unit.PERCENT, section.below_percent, section.recover_above_percent)
+        kind = Below(Unit.PERCENT, section.below_percent, _set(section.recover_above_percent))
+    elif section.days_left_below is not None:
+        kind = DaysLeft(section.days_left_below, _set(section.recover_above_days))
+    elif section.spend_above is not None:
+        kind = SpendAbove(section.spend_above, _set(section.recover_below), _set(section.window))
     else:
-        assert section.below is not None
-        assert section.recover_above is not None
-        kind = Below(Unit.USD, section.below, section.recover_above)
+        kind = Below(Unit.USD, _set(section.below), _set(section.recover_above))
     return Rule(
         name=section.name,
         target=Target(section.target),
@@ -304,10 +397,20 @@ def build_rule(section: RuleSection | Mapping[str, Any]) -> Rule:
     )
 
 
+def _set(value: float | None) -> float:
+    assert value is not None
+    return value
+
+
 def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     settings = Settings(**doc.bot.model_dump())
     accounts = tuple(Account(a.name, a.key.get_secret_value(), a.url) for a in doc.accounts)
-    return Config(settings, accounts, tuple(build_rule(r) for r in doc.rules), dict(sections))
+    digest = None
+    if doc.digest is not None:
+        notify = tuple(doc.digest.notify) if doc.digest.notify is not None else None
+        digest = Digest(parse_time(doc.digest.at), notify)
+    rules = tuple(build_rule(r) for r in doc.rules)
+    return Config(settings, accounts, rules, dict(sections), digest)
 
 
 # --- loading -----------------------------------------------------------------
@@ -500,11 +603,14 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                     )
                 seen.setdefault(name, i)
     found.extend(_unmatched_accounts(data))
+    found.extend(_short_windows(data))
     sections, rule_list = data.get("notifiers"), data.get("rules")
     configured: dict[str, Any] = sections if isinstance(sections, dict) else {}
     rules: list[Any] = rule_list if isinstance(rule_list, list) else []
-    for i, rule in enumerate(rules):
-        names = rule.get("notify") if isinstance(rule, dict) else None
+    where: list[tuple[tuple[Any, ...], Any]] = [(("rules", i), r) for i, r in enumerate(rules)]
+    where.append((("digest",), data.get("digest")))
+    for loc, section in where:
+        names = section.get("notify") if isinstance(section, dict) else None
         if not isinstance(names, list):
             continue
         for j, name in enumerate(names):
@@ -512,10 +618,30 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                 have = ", ".join(sorted(configured)) or "none"
                 found.append(
                     (
-                        ("rules", i, "notify", j),
+                        (*loc, "notify", j),
                         f"no notifier {name!r} is configured (configured: {have})",
                     )
                 )
+    return found
+
+
+def _short_windows(data: dict[str, Any]) -> Problems:
+    """A spend rule's window shorter than the poll interval holds at most one sample."""
+    bot, rules = data.get("bot"), data.get("rules")
+    try:
+        interval = parse_duration(bot.get("interval", 300.0) if isinstance(bot, dict) else 300.0)
+    except ValueError:
+        return []
+    found: Problems = []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        try:
+            window = parse_duration(rule.get("window")) if isinstance(rule, dict) else None
+        except ValueError:
+            continue
+        if window is not None and 0 < window < interval:
+            found.append(
+                (("rules", i, "window"), f"must be at least [bot].interval ({interval:g}s)")
+            )
     return found
 
 

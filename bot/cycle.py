@@ -7,26 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.cometapi import CometClient, poll_all
+from bot.cometapi import CometClient, FetchError, poll_all
 from bot.config import Config
+from bot.forecast import seeded_rates
+from bot.history import History
 from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.model import (
+    Account,
     EngineState,
     Event,
     EventKind,
     FailureKind,
+    Flow,
     MessageKind,
     PollFailure,
     PollResult,
     Snapshot,
+    SpendAbove,
 )
 from bot.rules import Context, evaluate_account, split_alerts
+from bot.samples import Sample
 from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
 from bot.views import PollRecord, firing_events
 
@@ -77,6 +84,12 @@ class Monitor:
         self.snapshots = {a: s for a, s in store.load_snapshots().items() if a in self.accounts}
         self.polls: dict[str, PollRecord] = {}
         self.started_at = clock()
+        spend_windows = {r.kind.window for r in self.rules if isinstance(r.kind, SpendAbove)}
+        self.history = History(
+            store.history, config.bot.burn_window, spend_windows, config.bot.interval
+        )
+        self.history.restore(self.snapshots, self.started_at)
+        self.flows: dict[str, Flow] = {}  # what each account's history said at its last poll
         self.last_cycle_at: datetime | None = None
         self._adhoc: dict[str, Snapshot] = {}
         self._cycle_lock = asyncio.Lock()
@@ -107,12 +120,12 @@ class Monitor:
 
     def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
         now = self.clock()
-        new, events = self._evaluate(results, Context(now, self.config.bot.stale_after))
+        new, events, samples, flows = self._evaluate(results, now)
         snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
         outbox = self.route(events) if notify else []
         try:
             self.store.check_file()
-            self.store.commit_cycle(Commit(self.state, new, snapshots, self.snapshots, outbox, now))
+            self.store.commit_cycle(Commit(self.state, new, snapshots, outbox, now, samples))
         except StoreReplacedError:
             raise
         except StoreError as exc:
@@ -122,6 +135,8 @@ class Monitor:
             return CycleResult(results, events, False, now)
         self.state = new
         self.snapshots.update((s.account, s) for s in snapshots)
+        self.history.committed(samples, now)
+        self.flows.update(flows)
         self.last_cycle_at = now
         for account, result in results.items():
             self._log_poll(account, result, now)
@@ -132,17 +147,30 @@ class Monitor:
         return CycleResult(results, events, True, now)
 
     def _evaluate(
-        self, results: dict[str, PollResult], context: Context
-    ) -> tuple[EngineState, list[Event]]:
-        """rules.evaluate, one account at a time: whatever goes wrong with one
-        account's data makes that account's poll a failed one, nothing more."""
+        self, results: dict[str, PollResult], now: datetime
+    ) -> tuple[EngineState, list[Event], list[Sample], dict[str, Flow]]:
+        """rules.evaluate, one account at a time, each with what its history says:
+        whatever goes wrong with one account's data makes that account's poll a
+        failed one, nothing more."""
         grouped, alerts = split_alerts(self.state.alerts, results, self.rules)
         health = dict(self.state.health)
         events: list[Event] = []
+        samples: list[Sample] = []
+        flows: dict[str, Flow] = {}
+        stale_after = self.config.bot.stale_after
+        self.history.advance(now)
         for account, result in results.items():
             previous, old = grouped.get(account, {}), health.get(account)
+            context = Context(now, stale_after)
             try:
+                if isinstance(result, Snapshot):
+                    sample = self.history.record(result)
+                    flow = self.history.flow(account, now)
+                    context = Context(now, stale_after, {account: flow})
                 outcome = evaluate_account(result, self.rules, previous, old, context)
+                if isinstance(result, Snapshot):
+                    samples.append(sample)
+                    flows[account] = flow
             except Exception as exc:
                 logger.error(
                     "cycle.account_failed",
@@ -157,7 +185,7 @@ class Monitor:
             alerts.update(outcome.alerts)
             health[account] = outcome.health
             events.extend(outcome.events)
-        return EngineState(alerts, health), events
+        return EngineState(alerts, health), events, samples, flows
 
     def _log_poll(self, account: str, result: PollResult, now: datetime) -> None:
         if isinstance(result, PollFailure):
@@ -191,7 +219,11 @@ class Monitor:
 
     def queues_for(self, event: Event) -> list[Queue]:
         """Every (notifier, destination) an event goes to."""
-        names = event.notify or self.destinations
+        return self.queues_of(event.notify)
+
+    def queues_of(self, notify: Sequence[str]) -> list[Queue]:
+        """Every (notifier, destination) of the notifiers named; () for all."""
+        names = notify or self.destinations
         return [(n, d) for n in names for d in self.destinations.get(n, ())]
 
     def missed(self) -> list[OutboxItem]:
@@ -214,7 +246,7 @@ class Monitor:
         async with self._cycle_lock:
             items = self.missed()
             if items:
-                self.store.commit_cycle(Commit(self.state, self.state, (), {}, items, self.clock()))
+                self.store.enqueue(items, self.clock())
                 log_event(logger, "alert.still_firing", destinations=len(items))
         return len(items)
 
@@ -229,11 +261,39 @@ class Monitor:
         ends = loop.time() + budget
         try:
             while loop.time() < ends:
-                if not await asyncio.to_thread(self.store.prune, now):
+                pruned = await asyncio.to_thread(
+                    self.store.prune, now, self.config.bot.history_days
+                )
+                if not pruned:
                     self._pruned_at = now
                     return
         except StoreError as exc:
             log_event(logger, "store.prune_failed", logging.WARNING, reason=str(exc))
+
+    async def seed(self) -> None:
+        """At start: accounts still gathering data get burn rates from CometAPI's
+        optional daily_quota, the complete past days of one burn window. A body
+        without it, or with garbage in it, is one log line and no seed."""
+        now = self.clock()
+        today = now.astimezone(UTC).date()
+        days = math.ceil(self.config.bot.burn_window / 86400)
+        first, last = today - timedelta(days=days), today - timedelta(days=1)
+        gate = asyncio.Semaphore(self.config.bot.max_concurrency)
+        self.history.advance(now)
+
+        async def one(account: Account) -> None:
+            if self.history.flow(account.name, now).burn.total is not None:
+                return  # enough live history already
+            async with gate:
+                try:
+                    used = await self.client.daily(account, first, last)
+                except FetchError as exc:
+                    log_event(logger, "seed.unavailable", account=account.name, reason=exc.reason)
+                    return
+            self.history.seeds[account.name] = seeded_rates(used)
+            log_event(logger, "seed.ok", account=account.name, days=len(used))
+
+        await asyncio.gather(*(one(a) for a in self.accounts.values()))
 
     async def idle(self, within: float) -> bool:
         """Wait for a cycle under way to finish; False if it did not in time."""
@@ -257,6 +317,12 @@ class Monitor:
 
     def account_names(self) -> list[str]:
         return list(self.accounts)
+
+    def flow(self, account: str) -> Flow:
+        return self.history.flow(account, self.clock())
+
+    def samples(self, account: str, since: float, until: float) -> list[Sample]:
+        return self.store.history.of(account, since, until)
 
     def latest(self, account: str) -> Snapshot | None:
         candidates = [s for s in (self.snapshots.get(account), self._adhoc.get(account)) if s]

@@ -165,7 +165,7 @@ class Delivery:
             if row.problem:
                 self._unreadable(row)
                 continue
-            if not events:
+            if not events and row.message is None:
                 self.store.mark_done(
                     row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
                 )
@@ -207,7 +207,8 @@ class Delivery:
                 reason="no longer configured",
             )
             return None
-        payloads = notifier.format(outbox_message(row.kind, events))
+        message = row.message or outbox_message(row.kind, events)
+        payloads = notifier.format(message)
         for index in range(row.parts_sent, len(payloads)):
             try:
                 await asyncio.wait_for(

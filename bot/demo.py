@@ -1,9 +1,10 @@
 """`balance-bot demo`: the real pipeline against a simulated CometAPI account.
 
 The simulated account lives on 127.0.0.1 in this process and follows a
-100-second script: its balance drains (a warning fires, then a critical, then
-a reminder), is topped up (both resolve), the API has an outage (data
-unavailable, then data back), and the script starts over.
+100-second script: its balance drains (a forecast says the money lasts less
+than a day, a warning fires, then a critical, then a reminder), is topped up
+(they resolve), the API has an outage (data unavailable, then data back), and
+the script starts over. A digest goes out 90 seconds after the start.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets as random_tokens
 import socket
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -27,6 +29,7 @@ from bot.web import WebServer
 logger = logging.getLogger(__name__)
 
 PERIOD = 100.0
+DIGEST_AFTER = 90.0  # seconds after the start
 
 DEMO_CONFIG = """
 [bot]
@@ -35,6 +38,7 @@ state_path = "{state_path}"
 stale_after = 2
 request_timeout = "2s"
 http_listen = "{listen}"
+burn_window = "20s"                # the demo's minutes stand for days
 
 [[accounts]]
 name = "demo"
@@ -48,6 +52,12 @@ below = 20
 recover_above = 25
 severity = "warning"
 repeat = "20s"
+
+[[rules]]
+name = "runway"
+target = "total"
+days_left_below = 1
+severity = "warning"
 
 [[rules]]
 name = "account-critical"
@@ -87,18 +97,20 @@ def simulated_balance(t: float) -> dict | None:
     if 60 <= t < 80:
         return None
     topped_up = t >= 45
-    total = 60 - 0.1 * max(0.0, t - 80) if topped_up else 26 - 0.6 * t
-    prod_api = 9.0 if topped_up else max(0.2, 5 - 0.15 * t)
+    spent = 0.6 * min(t, 45.0)  # spending stops with the top-up: not depleting
+    total = 60.0 if topped_up else 26 - spent
+    prod_spent = 0.15 * min(t, 32.0)
+    prod_api = 9.0 if topped_up else 5 - prod_spent
     return {
         "username": "demo_user",
         "total_quota": round(total, 6),
-        "total_used_quota": round(140 - total, 6),
+        "total_used_quota": round(114 + spent, 6),  # only grows: top-ups raise the balance
         "request_count": int(1000 + 37 * t),
         "keys": [
             {
                 "name": "prod-api",
                 "remain_quota": round(prod_api, 6),
-                "used_quota": round(10 - prod_api, 6),
+                "used_quota": round(5 + prod_spent, 6),
             },
             {"name": "prod-batch", "remain_quota": 40, "used_quota": 10},
             {"name": "dev-playground", "remain_quota": 999999999, "used_quota": -1},
@@ -147,6 +159,8 @@ def _free(port: int) -> bool:
 
 def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> str:
     text = DEMO_CONFIG.format(interval=interval, state_path=state_path, url=url, listen=listen)
+    digest_at = (datetime.now(UTC) + timedelta(seconds=DIGEST_AFTER)).strftime("%H:%M:%S")
+    text += f'\n[digest]\nat = "{digest_at}"\n'  # in UTC, the demo's time zone
     if os.environ.get("TELEGRAM_BOT_TOKEN") and os.environ.get("TELEGRAM_CHAT_ID"):
         text += TELEGRAM
     if all(os.environ.get(v) for v in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_CHANNEL")):
@@ -174,8 +188,9 @@ async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
                 account=simulator.url,
                 state=tmp,
                 notifiers=", ".join(cfg.notifiers) or "log",
-                hint="a warning fires after ~10s, a critical after ~27s, a reminder after ~30s, "
-                "both resolve at ~45s, an outage follows at ~60s; Ctrl-C to stop",
+                hint="a forecast fires after ~5s, a warning after ~10s, a critical after ~27s, "
+                "a reminder after ~30s, they resolve at ~45s, an outage follows at ~60s, "
+                "the digest at ~90s; Ctrl-C to stop",
             )
             async with App(cfg) as app:
                 await app.serve(stop)

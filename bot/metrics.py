@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bot.model import AlertState, PollFailure, PollResult, Snapshot
+from bot.model import AlertState, PollFailure, PollResult, Snapshot, days_left
 
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
 MAX_LABEL = 100
@@ -31,8 +31,13 @@ def package_version() -> str:
 
 
 class _Balances(Collector):
-    def __init__(self, snapshots: Callable[[], Iterable[Snapshot]]) -> None:
+    def __init__(
+        self,
+        snapshots: Callable[[], Iterable[Snapshot]],
+        burn: Callable[[], Mapping[str, float | None]],
+    ) -> None:
         self._snapshots = snapshots
+        self._burn = burn
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         account = ["account"]
@@ -53,7 +58,22 @@ class _Balances(Collector):
             f"Remaining quota of a limited key (the {MAX_KEY_SERIES} lowest per account)",
             labels=["account", "key"],
         )
+        burn = GaugeMetricFamily(
+            "cometapi_burn_rate_usd_per_day",
+            "Spending over the burn window, per day (absent while gathering data)",
+            labels=account,
+        )
+        left = GaugeMetricFamily(
+            "cometapi_days_left",
+            "Balance / burn rate (absent while gathering data; +Inf when not depleting)",
+            labels=account,
+        )
+        rates = self._burn()
         for snap in self._snapshots():
+            rate = rates.get(snap.account)
+            if rate is not None:
+                burn.add_metric([snap.account], rate)
+                left.add_metric([snap.account], days_left(snap.total_quota, rate) or 0.0)
             a = [snap.account]
             balance.add_metric(a, snap.total_quota)
             used.add_metric(a, snap.total_used_quota)
@@ -69,14 +89,15 @@ class _Balances(Collector):
                 if name not in seen:
                     seen.add(name)
                     keys.add_metric([snap.account, name], key.remain_quota)
-        yield from (balance, used, requests, success, keys)
+        yield from (balance, used, requests, success, keys, burn, left)
 
 
 class Metrics:
     def __init__(self, snapshots: Callable[[], Iterable[Snapshot]] = tuple) -> None:
         r = self.registry = CollectorRegistry()
-        r.register(_Balances(lambda: self.snapshots()))
+        r.register(_Balances(lambda: self.snapshots(), lambda: self.burn()))
         self.snapshots = snapshots
+        self.burn: Callable[[], Mapping[str, float | None]] = dict  # burn rates by account
         self.poll_failures = Counter(
             "cometapi_poll_failures", "Polls that produced no data", ["account", "kind"], registry=r
         )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -41,6 +42,8 @@ class Unit(StrEnum):
 
     USD = "usd"
     PERCENT = "percent"
+    DAYS = "days"  # days left at the current burn rate
+    USD_SPENT = "usd_spent"  # USD spent within a rule's window
 
 
 # --- configuration, as plain values ---------------------------------------------------
@@ -53,11 +56,10 @@ class Account:
     url: str
 
 
-@dataclass(frozen=True, slots=True)
-class Below:
+class _Falling:
     """Fires when the value is below `threshold`; resolves at or above `recover_at`."""
 
-    unit: Unit
+    __slots__ = ()
     threshold: float
     recover_at: float
 
@@ -68,7 +70,44 @@ class Below:
         return value >= self.recover_at
 
 
-RuleKind = Below  # the sum of a rule's kinds; each has unit, threshold, recover_at
+@dataclass(frozen=True, slots=True)
+class Below(_Falling):
+    """A balance (USD) or what remains of a key (percent) below a threshold."""
+
+    unit: Unit
+    threshold: float
+    recover_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DaysLeft(_Falling):
+    """The money lasts less than `threshold` days at the current burn rate; a
+    rate of zero (not depleting) resolves it."""
+
+    threshold: float
+    recover_at: float
+    unit: ClassVar[Unit] = Unit.DAYS
+
+
+@dataclass(frozen=True, slots=True)
+class SpendAbove:
+    """Fires when more than `threshold` USD was spent within `window` seconds;
+    resolves at or below `recover_at`."""
+
+    threshold: float
+    recover_at: float
+    window: float
+    unit: ClassVar[Unit] = Unit.USD_SPENT
+
+    def fires(self, value: float) -> bool:
+        return value > self.threshold
+
+    def recovers(self, value: float) -> bool:
+        return value <= self.recover_at
+
+
+# the sum of a rule's kinds; each has unit, threshold, recover_at, fires() and recovers()
+RuleKind = Below | DaysLeft | SpendAbove
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +212,38 @@ class PollFailure:
 PollResult = Snapshot | PollFailure
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One figure for an account's total and for each of its limited keys; a
+    subject that is missing, or None, is still gathering data."""
+
+    total: float | None = None
+    keys: Mapping[str, float | None] = field(default_factory=dict)
+
+    def of(self, subject: str, target: Target) -> float | None:
+        return self.total if target is Target.TOTAL else self.keys.get(subject)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What an account's history says, for the engine to compare (bot/forecast.py
+    computes it): burn rates in USD per day over `burn_window`, and the USD spent
+    within each spend rule's window (seconds)."""
+
+    burn: Figures = field(default_factory=Figures)
+    spent: Mapping[float, Figures] = field(default_factory=dict)
+
+
+def days_left(remaining: float, rate: float | None) -> float | None:
+    """Days the money lasts at `rate` USD/day: None while gathering data, inf
+    when not depleting, 0 when nothing remains."""
+    if rate is None:
+        return None
+    if remaining <= 0:
+        return 0.0
+    return remaining / rate if rate > 0 else math.inf
+
+
 # --- alert state -----------------------------------------------------------------------
 
 
@@ -232,6 +303,7 @@ class MessageKind(StrEnum):
 
     ALERTS = "alerts"  # a cycle's events
     STILL_FIRING = "still_firing"  # what a destination missed: the alerts firing now
+    DIGEST = "digest"  # the daily summary, rendered when it was due
 
 
 class EventFormatError(ValueError):
@@ -247,7 +319,7 @@ class Event:
     only ever added, with defaults, so older rows stay readable.
     """
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     kind: EventKind
     account: str
@@ -264,6 +336,11 @@ class Event:
     since: datetime | None = None  # when the alert or outage began
     reason: str = ""
     notify: tuple[str, ...] = ()
+    # v2: the forecast where known (USD/day; days) and a spend rule's window (s)
+    rate: float | None = None
+    days: float | None = None
+    window: float | None = None
+    gathering: bool = False  # a forecast or spend rule without enough history yet
 
     @property
     def alert(self) -> AlertKey:
@@ -276,6 +353,8 @@ class Event:
         for name in ("at", "since"):
             if data[name] is not None:
                 data[name] = data[name].isoformat()
+        if data["days"] == math.inf:  # JSON has no infinity
+            data["days"] = "inf"
         data["notify"] = list(self.notify)
         data["v"] = self.VERSION
         return data
@@ -297,6 +376,8 @@ class Event:
             if data.get("since"):
                 data["since"] = datetime.fromisoformat(data["since"])
             data["notify"] = tuple(data.get("notify", ()))
+            if data.get("days") == "inf":
+                data["days"] = math.inf
             return cls(**data)
         except (KeyError, TypeError, ValueError) as exc:
             raise EventFormatError(f"unreadable event: {exc}") from None

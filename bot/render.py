@@ -4,13 +4,14 @@ wording lives here, once; escaping and size limits belong to each notifier.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.model import Event, EventKind, MessageKind, Severity, Snapshot
-from bot.notifiers.message import KEY_REF, Line, Message, Section, Span
+from bot.model import Event, EventKind, MessageKind, Severity, Snapshot, Unit, days_left
+from bot.notifiers.message import KEY_REF, Line, Message, Section, Span, plain
 
 MAX_NAME = 200  # long user strings are cut so that any single line stays small
 
@@ -79,8 +80,63 @@ def subject(event: Event) -> str:
     return f"{name(event.account)} / key {name(event.subject)}"
 
 
+def days(value: float | None, exact: bool = False) -> str:
+    """2.4 days; a configured level as written (3 days, 4.5 days) with `exact`."""
+    if value is None:
+        return "?"
+    text = f"{value:g}" if exact else f"{value:.1f}"
+    return f"{text} day" if text in ("1", "1.0") else f"{text} days"
+
+
+def window(seconds: float) -> str:
+    """1h, 30m, 1d, 1h 30m: how a spend rule's window is said."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return duration(seconds)
+
+
+def burn(rate: float | None, remaining: float) -> str:
+    """$41.20/day, ≈ 2.4 days left; $0.00/day, not depleting; gathering data."""
+    if rate is None:
+        return "gathering data"
+    left = days_left(remaining, rate)
+    if left is None or math.isinf(left):
+        return f"{usd(rate)}/day, not depleting"
+    return f"{usd(rate)}/day, ≈ {left:.1f} days left"
+
+
+def forecast(rate: float | None, left: float | None) -> str:
+    """≈ 1.3 days left at $1.09/day; not depleting; gathering data."""
+    if rate is None:
+        return "gathering data"
+    if left is None or math.isinf(left):
+        return "not depleting"
+    return f"≈ {left:.1f} days left at {usd(rate)}/day"
+
+
 def _amount(event: Event, value: float | None) -> str:
-    return percent(value) if event.unit == "percent" else usd(value)
+    if event.unit == Unit.PERCENT:
+        return percent(value)
+    if event.unit == Unit.DAYS:
+        return days(value, exact=True)
+    return usd(value)
+
+
+def _value(event: Event) -> str:
+    """What the subject's value is now, in the rule's terms."""
+    if event.unit == Unit.DAYS:
+        return "gathering data" if event.gathering else forecast(event.rate, event.value)
+    if event.unit == Unit.USD_SPENT:
+        spent = "? (gathering data)" if event.gathering else usd(event.value)
+        return f"{spent} spent in the last {window(event.window or 0)}"
+    return f"{_remaining(event)} left"
+
+
+def _remaining(event: Event) -> str:
+    """$1.42, or $1.42 (8.5%) for a percent rule."""
+    left = usd(event.usd)
+    return f"{left} ({percent(event.value)})" if event.unit == Unit.PERCENT else left
 
 
 def event_line(event: Event) -> Line:
@@ -88,13 +144,14 @@ def event_line(event: Event) -> Line:
     CRITICAL · main / key prod-api: $1.42 left (below $2.00; resolves at $3.00)."""
     kind, sev = event.kind, event.severity.upper()
     if kind in (EventKind.FIRE, EventKind.REMIND):
-        left = usd(event.usd)
-        if event.unit == "percent":
-            left += f" ({percent(event.value)})"
+        above = event.unit == Unit.USD_SPENT
         text = (
-            f"{subject(event)}: {left} left (below {_amount(event, event.threshold)}; "
-            f"resolves at {_amount(event, event.recover_at)})"
+            f"{subject(event)}: {_value(event)} ({'above' if above else 'below'} "
+            f"{_amount(event, event.threshold)}; resolves at {_amount(event, event.recover_at)})"
         )
+        known = event.rate is not None and event.days is not None and math.isfinite(event.days)
+        if event.unit in (Unit.USD, Unit.PERCENT) and known:
+            text += f", {forecast(event.rate, event.days)}"
         if event.since and event.since != event.at:
             text += f", firing for {duration((event.at - event.since).total_seconds())}"
         label = sev if kind is EventKind.FIRE else f"REMINDER · {sev}"
@@ -103,11 +160,14 @@ def event_line(event: Event) -> Line:
         took = f" after {duration((event.at - event.since).total_seconds())}" if event.since else ""
         if event.reason:
             what = f"{event.reason}"
+        elif event.unit == Unit.DAYS and (event.value is None or math.isinf(event.value)):
+            what = "not depleting"
+        elif event.unit == Unit.DAYS:
+            what = f"≈ {days(event.value)} left (at or above {days(event.recover_at, exact=True)})"
+        elif event.unit == Unit.USD_SPENT:
+            what = f"{_value(event)} (at or below {usd(event.recover_at)})"
         else:
-            now = usd(event.usd)
-            if event.unit == "percent":
-                now += f" ({percent(event.value)})"
-            what = f"{now} (at or above {_amount(event, event.recover_at)})"
+            what = f"{_remaining(event)} (at or above {_amount(event, event.recover_at)})"
         return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}: {what}{took} [{sev}]"))
     if kind is EventKind.UNAVAILABLE:
         polls = int(event.value or 0)
@@ -191,6 +251,8 @@ class AccountView:
     total_firing: bool = False
     keys_firing: frozenset[str] = frozenset()
     error: str = ""  # why fresh data is missing, if it is
+    rate: float | None = None  # burn rate, USD per day; None while gathering data
+    top: Sequence[tuple[str, float]] = ()  # the keys that spend most: (name, USD per day)
 
 
 def balance_message(views: Iterable[AccountView], now: datetime, tz: ZoneInfo) -> Message:
@@ -219,6 +281,10 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
     if snap.request_count is not None:
         used += f" · Requests: {snap.request_count:,}"
     lines.append((Span(used),))
+    lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota)}"),))
+    if view.top:
+        spenders = ", ".join(f"{name(k)} {usd(r)}/day" for k, r in view.top)
+        lines.append((Span(f"Spending most: {spenders}"),))
     limited = sorted(
         (k for k in snap.keys if not k.unlimited), key=lambda k: (k.remain_quota, k.name)
     )
@@ -256,3 +322,99 @@ def status_message(firing: Sequence[Event], unavailable: Sequence[Event]) -> Mes
 def help_message(commands: Sequence[tuple[str, str]]) -> Message:
     lines = tuple((Span(cmd, bold=True), Span(f" — {text}")) for cmd, text in commands)
     return Message("balance-bot commands", (Section("", lines),))
+
+
+# --- /spend and the digest ---------------------------------------------------------
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """▁▂▃▅▇ from low to high; a blank for a missing value."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    steps = len(SPARKS) - 1
+    return "".join(
+        " " if v is None else SPARKS[round((v - low) / (high - low) * steps) if high > low else 0]
+        for v in values
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SpendView:
+    """What /spend (and the digest) shows for one account over a period."""
+
+    account: str
+    period: float  # seconds asked for
+    covered: float  # seconds the history covers of it
+    spent: float | None  # USD; None while gathering data
+    remaining: float | None  # the balance now
+    top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, USD)
+
+
+def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
+    sections = []
+    for v in views:
+        lines: list[Line] = []
+        if v.spent is None:
+            lines.append((Span("Spent: gathering data"),))
+        else:
+            rate = v.spent / v.covered * 86400 if v.covered else 0.0
+            lines.append((Span("Spent: "), Span(usd(v.spent), bold=True)))
+            lines.append((Span(f"Burn: {burn(rate, v.remaining or 0.0)}"),))
+        if v.covered < v.period - 60:
+            lines.append((Span(f"History covers {v.covered / 86400:.1f} days of it"),))
+        if v.top:
+            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+        sections.append(Section(name(v.account), tuple(lines)))
+    return Message(f"CometAPI spending, last {period_text}", tuple(sections))
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    """One account's part of the daily digest."""
+
+    account: str
+    snapshot: Snapshot | None
+    rate: float | None  # burn rate, USD per day
+    last_day: float | None  # USD spent in the last 24 h
+    day_before: float | None  # and in the 24 h before
+    top: Sequence[tuple[str, float]]  # the 5 keys that spent most in the last 24 h
+    emptiest: Sequence[tuple[str, float]]  # the 5 watched keys closest to empty: (name, USD left)
+    week: Sequence[float | None]  # end-of-day balances of the last 7 local days, oldest first
+    firing: Sequence[Event]
+    snoozed: Sequence[str] = ()
+
+
+def _amounts(items: Sequence[tuple[str, float]]) -> str:
+    return ", ".join(f"{name(k)} {usd(a)}" for k, a in items)
+
+
+def digest_message(views: Sequence[DigestView], day: str) -> Message:
+    sections = []
+    for v in views:
+        lines: list[Line] = []
+        snap = v.snapshot
+        if snap is None:
+            lines.append((Span("no data yet"),))
+        else:
+            lines.append((Span("Balance: "), Span(usd(snap.total_quota), bold=True)))
+            lines.append((Span(f"Burn: {burn(v.rate, snap.total_quota)}"),))
+        spent = "gathering data" if v.last_day is None else usd(v.last_day)
+        before = "" if v.day_before is None else f" (the 24 h before: {usd(v.day_before)})"
+        lines.append((Span(f"Spent in the last 24 h: {spent}{before}"),))
+        lines.append((Span(f"Last 7 days: {sparkline(v.week)}"),))
+        if v.top:
+            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+        if v.emptiest:
+            closest = ", ".join(f"{name(k)} {usd(a)} left" for k, a in v.emptiest)
+            lines.append((Span(f"Closest to empty: {closest}"),))
+        firing = [plain(event_line(e)) for e in v.firing]
+        lines.append((Span(f"Firing: {len(firing)}" if firing else "Firing: none"),))
+        lines.extend((Span(f"  {text}"),) for text in firing)
+        if v.snoozed:
+            lines.append((Span("Snoozed: " + ", ".join(v.snoozed)),))
+        sections.append(Section(name(v.account), tuple(lines)))
+    return Message(f"CometAPI daily digest, {day}", tuple(sections))

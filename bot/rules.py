@@ -7,8 +7,9 @@ the README's "How alerts behave".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -17,17 +18,26 @@ from bot.model import (
     AccountHealth,
     AlertKey,
     AlertState,
+    DaysLeft,
     EngineState,
     Event,
     EventKind,
     FailureKind,
+    Figures,
+    Flow,
     PollFailure,
     PollResult,
     Rule,
+    RuleKind,
     Snapshot,
+    SpendAbove,
     Target,
     Unit,
+    days_left,
 )
+
+NO_FIGURES = Figures()
+NO_FLOW = Flow()  # no history yet: every rate and spending is still gathering data
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +46,16 @@ class Context:
 
     now: datetime
     stale_after: int = 3  # consecutive failed polls before "data unavailable"
+    flows: Mapping[str, Flow] = field(default_factory=dict)  # by account: rates, spending
 
 
 class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and poll
     """One subject's value as a rule sees it."""
 
     subject: str
-    value: float  # in the rule's unit
-    usd: float
+    value: float | None  # in the rule's unit; None while gathering data
+    usd: float  # what remains
+    rate: float | None = None  # USD per day, where known
 
 
 def evaluate(
@@ -112,10 +124,11 @@ def evaluate_account(
             del alerts[key]  # the rule's target or kind changed: a new rule, the old alert goes
         else:
             tracked.setdefault(key.rule, []).append(key)
+    flow = context.flows.get(account, NO_FLOW)
     for rule in rules:
         if rule.matches_account(account):
             scope = tracked.get(rule.name, [])
-            events.extend(_apply_rule(rule, result, alerts, scope, now))
+            events.extend(_apply_rule(rule, result, flow, alerts, scope, now))
     return AccountOutcome(alerts, new_health, events)
 
 
@@ -184,28 +197,44 @@ def _succeeded(
     return new, event
 
 
-def measures(rule: Rule, snapshot: Snapshot) -> Iterator[Measure]:
+def measures(rule: Rule, snapshot: Snapshot, flow: Flow = NO_FLOW) -> Iterator[Measure]:
     """The subjects `rule` watches in `snapshot`, with their values."""
-    percent = rule.kind.unit is Unit.PERCENT
+    kind = rule.kind
+    spent = flow.spent.get(kind.window, NO_FIGURES) if isinstance(kind, SpendAbove) else NO_FIGURES
     if rule.target is Target.TOTAL:
-        yield _measure(percent, TOTAL, snapshot.total_quota, snapshot.total_used_quota)
+        total, used, rate = snapshot.total_quota, snapshot.total_used_quota, flow.burn.total
+        yield _measure(kind, TOTAL, total, used, rate, spent.total)
         return
-    in_scope = rule.key_matcher()
+    in_scope, rates, spent_keys = rule.key_matcher(), flow.burn.keys, spent.keys
     for key in snapshot.keys:
         if not key.unlimited and in_scope(key.name):
-            yield _measure(percent, key.name, key.remain_quota, key.used_quota)
+            name = key.name
+            rate, spent_key = rates.get(name), spent_keys.get(name)
+            yield _measure(kind, name, key.remain_quota, key.used_quota, rate, spent_key)
 
 
-def _measure(percent: bool, subject: str, remain: float, used: float) -> Measure:
-    if not percent:
-        return Measure(subject, remain, remain)
+def _measure(
+    kind: RuleKind,
+    subject: str,
+    remain: float,
+    used: float,
+    rate: float | None,
+    spent: float | None,
+) -> Measure:
+    if isinstance(kind, DaysLeft):
+        return Measure(subject, days_left(remain, rate), remain, rate)
+    if isinstance(kind, SpendAbove):
+        return Measure(subject, spent, remain, rate)
+    if kind.unit is Unit.USD:
+        return Measure(subject, remain, remain, rate)
     capacity = remain + used
-    return Measure(subject, remain / capacity * 100 if capacity > 0 else 0.0, remain)
+    return Measure(subject, remain / capacity * 100 if capacity > 0 else 0.0, remain, rate)
 
 
 def _apply_rule(
     rule: Rule,
     snapshot: Snapshot,
+    flow: Flow,
     alerts: dict[AlertKey, AlertState],
     tracked: list[AlertKey],
     now: datetime,
@@ -214,9 +243,9 @@ def _apply_rule(
     events: list[Event] = []
     seen: set[str] = set()
     fires, has_state = rule.kind.fires, {k.subject for k in tracked}
-    for m in measures(rule, snapshot):
+    for m in measures(rule, snapshot, flow):
         seen.add(m.subject)
-        if m.subject not in has_state and not fires(m.value):
+        if m.subject not in has_state and (m.value is None or not fires(m.value)):
             continue  # the common case, what step() does: untracked and fine, nothing to do
         key = AlertKey(rule.name, snapshot.account, m.subject)
         state, event = step(rule, alerts.get(key), key, m, now)
@@ -225,6 +254,8 @@ def _apply_rule(
         else:
             alerts[key] = state
         if event:
+            if event.rate is None and event.kind is not EventKind.RESOLVE:
+                event = _with_forecast(event, flow.burn.of(m.subject, rule.target))
             events.append(event)
     if rule.target is not Target.TOTAL:
         events.extend(_vanished(rule, snapshot, alerts, tracked, seen, now))
@@ -248,45 +279,58 @@ def _vanished(
         if not state.firing or (balance is not None and not balance.unlimited):
             continue  # out of the rule's scope by a config edit: dropped quietly
         reason = "key removed" if balance is None else "key is now unlimited"
-        yield _event(EventKind.RESOLVE, rule, key, state.value, None, now, state.fired_at, reason)
+        gone_measure = Measure(key.subject, state.value, math.nan)
+        yield _event(EventKind.RESOLVE, rule, key, gone_measure, now, state.fired_at, reason)
 
 
 def step(
     rule: Rule, state: AlertState | None, key: AlertKey, m: Measure, now: datetime
 ) -> tuple[AlertState | None, Event | None]:
-    """One alert instance, one successful poll."""
-    kind = rule.kind
+    """One alert instance, one successful poll. While its value is unknown
+    (gathering data) an alert neither fires nor resolves, and the poll neither
+    counts toward nor resets for_polls; a firing one is still reminded."""
+    kind, value = rule.kind, m.value
     if state is not None and state.firing:
-        if kind.recovers(m.value):
-            return None, _event(EventKind.RESOLVE, rule, key, m.value, m.usd, now, state.fired_at)
+        if value is not None and kind.recovers(value):
+            return None, _event(EventKind.RESOLVE, rule, key, m, now, state.fired_at)
+        value = state.value if value is None else value
         due = (
             rule.repeat
             and state.notified_at
             and (now - state.notified_at).total_seconds() >= rule.repeat
         )
         if due:
-            event = _event(EventKind.REMIND, rule, key, m.value, m.usd, now, state.fired_at)
-            return replace(state, value=m.value, notified_at=now, shape=shape(rule)), event
-        return replace(state, value=m.value, shape=shape(rule)), None
-    if not kind.fires(m.value):
+            event = _event(EventKind.REMIND, rule, key, m, now, state.fired_at)
+            return replace(state, value=value, notified_at=now, shape=shape(rule)), event
+        return replace(state, value=value, shape=shape(rule)), None
+    if value is None:
+        return state, None  # gathering data: nothing changes
+    if not kind.fires(value):
         return None, None  # fine, or hovering between the levels: nothing to track
     polls = (state.polls_below if state else 0) + 1
     if polls < rule.for_polls:
-        return AlertState(key, False, polls, m.value, shape=shape(rule)), None
-    fired = AlertState(key, True, polls, m.value, now, now, shape(rule))
-    return fired, _event(EventKind.FIRE, rule, key, m.value, m.usd, now, now)
+        return AlertState(key, False, polls, value, shape=shape(rule)), None
+    fired = AlertState(key, True, polls, value, now, now, shape(rule))
+    return fired, _event(EventKind.FIRE, rule, key, m, now, now)
+
+
+def _with_forecast(event: Event, rate: float | None) -> Event:
+    """A threshold alert, with how long the money lasts where that is known."""
+    if rate is None or event.usd is None:
+        return event
+    return replace(event, rate=rate, days=days_left(event.usd, rate))
 
 
 def _event(
     kind: EventKind,
     rule: Rule,
     key: AlertKey,
-    value: float,
-    usd: float | None,
+    m: Measure,
     now: datetime,
     since: datetime | None,
     reason: str = "",
 ) -> Event:
+    usd = None if math.isnan(m.usd) else m.usd
     return Event(
         kind=kind,
         account=key.account,
@@ -296,11 +340,15 @@ def _event(
         target=rule.target,
         subject=key.subject,
         unit=rule.kind.unit,
-        value=value,
+        value=m.value,
         usd=usd,
         threshold=rule.kind.threshold,
         recover_at=rule.kind.recover_at,
         since=since,
         reason=reason,
         notify=rule.notify or (),
+        rate=m.rate,
+        days=days_left(usd, m.rate) if usd is not None else None,
+        window=getattr(rule.kind, "window", None),
+        gathering=m.value is None,
     )

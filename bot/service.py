@@ -10,10 +10,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import notifiers as registry
@@ -25,15 +26,18 @@ from bot.cycle import Clock, CycleResult, Monitor, utcnow
 from bot.delivery import Delivery, Outcome
 from bot.logs import log_event
 from bot.metrics import Metrics
+from bot.model import MessageKind
 from bot.notifiers import Notifier, NotifierContext
 from bot.secrets import redact
-from bot.store import Store, StoreError, StoreReplacedError
+from bot.store import OutboxItem, Store, StoreError, StoreReplacedError
 from bot.views import DestinationState, health
 from bot.web import WebServer, make_app
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
+DIGEST_GRACE = timedelta(hours=12)  # a digest missed while down is sent at start until then
+DIGEST_SENT = "digest_date"  # meta key: the local date of the last scheduled digest
 
 
 class StartupError(Exception):
@@ -60,17 +64,23 @@ class Tasks:
         self.dead: dict[str, tuple[datetime, str]] = {}
         self.closing = False
 
-    def spawn(self, name: str, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(
+        self, name: str, work: Coroutine[Any, Any, Any], once: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run `work` until the process stops; with `once`, until it is done (only
+        an exception is then reported)."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._ended)
+        task.add_done_callback(lambda t: self._ended(t, once))
         return task
 
-    def _ended(self, task: asyncio.Task[Any]) -> None:
+    def _ended(self, task: asyncio.Task[Any], once: bool) -> None:
         self._tasks.discard(task)
         if self.closing or task.cancelled():
             return
         error = task.exception()
+        if once and error is None:
+            return
         reason = redact(f"{type(error).__name__}: {error}") if error else "returned"
         self.dead[task.get_name()] = (self._clock(), reason)
         log_event(logger, "task.died", logging.ERROR, task=task.get_name(), reason=reason)
@@ -99,6 +109,7 @@ class App:
     web: WebServer | None = field(init=False, default=None)
     _stack: contextlib.AsyncExitStack = field(init=False)
     destinations: dict[tuple[str, str], DestinationState] = field(init=False)
+    commands: ChatCommands = field(init=False)
     fatal: str = field(init=False, default="")  # why the service stopped on its own
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
@@ -134,7 +145,9 @@ class App:
         self.destinations = {}
         self.monitor = Monitor(config, self.store, client, self.metrics, {}, self.clock)
         self.metrics.snapshots = lambda: list(self.monitor.snapshots.values())
-        context = NotifierContext(ChatCommands(self.monitor), config.bot.zone)
+        self.metrics.burn = lambda: {a: f.burn.total for a, f in self.monitor.flows.items()}
+        self.commands = ChatCommands(self.monitor)
+        context = NotifierContext(self.commands, config.bot.zone)
         for name in active_notifier_names(config):
             section = config.notifiers.get(name)
             cls = registry.load(name)
@@ -252,6 +265,46 @@ class App:
             self._refresh_backlog()
             self.delivery.wake()
 
+    # --- the daily digest -----------------------------------------------------
+
+    def _digest_day(self, when: datetime) -> date | None:
+        """The local date whose digest time `when` falls on or after by less than
+        DIGEST_GRACE (today's, or yesterday's after midnight); None if neither."""
+        digest = self.config.digest
+        if digest is None:
+            return None
+        zone = self.config.bot.zone
+        local = when.astimezone(zone)
+        for day in (local.date(), local.date() - timedelta(days=1)):
+            due = datetime.combine(day, digest.at, zone)
+            if timedelta(0) <= local - due < DIGEST_GRACE:
+                return day
+        return None
+
+    async def send_digest(self, day: date) -> bool:
+        """The scheduled digest of `day`, to every destination of [digest].notify,
+        through the outbox; at most one per local date (recorded in the state
+        file). False if that date already had one."""
+        digest = self.config.digest
+        if digest is None or self.store.meta(DIGEST_SENT) == day.isoformat():
+            return False
+        message = self.commands.digest()
+        queues = self.monitor.queues_of(digest.notify or ())
+        items = [OutboxItem(n, d, (), MessageKind.DIGEST, message) for n, d in queues]
+        self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
+        log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
+        self._refresh_backlog()
+        self.delivery.wake()
+        return True
+
+    async def _scheduled_digest(self) -> None:
+        day = self._digest_day(self.clock())
+        try:
+            if day is not None:
+                await self.send_digest(day)
+        except StoreError as exc:
+            log_event(logger, "digest.not_saved", logging.ERROR, reason=str(exc))
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         monitor, scheduler = self.monitor, self._scheduler
         destinations = {
@@ -300,6 +353,9 @@ class App:
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
         await self.tell_missed()
+        missed = self._digest_day(self.clock())  # at start only: not on a reload
+        if missed is not None:
+            await self.send_digest(missed)
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
@@ -310,8 +366,18 @@ class App:
             max_instances=1,
             misfire_grace_time=max(1, int(bot.interval)),
         )
+        if self.config.digest is not None:
+            at = self.config.digest.at
+            scheduler.add_job(
+                self._scheduled_digest,
+                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=bot.zone),
+                id="digest",
+                coalesce=True,
+                misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
+            )
         scheduler.start()
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())
+        self.tasks.spawn("seed", self.monitor.seed(), once=True)
         await self.start_notifiers(listen=True)
         log_event(
             logger,

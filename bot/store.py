@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot import samples
 from bot.model import (
     AccountHealth,
     AlertKey,
@@ -32,8 +33,9 @@ from bot.model import (
     MessageKind,
     Snapshot,
 )
+from bot.notifiers.message import Message
+from bot.samples import Sample
 
-HISTORY_DAYS = 90
 OUTBOX_KEEP_DAYS = 30
 
 # Each entry migrates from version i to i + 1: SQL, or a function run in the
@@ -94,6 +96,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX outbox_by_done ON outbox (done_at);
     """,
     lambda db: _seed_told(db),
+    """
+    -- small facts the bot keeps: the date of the last scheduled digest
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # per-account samples replace the per-key history rows (bot/samples.py)
+    lambda db: samples.migrate_history(db),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PRUNE_BATCH = 5000  # rows per prune transaction: the writer never waits long
@@ -128,6 +136,7 @@ class OutboxItem:
     destination: str
     events: tuple[Event, ...]
     kind: MessageKind = MessageKind.ALERTS
+    message: Message | None = None  # rendered ahead (the digest); else made from `events`
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,7 @@ class OutboxRow:
     next_attempt_at: datetime
     kind: MessageKind = MessageKind.ALERTS
     problem: str = ""  # why this version cannot read the row; it is then failed, not sent
+    message: Message | None = None
 
 
 Told = tuple[AlertKey, str, str]  # (alert, notifier, destination)
@@ -154,9 +164,9 @@ class Commit:
     old: EngineState  # the state the cycle started from
     new: EngineState
     snapshots: Sequence[Snapshot]  # this cycle's good polls
-    previous: Mapping[str, Snapshot]  # the last good poll of each account before them
     outbox: Sequence[OutboxItem]
     now: datetime
+    samples: Sequence[Sample] = ()  # their history rows
 
 
 class StateStore(Protocol):
@@ -192,9 +202,22 @@ class StateStore(Protocol):
         """Which destinations were told of each alert still firing."""
         ...
 
-    def prune(self, now: datetime) -> int:
+    def enqueue(
+        self, items: Iterable[OutboxItem], now: datetime, meta: Mapping[str, str] | None = None
+    ) -> None:
+        """Outbox rows outside a cycle, with facts to record in the same transaction."""
+        ...
+
+    def prune(self, now: datetime, history_days: int = 90) -> int:
         """Delete one batch of expired rows; the number deleted (0: done)."""
         ...
+
+    @property
+    def history(self) -> samples.Reader: ...
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
 
     def check_file(self) -> None:
         """Raise StoreReplacedError if the file was deleted or replaced under us."""
@@ -218,6 +241,8 @@ class Store:
         self._db: sqlite3.Connection | None = None
         self._pruner: sqlite3.Connection | None = None  # prune() runs in a worker thread
         self._pruning = threading.Lock()  # close() waits for a batch under way
+        self._thinning = samples.Thinning()
+        self._reader: samples.Reader | None = None
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -397,8 +422,7 @@ class Store:
         }
 
     def commit_cycle(self, commit: Commit) -> None:
-        old, new, now = commit.old, commit.new, commit.now
-        snapshots, previous = commit.snapshots, commit.previous
+        old, new, now, snapshots = commit.old, commit.new, commit.now, commit.snapshots
         gone = [k for k in old.alerts if k not in new.alerts]
         changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
         health = [h for a, h in new.health.items() if old.health.get(a) != h]
@@ -440,25 +464,7 @@ class Store:
                 "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
                 ((s.account, _ts(s.fetched_at), json.dumps(s.to_dict())) for s in snapshots),
             )
-            db.executemany(
-                "INSERT INTO history (account, at, total_quota, total_used_quota, "
-                "request_count) VALUES (?,?,?,?,?)",
-                (
-                    (
-                        s.account,
-                        _ts(s.fetched_at),
-                        s.total_quota,
-                        s.total_used_quota,
-                        s.request_count,
-                    )
-                    for s in snapshots
-                ),
-            )
-            db.executemany(
-                "INSERT INTO key_history (account, at, key, remain_quota, used_quota) "
-                "VALUES (?,?,?,?,?)",
-                _key_changes(snapshots, previous),
-            )
+            samples.write(db, commit.samples)
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
             self._enqueue(db, commit.outbox, now)
 
@@ -469,7 +475,7 @@ class Store:
             row_id = db.execute(
                 "INSERT INTO outbox (created_at, notifier, destination, events, "
                 "next_attempt_at) VALUES (?,?,?,?,?)",
-                (_ts(now), item.notifier, item.destination, encode_events(item), _ts(now)),
+                (_ts(now), item.notifier, item.destination, encode_payload(item), _ts(now)),
             ).lastrowid
             db.executemany(
                 "INSERT OR REPLACE INTO told (rule, account, subject, notifier, destination, "
@@ -479,6 +485,15 @@ class Store:
                     for e in item.events
                     if e.kind in _TELLS
                 ),
+            )
+
+    def enqueue(
+        self, items: Iterable[OutboxItem], now: datetime, meta: Mapping[str, str] | None = None
+    ) -> None:
+        with self._transaction() as db:
+            self._enqueue(db, items, now)
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (meta or {}).items()
             )
 
     def told(self) -> set[Told]:
@@ -542,59 +557,74 @@ class Store:
         )
         return {r["notifier"]: r["n"] for r in rows}
 
-    def prune(self, now: datetime) -> int:
-        """Delete up to PRUNE_BATCH expired rows per table, on a connection of its
-        own, so that it can run in a worker thread while the loop goes on."""
+    def prune(self, now: datetime, history_days: int = 90) -> int:
+        """Delete up to PRUNE_BATCH expired or downsampled rows per kind, on a
+        connection of its own, so that it can run in a worker thread while the
+        loop goes on."""
         with self._pruning:
-            return self._prune(now)
+            return self._prune(now, history_days)
 
-    def _prune(self, now: datetime) -> int:
+    def _prune(self, now: datetime, history_days: int) -> int:
         db = self._pruner
         if db is None:
             raise StoreError(f"state file {self.path} is closed")
-        history_cut = _ts(now - timedelta(days=HISTORY_DAYS))
         outbox_cut = _ts(now - timedelta(days=OUTBOX_KEEP_DAYS))
-        deleted = 0
         try:
-            for sql, params in (
-                (
-                    "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history "
-                    "WHERE at < ? LIMIT ?)",
-                    (history_cut, PRUNE_BATCH),
-                ),
-                (
-                    "DELETE FROM key_history WHERE rowid IN (SELECT rowid FROM key_history "
-                    "WHERE at < ? LIMIT ?)",
-                    (history_cut, PRUNE_BATCH),
-                ),
-                (
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at < ? "
-                    "AND status != 'pending' LIMIT ?)",
-                    (outbox_cut, PRUNE_BATCH),
-                ),
-            ):
-                deleted += db.execute(sql, params).rowcount
+            deleted = samples.prune_batch(
+                db, now.timestamp(), history_days, self._thinning, PRUNE_BATCH
+            )
+            deleted += db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at < ? "
+                "AND status != 'pending' LIMIT ?)",
+                (outbox_cut, PRUNE_BATCH),
+            ).rowcount
         except sqlite3.DatabaseError as exc:
             raise _explain(self.path, exc) from None
         return deleted
 
+    # --- history and small facts ----------------------------------------------
 
-def encode_events(item: OutboxItem) -> str:
-    events = [e.to_dict() for e in item.events]
-    return json.dumps({"v": PAYLOAD_VERSION, "kind": item.kind, "events": events})
+    @property
+    def history(self) -> samples.Reader:
+        """Samples read back (on the event loop's connection)."""
+        if self._reader is None:
+            self._reader = samples.Reader(self._conn)
+        return self._reader
+
+    def meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", [(key, value)])])
 
 
-def decode_events(text: str) -> tuple[MessageKind, tuple[Event, ...]]:
-    """An outbox payload; the first release stored a bare list of events.
+def encode_payload(item: OutboxItem) -> str:
+    data: dict[str, Any] = {
+        "v": PAYLOAD_VERSION,
+        "kind": item.kind,
+        "events": [e.to_dict() for e in item.events],
+    }
+    if item.message is not None:
+        data["message"] = item.message.to_dict()
+    return json.dumps(data)
+
+
+Payload = tuple[MessageKind, tuple[Event, ...], Message | None]
+
+
+def decode_payload(text: str) -> Payload:
+    """An outbox payload (the first release stored a bare list of events).
     Raises model.EventFormatError for a payload this version cannot read."""
     try:
         data: Any = json.loads(text)
         if isinstance(data, list):
-            return MessageKind.ALERTS, tuple(Event.from_dict(e) for e in data)
+            return MessageKind.ALERTS, tuple(Event.from_dict(e) for e in data), None
         if data.get("v", 0) > PAYLOAD_VERSION:
             raise EventFormatError(f"payload version {data.get('v')} is newer than this one")
         events = tuple(Event.from_dict(e) for e in data["events"])
-        return MessageKind(data.get("kind", MessageKind.ALERTS)), events
+        message = Message.from_dict(data["message"]) if data.get("message") else None
+        return MessageKind(data.get("kind", MessageKind.ALERTS)), events, message
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, EventFormatError):
             raise
@@ -602,8 +632,9 @@ def decode_events(text: str) -> tuple[MessageKind, tuple[Event, ...]]:
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+    message = None
     try:
-        kind, events = decode_events(r["events"])
+        kind, events, message = decode_payload(r["events"])
         problem = ""
     except EventFormatError as exc:
         kind, events, problem = MessageKind.ALERTS, (), str(exc)
@@ -618,6 +649,7 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
         next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
         kind=kind,
         problem=problem,
+        message=message,
     )
 
 
@@ -653,7 +685,7 @@ def _seed_told(db: sqlite3.Connection) -> None:
     ).fetchall()
     for row_id, notifier, destination, text in rows:
         try:
-            _, events = decode_events(text)
+            _, events, _ = decode_payload(text)
         except EventFormatError:
             continue
         db.executemany(
@@ -670,18 +702,6 @@ def _seed_told(db: sqlite3.Connection) -> None:
 def _statements(script: str) -> list[str]:
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def _key_changes(
-    snapshots: Sequence[Snapshot], previous: Mapping[str, Snapshot]
-) -> Iterable[tuple]:
-    for snap in snapshots:
-        before = previous.get(snap.account)
-        old = {k.name: (k.remain_quota, k.used_quota) for k in before.keys} if before else {}
-        at = _ts(snap.fetched_at)
-        for key in snap.keys:
-            if old.get(key.name) != (key.remain_quota, key.used_quota):
-                yield (snap.account, at, key.name, key.remain_quota, key.used_quota)
 
 
 def _explain(path: Path, exc: sqlite3.DatabaseError) -> StoreError:

@@ -4,26 +4,36 @@ from (state, snapshots, rules, now). No I/O, no clock: testable with values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.forecast import DAY, Point, spent_between
 from bot.model import (
     AccountHealth,
     AlertState,
     EngineState,
     Event,
     EventKind,
+    Figures,
     Rule,
     Snapshot,
     Target,
     Unit,
 )
 from bot.notifiers.message import Message
-from bot.render import AccountView, balance_message, status_message
+from bot.render import (
+    AccountView,
+    DigestView,
+    SpendView,
+    balance_message,
+    status_message,
+)
 from bot.rules import notify_for
+from bot.samples import Sample
 
 Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
 
@@ -48,15 +58,119 @@ def balance_view(
     fetched: Mapping[str, tuple[Snapshot | None, str]],
     rules: Sequence[Rule],
     state: EngineState,
+    burn: Mapping[str, Figures],
     now: datetime,
     tz: ZoneInfo,
 ) -> Message:
-    """/balance: per account its data (or why it is missing) and the firing markers."""
+    """/balance: per account its data (or why it is missing), the firing markers,
+    the burn rate and the keys that spend most (`burn`: rates by account)."""
     views = []
     for account, (snapshot, error) in fetched.items():
         total, keys = firing_subjects(state, rules, account)
-        views.append(AccountView(account, snapshot, total, keys, error))
+        rates = burn.get(account, Figures())
+        view = AccountView(account, snapshot, total, keys, error, rates.total, top(rates.keys))
+        views.append(view)
     return balance_message(views, now, tz)
+
+
+def top(figures: Mapping[str, float | None], count: int = 3) -> list[tuple[str, float]]:
+    """The subjects with the largest figures, largest first; none of zero."""
+    known = [(n, v) for n, v in figures.items() if v]
+    return sorted(known, key=lambda item: (-item[1], item[0]))[:count]
+
+
+# --- /spend and the digest ------------------------------------------------------------
+
+
+def _points(samples: Sequence[Sample], key: str | None, since: float) -> list[Point]:
+    """One subject's points in samples: `key` None for the total."""
+    if key is None:
+        return [Point(s.at, s.spent) for s in samples]
+    found = []
+    for s in samples:
+        value = s.key_spent(key, since)
+        if value is not None:
+            found.append(Point(s.at, value))
+    return found
+
+
+def _key_series(samples: Sequence[Sample]) -> list[tuple[str, float]]:
+    """(name, series start) of each key in the newest sample."""
+    layout = samples[-1].layout if samples else None
+    return list(zip(layout.names, layout.since, strict=True)) if layout else []
+
+
+def spend_view(
+    account: str, samples: Sequence[Sample], remaining: float | None, now: float, period: float
+) -> SpendView:
+    """What `samples` (the account's, from `now - period` on, after a baseline)
+    say it spent, in all and per key."""
+    start = now - period
+    covered = now - max(start, samples[0].at) if samples else 0.0
+    if len(samples) < 2 or covered <= 0:  # one sample spans nothing: gathering data
+        return SpendView(account, period, covered, None, remaining)
+    spent = spent_between(_points(samples, None, -math.inf), start, now)
+    per_key = {
+        name: spent_between(_points(samples, name, since), start, now)
+        for name, since in _key_series(samples)
+    }
+    return SpendView(account, period, covered, spent, remaining, top(per_key, 5))
+
+
+def digest_view(
+    account: str,
+    snapshot: Snapshot | None,
+    rate: float | None,
+    samples: Sequence[Sample],
+    rules: Sequence[Rule],
+    firing: Sequence[Event],
+    now: datetime,
+    tz: ZoneInfo,
+) -> DigestView:
+    """One account's part of the daily digest; `samples`: its last 7 days."""
+    at = now.timestamp()
+    total = _points(samples, None, -math.inf)
+    last_day = spent_between(total, at - DAY, at) if total else None
+    day_before = spent_between(total, at - 2 * DAY, at - DAY) if total else None
+    per_key = {
+        name: spent_between(_points(samples, name, since), at - DAY, at)
+        for name, since in _key_series(samples)
+    }
+    watched = [r for r in rules if r.target is Target.KEY and r.matches_account(account)]
+    matchers = [r.key_matcher() for r in watched]
+    emptiest = sorted(
+        (
+            (k.name, k.remain_quota)
+            for k in (snapshot.keys if snapshot else ())
+            if not k.unlimited and any(m(k.name) for m in matchers)
+        ),
+        key=lambda item: (item[1], item[0]),
+    )[:5]
+    return DigestView(
+        account,
+        snapshot,
+        rate,
+        last_day,
+        day_before,
+        top(per_key, 5),
+        emptiest,
+        week_of_balances(samples, now, tz),
+        [e for e in firing if e.account == account],
+    )
+
+
+def week_of_balances(samples: Sequence[Sample], now: datetime, tz: ZoneInfo) -> list[float | None]:
+    """The balance at the end of each of the last 7 local days (today: now),
+    oldest first; None for a day without a sample."""
+    today = now.astimezone(tz).date()
+    out: list[float | None] = []
+    for back in range(6, -1, -1):
+        day = today - timedelta(days=back)
+        begins = datetime.combine(day, time(), tz).timestamp()
+        ends = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
+        inside = [s.total for s in samples if begins <= s.at < ends]
+        out.append(inside[-1] if inside else None)
+    return out
 
 
 def firing_events(

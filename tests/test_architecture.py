@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # lowest first; a module may import modules of lower layers only
 LAYERS: list[set[str]] = [
-    {"bot", "bot.model", "bot.secrets", "bot.plugins"},
-    {"bot.rules", "bot.backoff", "bot.notifiers.message", "bot.logs"},
-    {"bot.notifiers", "bot.render", "bot.metrics"},
+    {"bot", "bot.model", "bot.secrets", "bot.plugins", "bot.samples"},
+    {"bot.rules", "bot.forecast", "bot.backoff", "bot.notifiers.message", "bot.logs"},
+    {"bot.notifiers", "bot.render", "bot.metrics", "bot.history"},
     {"bot.config", "bot.cometapi", "bot.store", "bot.web"},
     {"bot.notifiers.base"},
     {"bot.notifiers.log", "bot.notifiers.telegram", "bot.notifiers.slack"},
@@ -71,7 +71,7 @@ def test_imports_only_go_down():
 
 
 def test_the_engine_imports_the_model_and_the_standard_library_only():
-    for engine in ("rules.py", "model.py", "notifiers/message.py"):
+    for engine in ("rules.py", "forecast.py", "model.py", "notifiers/message.py"):
         path = ROOT / "bot" / engine
         third_party = {
             name.split(".")[0]

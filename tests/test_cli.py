@@ -152,6 +152,8 @@ severity = "critical"
         "total_quota": 15.0,
         "total_used_quota": 21.5,
         "request_count": 1221,
+        "burn_usd_per_day": None,  # gathering data: this is the first poll
+        "days_left": None,
         "error": None,
         "keys": [
             {"name": "prod-api", "remain_quota": 1.5, "used_quota": 8.5, "unlimited": False},

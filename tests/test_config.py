@@ -95,7 +95,7 @@ def test_bad_durations(value):
             "below = 5\nbelow_percent = 10",
             "rules[0].below_percent: set below or below_percent, not both",
         ),
-        ("", "rules[0].below_percent: set below (USD) or below_percent"),
+        ("", "rules[0]: set below (USD), below_percent, days_left_below or spend_above"),
         ("below_percent = 10\nrecover_above = 3", "rules[0].recover_above: needs below"),
         (
             "below_percent = 10\nrecover_above_percent = 9",

@@ -58,7 +58,7 @@ def store(tmp_path):
 
 def enqueue(store: Store, *items: tuple[str, str]) -> None:
     rows = [OutboxItem("fake", dest, (event(subject),)) for dest, subject in items]
-    store.commit_cycle(Commit(EngineState(), EngineState(), [], {}, rows, T0))
+    store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
 
 
 def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Delivery:
@@ -197,7 +197,7 @@ async def test_after_an_outage_only_the_latest_reminder_per_alert_is_sent(store)
         OutboxItem("fake", "a", (remind("x", 2),)),
         OutboxItem("fake", "a", (remind("x", 3),)),
     ]
-    store.commit_cycle(Commit(EngineState(), EngineState(), [], {}, rows, T0))
+    store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
     await delivery(store, n, clock).deliver_due()
     assert [p for _, p in n.sent] == [
         "CometAPI balance: 1 warning part 1",  # the fire is never dropped

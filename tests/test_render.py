@@ -139,7 +139,8 @@ def test_balance_view_sorts_keys_marks_firing_and_shows_age():
     assert section.heading == "main (example_user)"
     assert lines[0] == "Balance: $2,105.23"
     assert lines[1] == "Used: $21.07 · Requests: 1,221"
-    assert lines[3:7] == [
+    assert lines[2] == "Burn: gathering data"  # the view has no rate yet
+    assert lines[4:8] == [
         f"{MARK} a: $8.55 left, $1.45 used",
         "c: $8.94 left, $2.10 used",
         "b: $10.00 left, $0.00 used",

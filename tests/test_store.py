@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.history import advance
 from bot.model import (
     AccountHealth,
     AlertKey,
@@ -62,7 +63,7 @@ def test_state_round_trip(tmp_path, store):
     )
     s1 = snap(10, [KeyBalance("a", 1, 2)])
     store.commit_cycle(
-        Commit(EngineState(), state, [s1], {}, [OutboxItem("log", "default", (fire(),))], T0)
+        Commit(EngineState(), state, [s1], [OutboxItem("log", "default", (fire(),))], T0)
     )
     store.close()
     again = Store.open(tmp_path / "state.db")
@@ -76,21 +77,30 @@ def test_state_round_trip(tmp_path, store):
         again.close()
 
 
-def test_alert_deletion_and_key_history_only_on_change(store):
+def samples_of(*snapshots: Snapshot) -> list:
+    """The history rows of consecutive polls of one account."""
+    ledger, rows = None, []
+    for s in snapshots:
+        ledger, sample = advance(ledger, s, s.fetched_at.timestamp())
+        rows.append(sample)
+    return rows
+
+
+def test_alert_deletion_and_one_compact_history_row_per_poll(store):
     key = AlertKey("low", "main", "total")
     firing = EngineState({key: AlertState(key, True, 1, 1.0, T0, T0)})
     s1 = snap(10, [KeyBalance("a", 1, 2), KeyBalance("b", 5, 0)])
-    store.commit_cycle(Commit(EngineState(), firing, [s1], {}, [], T0))
     s2 = snap(9, [KeyBalance("a", 0.5, 2.5), KeyBalance("b", 5, 0)], at=T0 + timedelta(minutes=5))
-    store.commit_cycle(Commit(firing, EngineState(), [s2], {"main": s1}, [], T0))
+    first, second = samples_of(s1, s2)
+    store.commit_cycle(Commit(EngineState(), firing, [s1], [], T0, [first]))
+    store.commit_cycle(Commit(firing, EngineState(), [s2], [], T0, [second]))
     assert store.load_state(["main"]).alerts == {}
     db = store._conn
-    assert db.execute("SELECT count(*) FROM history").fetchone()[0] == 2
-    assert db.execute("SELECT key, remain_quota FROM key_history ORDER BY rowid").fetchall() == [
-        ("a", 1.0),
-        ("b", 5.0),
-        ("a", 0.5),
-    ]
+    assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM layouts").fetchone()[0] == 1  # the keys stayed
+    (back,) = store.history.last(["main"]).values()
+    assert back.total == 9 and back.spent == 0  # total_used_quota did not move
+    assert back.key_spent("a", T0.timestamp()) == 0.5 and back.key_spent("b", T0.timestamp()) == 0
 
 
 def test_outbox_progress(store):
@@ -99,7 +109,6 @@ def test_outbox_progress(store):
             EngineState(),
             EngineState(),
             [],
-            {},
             [OutboxItem("telegram", "1", (fire(),)), OutboxItem("telegram", "2", (fire(),))],
             T0,
         )
@@ -172,7 +181,9 @@ def test_missing_directory(tmp_path):
 
 
 def test_disk_full_is_reported_and_nothing_half_written(store):
-    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(10)], {}, [], T0))
+    store.commit_cycle(
+        Commit(EngineState(), EngineState(), [snap(10)], [], T0, samples_of(snap(10)))
+    )
     page_count = store._conn.execute("PRAGMA page_count").fetchone()[0]
     store._conn.execute(f"PRAGMA max_page_count = {page_count}")
     big = [KeyBalance(f"key-{i}-" + "x" * 200, i, 1) for i in range(2000)]
@@ -182,13 +193,13 @@ def test_disk_full_is_reported_and_nothing_half_written(store):
                 EngineState(),
                 EngineState(),
                 [snap(9, big)],
-                {},
                 [OutboxItem("log", "default", (fire(),))],
                 T0,
+                samples_of(snap(9, big, at=T0 + timedelta(minutes=5))),
             )
         )
     assert store.pending() == []
-    assert store._conn.execute("SELECT count(*) FROM history").fetchone()[0] == 1
+    assert store._conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
 
 
 def test_prune_keeps_recent_history_and_pending_outbox(store):
@@ -198,12 +209,13 @@ def test_prune_keeps_recent_history_and_pending_outbox(store):
             EngineState(),
             EngineState(),
             [snap(1, at=old)],
-            {},
             [OutboxItem("log", "default", (fire(),))],
             old,
+            samples_of(snap(1, at=old)),
         )
     )
-    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(2)], {}, [], T0))
-    store.prune(T0)
-    assert store._conn.execute("SELECT total_quota FROM history").fetchall() == [(2.0,)]
+    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(2)], [], T0, samples_of(snap(2))))
+    while store.prune(T0):
+        pass
+    assert store._conn.execute("SELECT total FROM samples").fetchall() == [(2.0,)]
     assert len(store.pending()) == 1

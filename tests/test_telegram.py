@@ -163,7 +163,13 @@ async def test_balance_for_allowed_chat_and_refusal_for_others(make_config, come
     cfg = make_config(TOTAL_RULE + telegram_section(tg))
     async with _app(cfg) as app:
         await app.start_notifiers(listen=True)
-        assert [c["command"] for c in tg.commands] == ["balance", "status", "help"]
+        assert [c["command"] for c in tg.commands] == [
+            "balance",
+            "status",
+            "spend",
+            "digest",
+            "help",
+        ]
 
         await tg.message(USER_CHAT, "/balance")
         (answer,) = await tg.wait_sent(1)

@@ -427,15 +427,15 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
     monkeypatch.setattr(store_mod, "PRUNE_BATCH", 500)
     comet.default = reply_balance(100)
     async with App(make_config(TOTAL_RULE), retry=FAST) as app:
-        old = (T0 - timedelta(days=400)).isoformat()
+        old = (T0 - timedelta(days=400)).timestamp()
         app.store._conn.executemany(
-            "INSERT INTO history (account, at, total_quota, total_used_quota) VALUES (?,?,?,?)",
-            (("main", old, 1.0, 1.0) for _ in range(20_000)),
+            "INSERT INTO samples (account, at, total, used, spent) VALUES ('main', ?, 1, 1, 0)",
+            ((old + i,) for i in range(20_000)),
         )
         plan = app.store._conn.execute(
-            "EXPLAIN QUERY PLAN SELECT rowid FROM history WHERE at < ? LIMIT 5", (old,)
+            "EXPLAIN QUERY PLAN SELECT account, at FROM samples WHERE at < ? LIMIT 5", (old,)
         ).fetchall()
-        assert "history_by_time" in repr(plan)
+        assert "samples_by_time" in repr(plan)
         ticks = 0
 
         async def ticker() -> None:
@@ -447,9 +447,9 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
         ticking = asyncio.create_task(ticker())
         await app.cycle()  # polls, then prunes: 40 batches, each in a worker thread
         ticking.cancel()
-        left = app.store._conn.execute("SELECT count(*) FROM history WHERE at < ?", (old + "Z",))
+        left = app.store._conn.execute("SELECT count(*) FROM samples WHERE at < ?", (old + 1e6,))
         assert left.fetchone()[0] == 0
-        assert app.store._conn.execute("SELECT count(*) FROM history").fetchone()[0] == 1
+        assert app.store._conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
     assert ticks > 40  # the loop ran between and during the batches
 
 
@@ -466,7 +466,7 @@ async def test_a_clock_stepping_back_does_not_stretch_a_retry(tmp_path):
         clock, notifier = Clock(T0), Scripted(destinations=("a",))
         notifier.failures["a"] = [DeliveryError("HTTP 502")]
         item = OutboxItem("fake", "a", (event("x"),))
-        store.commit_cycle(Commit(EngineState(), EngineState(), [], {}, [item], T0))
+        store.commit_cycle(Commit(EngineState(), EngineState(), [], [item], T0))
         delivery = Delivery(store, {"fake": notifier}, Backoff(10, 40, 0), clock, lambda: 0.5)
         assert await delivery.deliver_due() == pytest.approx(10)
         clock.advance(-3600)  # NTP steps the clock back an hour

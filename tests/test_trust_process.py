@@ -60,7 +60,7 @@ async def test_demo_starts_with_the_telegram_variables_the_readme_names():
         assert await bot.stop() == 0
     finally:
         await tg.stop()
-    assert [c["command"] for c in tg.commands][:3] == ["balance", "status", "help"]
+    assert {"balance", "status", "help"} <= {c["command"] for c in tg.commands}
     no_traceback(bot)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.model import Severity
 
@@ -62,6 +63,38 @@ class Message:
                 out.append(section.heading)
             out.extend(plain(line) for line in section.lines)
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a message rendered ahead of its sending (the digest)."""
+        return {
+            "title": self.title,
+            "severity": self.severity,
+            "actions": [[a.label, a.verb] for a in self.actions],
+            "sections": [
+                {
+                    "heading": s.heading,
+                    "lines": [[[span.text, span.bold] for span in line] for line in s.lines],
+                    "refs": list(s.refs),
+                }
+                for s in self.sections
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        return cls(
+            data["title"],
+            tuple(
+                Section(
+                    s["heading"],
+                    tuple(tuple(Span(t, bool(b)) for t, b in line) for line in s["lines"]),
+                    tuple(s.get("refs", ())),
+                )
+                for s in data["sections"]
+            ),
+            Severity(data["severity"]) if data.get("severity") else None,
+            tuple(Action(label, verb) for label, verb in data.get("actions", ())),
+        )
 
 
 def plain(line: Line) -> str:

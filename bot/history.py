@@ -1,0 +1,268 @@
+"""What the cycle knows of history: each account's spent counters as polls come
+in (its ledger), and for every window a rule or the burn rate looks back over,
+the samples around the window's start, read from the state file a slice at a
+time so that memory stays small however long the window (bot/samples.py).
+Rates and spending are computed by bot/forecast.py on demand.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.forecast import Point, spent_within
+from bot.model import Figures, Flow, Snapshot
+from bot.samples import Layout, Reader, Sample
+
+
+@dataclass(slots=True)
+class KeyLedger:
+    used: float  # used_quota as last seen
+    spent: float  # its spent counter
+    since: float  # when this key's series began
+
+
+@dataclass(slots=True)
+class Ledger:
+    """One account's counters after its latest poll."""
+
+    account: str
+    at: float
+    used: float  # total_used_quota as last seen
+    spent: float  # the total's spent counter
+    keys: dict[str, KeyLedger]
+    layout: Layout | None
+    first: Point  # the total's first sample: where its series begins
+
+    @classmethod
+    def restore(cls, sample: Sample, snapshot: Snapshot | None, first: Sample) -> Ledger:
+        """The ledger as the last stored sample and snapshot left it (`first`: the
+        account's oldest sample)."""
+        keys: dict[str, KeyLedger] = {}
+        used = {k.name: k.used_quota for k in snapshot.keys} if snapshot else {}
+        if sample.layout is not None:
+            for i, name in enumerate(sample.layout.names):
+                if name in used:
+                    keys[name] = KeyLedger(used[name], sample.keys[i], sample.layout.since[i])
+        first_point = Point(first.at, first.spent)
+        return cls(
+            sample.account, sample.at, sample.used, sample.spent, keys, sample.layout, first_point
+        )
+
+
+def advance(ledger: Ledger | None, snapshot: Snapshot, at: float) -> tuple[Ledger, Sample]:
+    """The counters after `snapshot`, and the sample to store. A used figure that
+    grew adds to its counter; one that dropped (a reset) adds nothing; a key
+    that appears (again) starts a series of its own."""
+    if ledger is not None and at <= ledger.at:
+        at = ledger.at + 0.001  # the clock stepped back: keep samples in order
+    spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
+    keys: dict[str, KeyLedger] = {}
+    old = ledger.keys if ledger else {}
+    for key in snapshot.keys:
+        if key.unlimited or key.name in keys:
+            continue  # unlimited keys have no rate
+        before = old.get(key.name)
+        if before is None:
+            keys[key.name] = KeyLedger(key.used_quota, 0.0, at)
+        else:
+            grown = max(0.0, key.used_quota - before.used)
+            keys[key.name] = KeyLedger(key.used_quota, before.spent + grown, before.since)
+    layout = ledger.layout if ledger else None
+    names, since = tuple(keys), tuple(k.since for k in keys.values())
+    if layout is None or layout.names != names or layout.since != since:
+        layout = Layout(snapshot.account, names, since) if names else None
+    values = array("d", (k.spent for k in keys.values()))
+    sample = Sample(
+        snapshot.account,
+        at,
+        snapshot.total_quota,
+        snapshot.total_used_quota,
+        snapshot.request_count,
+        spent,
+        layout,
+        values,
+    )
+    first = ledger.first if ledger else Point(at, spent)
+    ledger = Ledger(snapshot.account, at, snapshot.total_used_quota, spent, keys, layout, first)
+    return ledger, sample
+
+
+class Window:
+    """The samples around `now - length` for every account: the newest at or
+    before the window start (the baseline) and those after it, loaded ahead a
+    slice at a time."""
+
+    def __init__(self, length: float, reader: Reader, slice_: float) -> None:
+        self.length = length
+        self._reader = reader
+        self._slice = slice_
+        self.base: dict[str, Sample] = {}
+        self.ahead: dict[str, deque[Sample]] = {}
+        self._loaded_to = float("-inf")  # every stored sample up to here is in base or ahead
+
+    def advance(self, now: float, committed_to: float) -> None:
+        """Move the window start to `now - length`; `committed_to`: the newest
+        time the state file has samples for."""
+        start = now - self.length
+        ahead_to = start + self._slice
+        if self._loaded_to < start:  # first use, or the bot was down: start afresh
+            self.base = self._reader.newest_before(start)
+            self.ahead = {}
+            self._loaded_to = start
+            after = self._reader.first_time_after(start)  # across a gap in the samples
+            ahead_to = max(ahead_to, (after or start) + self._slice)
+        if self._loaded_to < min(committed_to, ahead_to - self._slice / 2):
+            upto = min(committed_to, ahead_to)
+            for sample in self._reader.between(self._loaded_to, upto):
+                self.ahead.setdefault(sample.account, deque()).append(sample)
+            self._loaded_to = max(self._loaded_to, upto)
+        for account, queue in self.ahead.items():
+            while queue and queue[0].at <= start:
+                self.base[account] = queue.popleft()
+
+    def points(self, account: str, subject: str | None, since: float) -> list[Point]:
+        """The subject's points around the window start (its baseline, then the
+        first sample after): `subject` None for the total."""
+        found: list[Point] = []
+        candidates = [self.base.get(account), *_first(self.ahead.get(account), subject, since)]
+        for sample in candidates:
+            if sample is None or sample.at < since:
+                continue
+            value = sample.spent if subject is None else sample.key_spent(subject, since)
+            if value is not None:
+                found.append(Point(sample.at, value))
+        return found
+
+
+def _first(queue: deque[Sample] | None, subject: str | None, since: float) -> Iterator[Sample]:
+    """The first sample in `queue` that holds the subject's series."""
+    for sample in queue or ():
+        if subject is None or sample.key_spent(subject, since) is not None:
+            yield sample
+            return
+
+
+class Spending(Mapping[str, float | None]):
+    """USD per day (burn) or USD spent (spend rules) of each of an account's keys
+    over one window, computed when first asked for: a cycle asks only for the
+    keys a rule or a message needs."""
+
+    def __init__(self, window: Window, ledger: Ledger, now: float, per_day: bool) -> None:
+        self._window, self._ledger, self._now, self._per_day = window, ledger, now, per_day
+        self._cache: dict[str, float | None] = {}
+
+    def total(self) -> float | None:
+        first = self._ledger.first
+        return self._figure(None, first.at, self._ledger.spent, first.spent)
+
+    def __getitem__(self, name: str) -> float | None:
+        if name not in self._cache:
+            key = self._ledger.keys.get(name)
+            if key is None:
+                raise KeyError(name)
+            self._cache[name] = self._figure(name, key.since, key.spent)
+        return self._cache[name]
+
+    def _figure(
+        self, subject: str | None, since: float, spent_now: float, spent_then: float = 0.0
+    ) -> float | None:
+        """`since`: when the subject's series began, its counter then `spent_then`."""
+        window, ledger = self._window, self._ledger
+        now_point = Point(ledger.at, spent_now)
+        if since > self._now - window.length:  # the series began inside the window
+            points = [Point(since, spent_then), now_point]
+        else:
+            points = [*window.points(ledger.account, subject, since), now_point]
+        spend = spent_within(points, self._now, window.length)
+        if spend is None:
+            return None
+        return spend.per_day if self._per_day else spend.amount
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ledger.keys)
+
+    def __len__(self) -> int:
+        return len(self._ledger.keys)
+
+
+@dataclass
+class History:
+    """Ledgers and windows of every account, and what they say (a Flow)."""
+
+    reader: Reader
+    burn_window: float
+    spend_windows: Iterable[float]
+    interval: float
+    seeds: dict[str, Figures] = field(default_factory=dict)  # from daily_quota, by account
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+    committed_to: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        lengths = {self.burn_window, *self.spend_windows}
+        self.windows = {
+            length: Window(length, self.reader, max(4 * self.interval, min(length / 8, 3600.0)))
+            for length in lengths
+        }
+
+    def restore(self, snapshots: Mapping[str, Snapshot], now: datetime) -> None:
+        """The ledgers as the state file left them."""
+        firsts = self.reader.first(snapshots)
+        for account, sample in self.reader.last(snapshots).items():
+            self.ledgers[account] = Ledger.restore(sample, snapshots.get(account), firsts[account])
+        self.committed_to = now.timestamp()
+
+    def record(self, snapshot: Snapshot) -> Sample:
+        """Advance the account's counters with a poll; the sample to store."""
+        ledger = self.ledgers.get(snapshot.account)
+        at = snapshot.fetched_at.timestamp()
+        self.ledgers[snapshot.account], sample = advance(ledger, snapshot, at)
+        return sample
+
+    def committed(self, samples: Iterable[Sample], now: datetime) -> None:
+        self.committed_to = max(self.committed_to, now.timestamp())
+
+    def advance(self, now: datetime) -> None:
+        for window in self.windows.values():
+            window.advance(now.timestamp(), self.committed_to)
+
+    def flow(self, account: str, now: datetime) -> Flow:
+        ledger = self.ledgers.get(account)
+        if ledger is None:
+            return Flow()
+        at = now.timestamp()
+        burn = Spending(self.windows[self.burn_window], ledger, at, per_day=True)
+        seed = self.seeds.get(account)
+        total = burn.total()
+        if total is None and seed is not None:
+            total = seed.total  # seeded until the live samples span a quarter of the window
+        spent = {
+            length: _figures(Spending(window, ledger, at, per_day=False))
+            for length, window in self.windows.items()
+            if length != self.burn_window or length in set(self.spend_windows)
+        }
+        return Flow(Figures(total, _Seeded(burn, seed)), spent)
+
+
+def _figures(spending: Spending) -> Figures:
+    return Figures(spending.total(), spending)
+
+
+class _Seeded(Mapping[str, float | None]):
+    """Live key rates, and seeded ones while the live ones are still gathering."""
+
+    def __init__(self, live: Spending, seed: Figures | None) -> None:
+        self._live, self._seed = live, seed
+
+    def __getitem__(self, name: str) -> float | None:
+        live = self._live[name]
+        return live if live is not None or self._seed is None else self._seed.keys.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._live)
+
+    def __len__(self) -> int:
+        return len(self._live)

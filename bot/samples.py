@@ -1,0 +1,274 @@
+"""Balance history in the state file: one compact row per account and poll.
+
+A sample holds the account's balance, used figure and request count, the
+total's *spent* counter, and every limited key's spent counter packed into one
+blob, in the order of a *layout* (the key names and when each key's series
+began) that rows share until the set of keys changes. Samples are downsampled
+with age: full resolution for the last day, the last sample of each UTC hour to
+14 days, the last of each UTC day to `history_days` (never an average: the
+counters only grow). The SQL here runs inside the Store's connection and
+transactions (bot/store.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+HOUR, DAY = 3600.0, 86400.0
+FULL_FOR = DAY  # samples younger than this keep full resolution
+HOURLY_FOR = 14 * DAY  # then one per hour; older: one per day
+
+SCHEMA = """
+CREATE TABLE layouts (
+    id INTEGER PRIMARY KEY, account TEXT NOT NULL,
+    names TEXT NOT NULL,  -- JSON list of key names, the order of the values in samples.keys
+    since TEXT NOT NULL   -- JSON list: when each key's series began (seconds since the epoch)
+);
+CREATE TABLE samples (
+    account TEXT NOT NULL, at REAL NOT NULL,
+    total REAL NOT NULL, used REAL NOT NULL, requests INTEGER,
+    spent REAL NOT NULL,  -- the total's spent counter
+    layout INTEGER, keys BLOB,  -- each key's spent counter, float64 in layout order
+    PRIMARY KEY (account, at)
+) WITHOUT ROWID;
+CREATE INDEX samples_by_time ON samples (at);
+"""
+
+
+@dataclass(eq=False)
+class Layout:
+    """The limited keys of an account's samples, in order; shared by the rows
+    written while the set of keys stays the same. `id` is set once stored."""
+
+    account: str
+    names: tuple[str, ...]
+    since: tuple[float, ...]  # when each key's series began
+    id: int | None = None
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    account: str
+    at: float  # seconds since the epoch
+    total: float  # total_quota: the balance
+    used: float  # total_used_quota as the upstream said it
+    requests: int | None
+    spent: float  # the total's spent counter
+    layout: Layout | None = None
+    keys: array[float] = field(default_factory=lambda: array("d"))
+
+    def key_spent(self, name: str, since: float) -> float | None:
+        """A key's spent counter, if this sample belongs to its series begun at `since`."""
+        layout = self.layout
+        if layout is None:
+            return None
+        i = layout.index.get(name)
+        if i is None or layout.since[i] != since:
+            return None
+        return self.keys[i]
+
+
+def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:
+    """Insert samples (and their new layouts), in the caller's transaction."""
+    rows = []
+    for s in samples:
+        layout = s.layout
+        if layout is not None and layout.id is None:
+            layout.id = db.execute(
+                "INSERT INTO layouts (account, names, since) VALUES (?,?,?)",
+                (s.account, json.dumps(layout.names), json.dumps(layout.since)),
+            ).lastrowid
+        rows.append(
+            (
+                s.account,
+                s.at,
+                s.total,
+                s.used,
+                s.requests,
+                s.spent,
+                layout.id if layout else None,
+                s.keys.tobytes() if layout else None,
+            )
+        )
+    db.executemany(
+        "INSERT OR REPLACE INTO samples (account, at, total, used, requests, spent, layout, "
+        "keys) VALUES (?,?,?,?,?,?,?,?)",
+        rows,
+    )
+
+
+class Reader:
+    """Samples read back, their layouts loaded once."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._layouts: dict[int, Layout] = {}
+
+    def _layout(self, layout_id: int | None) -> Layout | None:
+        if layout_id is None:
+            return None
+        if layout_id not in self._layouts:
+            row = self._db.execute(
+                "SELECT account, names, since FROM layouts WHERE id=?", (layout_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            names, since = json.loads(row[1]), json.loads(row[2])
+            self._layouts[layout_id] = Layout(row[0], tuple(names), tuple(since), layout_id)
+        return self._layouts[layout_id]
+
+    def _sample(self, row: Sequence) -> Sample:
+        layout = self._layout(row[6])
+        keys = array("d")
+        if layout is not None and row[7] is not None:
+            keys.frombytes(row[7])
+        return Sample(row[0], row[1], row[2], row[3], row[4], row[5], layout, keys)
+
+    def last(self, accounts: Iterable[str]) -> dict[str, Sample]:
+        """The newest sample of each account."""
+        return self.newest_before(float("inf"), accounts)
+
+    def first(self, accounts: Iterable[str]) -> dict[str, Sample]:
+        """The oldest sample of each account."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, min(at) AS m "
+            "FROM samples GROUP BY account) t ON s.account = t.a AND s.at = t.m"
+        )
+        wanted = set(accounts)
+        return {r[0]: self._sample(r) for r in rows if r[0] in wanted}
+
+    def first_time_after(self, at: float) -> float | None:
+        """When the first sample of any account after `at` was taken."""
+        row = self._db.execute("SELECT min(at) FROM samples WHERE at > ?", (at,)).fetchone()
+        return row[0] if row else None
+
+    def newest_before(self, at: float, accounts: Iterable[str] | None = None) -> dict[str, Sample]:
+        """The newest sample at or before `at`, by account."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, max(at) AS m "
+            "FROM samples WHERE at <= ? GROUP BY account) t ON s.account = t.a AND s.at = t.m",
+            (at,),
+        )
+        wanted = set(accounts) if accounts is not None else None
+        return {r[0]: self._sample(r) for r in rows if wanted is None or r[0] in wanted}
+
+    def between(self, after: float, upto: float) -> list[Sample]:
+        """Every account's samples with after < at <= upto, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s WHERE at > ? AND at <= ? ORDER BY at",
+            (after, upto),
+        )
+        return [self._sample(r) for r in rows]
+
+    def of(self, account: str, since: float, until: float) -> list[Sample]:
+        """One account's samples from `since` to `until`, oldest first, with the
+        newest before `since` first as the baseline."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at < ? ORDER BY at DESC LIMIT 1",
+            (account, since),
+        ).fetchall()
+        rows += self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at >= ? AND at <= ? ORDER BY at",
+            (account, since, until),
+        ).fetchall()
+        return [self._sample(r) for r in rows]
+
+
+_COLUMNS = "s.account, s.at, s.total, s.used, s.requests, s.spent, s.layout, s.keys"
+
+
+@dataclass(slots=True)
+class Thinning:
+    """Where downsampling left off, so that each pass looks only at rows that
+    have aged into the next resolution since the last one."""
+
+    hourly_from: float = 0.0
+    daily_from: float = 0.0
+
+
+def prune_batch(
+    db: sqlite3.Connection, now: float, history_days: int, thinning: Thinning, batch: int
+) -> int:
+    """Delete up to `batch` samples that aged out of their resolution, and
+    layouts no sample uses; the number deleted (0: nothing left to do)."""
+    deleted = db.execute(
+        "DELETE FROM samples WHERE (account, at) IN (SELECT account, at FROM samples "
+        "WHERE at < ? LIMIT ?)",
+        (now - history_days * DAY, batch),
+    ).rowcount
+    for bucket, young, old, attr in (
+        (HOUR, now - FULL_FOR, now - HOURLY_FOR, "hourly_from"),
+        (DAY, now - HOURLY_FOR, now - history_days * DAY, "daily_from"),
+    ):
+        start = max(old, getattr(thinning, attr) - bucket)
+        # a sample is thinned out if a later one of its account falls in the same bucket
+        gone = db.execute(
+            "DELETE FROM samples WHERE (account, at) IN (SELECT s.account, s.at FROM samples s "
+            "WHERE s.at >= ? AND s.at < ? AND EXISTS (SELECT 1 FROM samples t WHERE "
+            "t.account = s.account AND t.at > s.at AND t.at < (CAST(s.at / ? AS INTEGER) + 1) * ?) "
+            "LIMIT ?)",
+            (start, young, bucket, bucket, batch),
+        ).rowcount
+        deleted += gone
+        if gone < batch:
+            setattr(thinning, attr, young)
+    if not deleted:
+        db.execute(
+            "DELETE FROM layouts WHERE id NOT IN (SELECT DISTINCT layout FROM samples "
+            "WHERE layout IS NOT NULL)"
+        )
+    return deleted
+
+
+def migrate_history(db: sqlite3.Connection) -> None:
+    """Files from before samples existed: each old history row becomes a sample
+    of the account's total (the spent counter rebuilt from the used figures);
+    the old per-key rows are dropped, so key burn rates gather data afresh."""
+    for statement in (s for s in SCHEMA.split(";") if s.strip()):
+        db.execute(statement)
+    last: dict[str, tuple[float, float]] = {}  # account -> (used, spent)
+    rows = db.execute(
+        "SELECT account, at, total_quota, total_used_quota, request_count FROM history "
+        "ORDER BY account, at"
+    )
+    batch: list[tuple] = []
+    for account, at, total, used, requests in rows:
+        prev_used, spent = last.get(account, (used, 0.0))
+        spent += max(0.0, used - prev_used)
+        last[account] = (used, spent)
+        when = _epoch(at)
+        batch.append((account, when, total, used, requests, spent))
+        if len(batch) >= 10_000:
+            _insert_totals(db, batch)
+            batch = []
+    _insert_totals(db, batch)
+    for statement in (
+        "DROP INDEX IF EXISTS history_by_account",
+        "DROP INDEX IF EXISTS history_by_time",
+        "DROP INDEX IF EXISTS key_history_by_key",
+        "DROP INDEX IF EXISTS key_history_by_time",
+        "DROP TABLE history",
+        "DROP TABLE key_history",
+    ):
+        db.execute(statement)
+
+
+def _insert_totals(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO samples (account, at, total, used, requests, spent) "
+        "VALUES (?,?,?,?,?,?)",
+        rows,
+    )
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
