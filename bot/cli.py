@@ -160,6 +160,7 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
         async with App(cfg) as app:
             if notify:
                 await app.start_notifiers(listen=False)
+                await app.release_held()
                 await app.tell_missed()
             await app.monitor.seed()
             result = await app.cycle(notify)

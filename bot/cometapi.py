@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from unicodedata import category
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,7 +26,7 @@ from yarl import URL
 from bot.backoff import retry_after
 from bot.forecast import DailyUse
 from bot.logs import log_event
-from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot
+from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot, clean_name
 from bot.secrets import MASK, redact
 
 MAX_NAME = 200  # longer names from upstream are cut: a name is no place for a novel
@@ -54,8 +53,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_REDIRECTS = 3  # on the configured host only
 HINT_SOURCE = 4096  # bytes of an error body read for its hint (redacted, then cut to 120)
 MAX_AMOUNT = 1e15  # any figure beyond is no balance: that account's poll failed
-# bidi formatting (embeddings, overrides, isolates, marks): a name could flip the text
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 USER_AGENT = "balance-bot (+https://github.com/cometapi-balance-bot)"
 
 
@@ -332,20 +329,6 @@ def _number(value: Any, field: str, *, optional: bool = False) -> float | None:
     if abs(number) > MAX_AMOUNT:
         raise ValueError(f"{field} is out of range")
     return number
-
-
-def clean_name(value: str) -> str:
-    """A name from upstream, safe to show and store: control characters, line
-    separators and bidi formatting removed (a name must not forge a line or
-    flip the text), lone surrogates (legal in JSON) replaced by U+FFFD."""
-    if value.isascii() and value.isprintable():
-        return value
-    kept = "".join(
-        "\ufffd" if category(c) == "Cs" else c
-        for c in value
-        if category(c) not in ("Cc", "Zl", "Zp") and c not in _BIDI
-    )
-    return kept
 
 
 def parse_quota(

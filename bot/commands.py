@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bot.actions import AlertActions
 from bot.forecast import DAY
 from bot.model import EngineState, Flow, Rule, Snapshot
-from bot.notifiers import Command, Request
+from bot.notifiers import Command, Press, Request
 from bot.notifiers.message import Message
 from bot.render import digest_message, help_message, spend_message
 from bot.samples import Sample
@@ -61,8 +62,9 @@ class BalanceSource(Protocol):
 
 
 class ChatCommands:
-    def __init__(self, source: BalanceSource) -> None:
+    def __init__(self, source: BalanceSource, actions: AlertActions | None = None) -> None:
         self.source = source
+        self.actions = actions  # None: no snoozes or acks (check, tests of the views)
 
     def table(self) -> tuple[Command, ...]:
         """Every command, in the order platforms list them."""
@@ -76,6 +78,14 @@ class ChatCommands:
                 self._spend,
             ),
             Command("digest", "", "the daily summary, now", self._digest),
+            Command(
+                "snooze",
+                "<pattern> <duration>",
+                "no alert messages for what matches (account, account/subject or rule)",
+                self._snooze,
+            ),
+            Command("unsnooze", "<pattern|all>", "end snoozes", self._unsnooze),
+            Command("id", "", "this chat's and your id, for the config", self._id, public=True),
             Command("help", "", "these commands", self._help),
         )
 
@@ -157,12 +167,22 @@ class ChatCommands:
         return fetched
 
     def status(self) -> Message:
-        source = self.source
-        return status_view(source.state, source.rules, source.latest, source.now())
+        source, now = self.source, self.source.now()
+        store = self.actions.store if self.actions else None
+        silences = store.silences(now) if store else []
+        acks = list(store.acks().values()) if store else []
+        return status_view(
+            source.state, source.rules, source.latest, now, silences, acks, source.timezone
+        )
 
     @staticmethod
     def refusal() -> Message:
         return _note(REFUSAL)
+
+    def press(self, press: Press) -> str:
+        if self.actions is None:
+            return "Buttons do nothing here."
+        return self.actions.press(press)
 
     async def _balance(self, request: Request) -> Message:
         return await self.balance(request.args)
@@ -175,6 +195,19 @@ class ChatCommands:
 
     async def _digest(self, request: Request) -> Message:
         return self.digest()
+
+    async def _snooze(self, request: Request) -> Message:
+        if self.actions is None:
+            return _note("Snoozing needs the running bot.")
+        return self.actions.snooze(request.args, request.who or request.user or request.chat)
+
+    async def _unsnooze(self, request: Request) -> Message:
+        if self.actions is None:
+            return _note("Snoozing needs the running bot.")
+        return self.actions.unsnooze(request.args, request.who or request.user or request.chat)
+
+    async def _id(self, request: Request) -> Message:
+        return _note(f"chat {request.chat or 'none'} · user {request.user or 'none'}")
 
     async def _help(self, request: Request) -> Message:
         return help_message(request.usage)

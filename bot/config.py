@@ -103,6 +103,14 @@ class BotSection(_Section):
     max_concurrency: int = Field(default=16, ge=1, le=1000)
     burn_window: Duration = 86400.0
     history_days: int = Field(default=90, ge=1)
+    quiet_hours: str = ""
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str) -> str:
+        if v:
+            parse_quiet_hours(v)
+        return v
 
     @field_validator("interval")
     @classmethod
@@ -151,6 +159,17 @@ class BotSection(_Section):
                 f"unknown time zone {v!r} (use an IANA name such as 'Europe/Berlin')"
             ) from None
         return v
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time]:
+    """'22:00-07:00' -> (start, end): [start, end) in local time, wrapping midnight."""
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ValueError(f"must be 'HH:MM-HH:MM' such as '22:00-07:00', not {value!r}")
+    span = parse_time(start), parse_time(end)
+    if span[0] == span[1]:
+        raise ValueError(f"start and end are the same ({value!r}): quiet all day or never?")
+    return span
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -333,10 +352,16 @@ class Settings:
     max_concurrency: int = 16
     burn_window: float = 86400.0
     history_days: int = 90
+    quiet_hours: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def quiet(self) -> tuple[time, time] | None:
+        """[start, end) of the quiet hours in local time, if any."""
+        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,15 +638,22 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         names = section.get("notify") if isinstance(section, dict) else None
         if not isinstance(names, list):
             continue
-        for j, name in enumerate(names):
-            if isinstance(name, str) and name not in configured and name != plugins.FALLBACK:
+        for j, entry in enumerate(names):
+            if not isinstance(entry, str):
+                continue
+            name, _, group = entry.partition(":")
+            if name not in configured and name != plugins.FALLBACK:
                 have = ", ".join(sorted(configured)) or "none"
-                found.append(
-                    (
-                        (*loc, "notify", j),
-                        f"no notifier {name!r} is configured (configured: {have})",
-                    )
-                )
+                problem = f"no notifier {name!r} is configured (configured: {have})"
+                found.append(((*loc, "notify", j), problem))
+            elif group:
+                declared = configured.get(name)
+                groups = declared.get("groups") if isinstance(declared, dict) else None
+                known = sorted(groups) if isinstance(groups, dict) else []
+                if group not in known:
+                    have = ", ".join(known) or "none"
+                    problem = f"notifier {name!r} has no group {group!r} (groups: {have})"
+                    found.append(((*loc, "notify", j), problem))
     return found
 
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.cometapi import CometClient, FetchError, poll_all
 from bot.config import Config
+from bot.followup import follow_up
 from bot.forecast import seeded_rates
 from bot.history import History
 from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.model import (
     Account,
+    Ack,
+    AlertKey,
     EngineState,
     Event,
     EventKind,
@@ -29,9 +32,12 @@ from bot.model import (
     MessageKind,
     PollFailure,
     PollResult,
+    Severity,
+    Silence,
     Snapshot,
     SpendAbove,
 )
+from bot.routing import Queue, Router, release, still_holds
 from bot.rules import Context, evaluate_account, split_alerts
 from bot.samples import Sample
 from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
@@ -41,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(days=1)
 PRUNE_BUDGET = 2.0  # seconds of pruning per cycle at most
-
-Queue = tuple[str, str]  # (notifier, destination)
 
 Clock = Callable[[], datetime]
 
@@ -57,6 +61,7 @@ class CycleResult:
     events: list[Event]
     committed: bool
     finished_at: datetime
+    queued: bool = False  # outbox rows were added (messages or edits)
 
 
 class Monitor:
@@ -68,14 +73,14 @@ class Monitor:
         store: StateStore,
         client: CometClient,
         metrics: Metrics,
-        destinations: Mapping[str, list[str]],
+        router: Router,
         clock: Clock = utcnow,
     ) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.metrics = metrics
-        self.destinations = destinations  # notifier -> its destinations
+        self.router = router  # where each event goes, and when
         self.clock = clock
         self.timezone = config.bot.zone
         self.accounts = {a.name: a for a in config.accounts}
@@ -120,9 +125,12 @@ class Monitor:
 
     def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
         now = self.clock()
-        new, events, samples, flows = self._evaluate(results, now)
+        silences, acks = self.store.silences(now), self.store.acks()
+        new, events, samples, flows = self._evaluate(results, now, silences, acks)
         snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
-        outbox = self.route(events) if notify else []
+        outbox = self.route(events, now) if notify else []
+        if notify:
+            outbox += self._follow_ups(events, silences, acks, now)
         try:
             self.store.check_file()
             self.store.commit_cycle(Commit(self.state, new, snapshots, outbox, now, samples))
@@ -144,10 +152,33 @@ class Monitor:
             _log_alert(event)
         self.metrics.observe_polls(results)
         self.metrics.observe_alerts(new.alerts.values(), self._severities())
-        return CycleResult(results, events, True, now)
+        self.metrics.silences_active.set(len(silences))
+        return CycleResult(results, events, True, now, bool(outbox))
+
+    def _follow_ups(
+        self,
+        events: Sequence[Event],
+        silences: Sequence[Silence],
+        acks: Mapping[AlertKey, Ack],
+        now: datetime,
+    ) -> list[OutboxItem]:
+        """Edits of the messages that announced the alerts resolving now."""
+        resolving = {e.alert for e in events if e.kind is EventKind.RESOLVE}
+        if not resolving:
+            return []
+        zone = self.timezone
+        return [
+            follow_up(sent, silences, acks, now, zone, resolving)
+            for sent in self.store.messages_of(resolving)
+            if any(not sent.resolved.get(k) for k in sent.alerts if k in resolving)
+        ]
 
     def _evaluate(
-        self, results: dict[str, PollResult], now: datetime
+        self,
+        results: dict[str, PollResult],
+        now: datetime,
+        silences: Sequence[Silence] = (),
+        acks: Collection[AlertKey] = (),
     ) -> tuple[EngineState, list[Event], list[Sample], dict[str, Flow]]:
         """rules.evaluate, one account at a time, each with what its history says:
         whatever goes wrong with one account's data makes that account's poll a
@@ -161,12 +192,12 @@ class Monitor:
         self.history.advance(now)
         for account, result in results.items():
             previous, old = grouped.get(account, {}), health.get(account)
-            context = Context(now, stale_after)
+            context = Context(now, stale_after, {}, silences, acks)
             try:
                 if isinstance(result, Snapshot):
                     sample = self.history.record(result)
                     flow = self.history.flow(account, now)
-                    context = Context(now, stale_after, {account: flow})
+                    context = Context(now, stale_after, {account: flow}, silences, acks)
                 outcome = evaluate_account(result, self.rules, previous, old, context)
                 if isinstance(result, Snapshot):
                     samples.append(sample)
@@ -209,32 +240,60 @@ class Monitor:
                 keys=len(result.keys),
             )
 
-    def route(self, events: list[Event]) -> list[OutboxItem]:
-        """One outbox entry per (notifier, destination) holding the cycle's events."""
-        grouped: dict[Queue, list[Event]] = {}
-        for event in events:
-            for queue in self.queues_for(event):
-                grouped.setdefault(queue, []).append(event)
-        return [OutboxItem(n, d, tuple(evs)) for (n, d), evs in grouped.items()]
-
-    def queues_for(self, event: Event) -> list[Queue]:
-        """Every (notifier, destination) an event goes to."""
-        return self.queues_of(event.notify)
+    def route(self, events: list[Event], now: datetime) -> list[OutboxItem]:
+        """The cycle's events as one outbox item per destination (and one held
+        for the end of quiet hours, if they are on)."""
+        needs_told = any(e.kind in (EventKind.RESOLVE, EventKind.AVAILABLE) for e in events)
+        return self.router.route(events, self.store.told_at() if needs_told else {}, now)
 
     def queues_of(self, notify: Sequence[str]) -> list[Queue]:
-        """Every (notifier, destination) of the notifiers named; () for all."""
-        names = notify or self.destinations
-        return [(n, d) for n in names for d in self.destinations.get(n, ())]
+        """Every (notifier, destination) that `notify` names; () for all."""
+        return self.router.queues_of(notify)
+
+    async def release_held(self) -> int:
+        """At the end of quiet hours (and at start, for those that ended while the
+        bot was down): what was held goes out, one message per destination with
+        the latest held event of each alert, leaving out what no longer holds.
+        The number of messages queued."""
+        async with self._cycle_lock:
+            now = self.clock()
+            rows = self.store.held(now)
+            if not rows:
+                return 0
+            silences, acks = self.store.silences(now), self.store.acks()
+            alerts = self.state.alerts
+            firing = {k for k, s in alerts.items() if s.firing}
+            critical = {
+                (k.account, k.subject)
+                for k in firing
+                if self._severity(k.rule) is Severity.CRITICAL
+            }
+
+            def quiet(key: AlertKey) -> bool:
+                inhibited = (
+                    self._severity(key.rule) is Severity.WARNING
+                    and (key.account, key.subject) in critical
+                )
+                return inhibited or key in acks or any(s.covers(key, now) for s in silences)
+
+            unavailable = {a for a, h in self.state.health.items() if h.unavailable}
+            items = release(rows, lambda e: still_holds(e, firing, unavailable, quiet))
+            self.store.release([r.id for r in rows], items, now)
+            log_event(logger, "quiet.released", held=len(rows), messages=len(items))
+            return len(items)
+
+    def _severity(self, rule: str) -> Severity | None:
+        return next((r.severity for r in self.rules if r.name == rule), None)
 
     def missed(self) -> list[OutboxItem]:
         """For each destination that was never told of alerts still firing (it was
         added since, its sends failed for good, or `check --no-notify` recorded
-        the fire): one message listing them."""
-        told = self.store.told()
+        the fire): one message listing them. What quiet hours hold is not missed."""
+        told = self.store.told() | self.store.holding()
         firing, unavailable = firing_events(self.state, self.rules, self.latest, self.clock())
         missed: dict[Queue, list[Event]] = {}
         for event in [*unavailable, *firing]:
-            for queue in self.queues_for(event):
+            for queue in self.queues_of(event.notify):
                 if (event.alert, *queue) not in told:
                     missed.setdefault(queue, []).append(event)
         return [

@@ -12,20 +12,22 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.backoff import Backoff
 from bot.logs import log_event
 from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
-from bot.render import outbox_message
+from bot.notifiers.message import Message, alert_of, trimmed
+from bot.render import event_ref, outbox_message
 from bot.secrets import redact
-from bot.store import OutboxRow, OutboxStatus, StateStore
+from bot.store import OutboxRow, OutboxStatus, SentMessage, StateStore
 
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 30.0
+EDIT_GIVE_UP = timedelta(hours=24)
 DEFAULT_BACKOFF = Backoff()
 
 
@@ -191,7 +193,7 @@ class Delivery:
 
     async def _deliver(self, row: OutboxRow, events: tuple[Event, ...]) -> float | None:
         notifier = self.notifiers.get(row.notifier)
-        if notifier is None or row.destination not in notifier.destinations():
+        if notifier is None or not notifier.reaches(row.destination):
             self.store.mark_done(
                 row.id,
                 OutboxStatus.DROPPED,
@@ -208,11 +210,16 @@ class Delivery:
             )
             return None
         message = row.message or outbox_message(row.kind, events)
-        payloads = notifier.format(message)
-        for index in range(row.parts_sent, len(payloads)):
+        if not message.ref:  # what the buttons of its pieces name it by
+            message = replace(message, ref=str(row.id))
+        if row.edit_of is not None:
+            return await self._edit(row, notifier, message)
+        pieces = notifier.pieces(message)
+        for index in range(row.parts_sent, len(pieces)):
+            payload, refs = pieces[index]
             try:
-                await asyncio.wait_for(
-                    notifier.send(row.destination, payloads[index]), SEND_TIMEOUT
+                platform_id = await asyncio.wait_for(
+                    notifier.send(row.destination, payload), SEND_TIMEOUT
                 )
             except DeliveryError as exc:
                 return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
@@ -220,7 +227,21 @@ class Delivery:
                 return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
             except Exception as exc:  # a notifier bug must not stop delivery to others
                 return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
-            if index + 1 < len(payloads):
+            alerts = tuple(key for ref in refs if (key := alert_of(ref)) is not None)
+            if platform_id is not None and alerts:  # buttons, and edits as its alerts change
+                told = tuple(e for e in events if event_ref(e) in refs)
+                sent = SentMessage(
+                    row.notifier,
+                    row.destination,
+                    row.id,
+                    index,
+                    platform_id,
+                    row.kind,
+                    told,
+                    alerts,
+                )
+                self.store.record_message(sent, self.clock())
+            if index + 1 < len(pieces):
                 self.store.mark_sent_parts(row.id, index + 1)
         self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self._delays.pop(row.id, None)
@@ -231,9 +252,52 @@ class Delivery:
             notifier=row.notifier,
             destination=row.destination,
             events=len(row.events),
-            messages=len(payloads) - row.parts_sent,
+            messages=len(pieces) - row.parts_sent,
             attempts=row.attempts + 1,
         )
+        return None
+
+    async def _edit(self, row: OutboxRow, notifier: Notifier, message: Message) -> float | None:
+        """An edit of a message sent before, in one payload (lines left out if it
+        has grown past the platform's limit). One still failing a day after it
+        was queued is dropped: by then the message has scrolled out of sight."""
+        sent = self.store.sent(row.edit_of) if row.edit_of is not None else None
+        if sent is None:
+            self.store.mark_done(row.id, OutboxStatus.DROPPED, self.clock(), "message unknown")
+            return None
+        pieces = notifier.pieces(message)
+        keep = sum(len(s.lines) for s in message.sections[:-1])
+        while len(pieces) > 1 and keep > 0:
+            keep -= 1
+            pieces = notifier.pieces(trimmed(message, keep))
+        payload = pieces[0][0]
+        try:
+            await asyncio.wait_for(
+                notifier.edit(row.destination, sent.platform_id, payload), SEND_TIMEOUT
+            )
+        except DeliveryError as exc:
+            if exc.permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
+                # the message was deleted, or is too old to edit: the alert itself went
+                # out and the destination may be fine, so its health stays as it is
+                status = OutboxStatus.FAILED if exc.permanent else OutboxStatus.DROPPED
+                self.store.mark_done(row.id, status, self.clock(), redact(exc.reason))
+                log_event(
+                    logger,
+                    "delivery.edit_failed",
+                    logging.WARNING,
+                    notifier=row.notifier,
+                    destination=row.destination,
+                    reason=redact(exc.reason),
+                )
+                return None
+            return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+        except TimeoutError:
+            return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
+        except Exception as exc:  # a notifier bug must not stop delivery to others
+            return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+        self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+        self._delays.pop(row.id, None)
+        log_event(logger, "delivery.edited", notifier=row.notifier, destination=row.destination)
         return None
 
     def _failed(

@@ -125,6 +125,9 @@ class Metrics:
             ["notifier", "destination"],
             registry=r,
         )
+        self.silences_active = Gauge(
+            "balance_bot_silences_active", "Snoozes running (set from chat)", registry=r
+        )
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
 

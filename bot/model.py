@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
+from unicodedata import category
 
 
 class Severity(StrEnum):
@@ -267,6 +268,41 @@ class AlertState:
     fired_at: datetime | None = None
     notified_at: datetime | None = None  # last fire or reminder
     shape: str = ""  # the rule's target and kind when it was set ("" from old state files)
+    announced: bool = True  # its fire went out (False while snoozed or inhibited since firing)
+    held: bool = False  # snoozed or inhibited at the last poll: one message when that ends
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A snooze: no fire or reminder until `until` for the alerts it covers, by
+    `pattern` (a glob on the account, "account/subject" or the rule name) or
+    exactly `alerts` (those a message announced, snoozed with its button)."""
+
+    until: datetime
+    who: str
+    pattern: str = ""
+    alerts: frozenset[AlertKey] = frozenset()
+    id: int | None = None
+
+    def covers(self, key: AlertKey, now: datetime) -> bool:
+        if now >= self.until:
+            return False
+        return key in self.alerts if self.alerts else matches(self.pattern, key)
+
+
+def matches(pattern: str, key: AlertKey) -> bool:
+    """Whether a glob names the alert: by its account, "account/subject" or rule."""
+    names = (key.account, f"{key.account}/{key.subject}", key.rule)
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """An alert acknowledged: no reminders until it resolves."""
+
+    key: AlertKey
+    who: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,3 +417,21 @@ class Event:
             return cls(**data)
         except (KeyError, TypeError, ValueError) as exc:
             raise EventFormatError(f"unreadable event: {exc}") from None
+
+
+# bidi formatting (embeddings, overrides, isolates, marks): a name could flip the text
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_name(value: str) -> str:
+    """A name from upstream, safe to show and store: control characters, line
+    separators and bidi formatting removed (a name must not forge a line or
+    flip the text), lone surrogates (legal in JSON) replaced by U+FFFD."""
+    if value.isascii() and value.isprintable():
+        return value
+    kept = "".join(
+        "\ufffd" if category(c) == "Cs" else c
+        for c in value
+        if category(c) not in ("Cc", "Zl", "Zp") and c not in _BIDI
+    )
+    return kept

@@ -10,8 +10,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.model import Event, EventKind, MessageKind, Severity, Snapshot, Unit, days_left
-from bot.notifiers.message import KEY_REF, Line, Message, Section, Span, plain
+from bot.model import (
+    Ack,
+    AlertKey,
+    Event,
+    EventKind,
+    MessageKind,
+    Severity,
+    Silence,
+    Snapshot,
+    Unit,
+    days_left,
+)
+from bot.notifiers.message import (
+    KEY_REF,
+    Action,
+    Line,
+    Message,
+    Section,
+    Span,
+    alert_ref,
+    plain,
+)
 
 MAX_NAME = 200  # long user strings are cut so that any single line stays small
 
@@ -200,21 +220,52 @@ def still_firing_message(events: Sequence[Event]) -> Message:
     return Message(title, msg.sections, msg.severity, msg.actions)
 
 
+# the buttons of every message with a fire or a reminder in it
+ALERT_ACTIONS = (Action("Snooze 1h", "s1h"), Action("Snooze 1d", "s1d"), Action("Ack", "ack"))
+ANNOUNCES = (EventKind.FIRE, EventKind.REMIND)
+
+
+EVENT_REF = "event:"  # the reference of a line that announces nothing (a resolve, ...)
+
+
+def event_ref(event: Event) -> str:
+    """How a line about `event` is referred to: by its alert for a fire or a
+    reminder (buttons act on it), else as the event."""
+    ref = alert_ref(event.alert)
+    return ref if event.kind in ANNOUNCES else f"{EVENT_REF}{event.kind.value}:{ref}"
+
+
 def events_message(events: Sequence[Event]) -> Message:
-    """The events of one cycle as one message, critical first."""
+    """The events of one cycle as one message, critical first. Each line refers
+    to its event (event_ref), so that buttons act on the alerts of their piece."""
     ordered = sorted(events, key=lambda e: (_ORDER[(e.kind, _sev(e))], e.account, e.subject))
     sections: list[Section] = []
     for event in ordered:
         heading = _HEADINGS[_ORDER[(event.kind, _sev(event))]]
+        ref = event_ref(event)
         if sections and sections[-1].heading == heading:
-            sections[-1] = Section(heading, (*sections[-1].lines, event_line(event)))
+            last = sections[-1]
+            sections[-1] = Section(heading, (*last.lines, event_line(event)), (*last.refs, ref))
         else:
-            sections.append(Section(heading, (event_line(event),)))
-    firing = [e.severity for e in events if e.kind in (EventKind.FIRE, EventKind.REMIND)]
+            sections.append(Section(heading, (event_line(event),), (ref,)))
+    firing = [e.severity for e in events if e.kind in ANNOUNCES]
     worst = (
         Severity.CRITICAL if Severity.CRITICAL in firing else (Severity.WARNING if firing else None)
     )
-    return Message(_title(events), tuple(sections), worst)
+    actions = ALERT_ACTIONS if firing else ()
+    return Message(_title(events), tuple(sections), worst, actions)
+
+
+def followed_message(
+    kind: MessageKind, events: Sequence[Event], notes: Sequence[str], open_: bool, ref: str
+) -> Message:
+    """A message sent before, as it reads now: its events, then `notes` on what
+    became of its alerts (resolved, snoozed, acknowledged); its buttons stay
+    while some of its alerts are `open_`."""
+    msg = outbox_message(kind, events)
+    footer = (Section("", tuple((Span(note),) for note in notes)),) if notes else ()
+    actions = ALERT_ACTIONS if open_ else ()
+    return Message(msg.title, (*msg.sections, *footer), msg.severity, actions, ref)
 
 
 def _sev(event: Event) -> Severity:
@@ -305,18 +356,51 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
     return Section(heading, tuple(lines), tuple(refs))
 
 
-def status_message(firing: Sequence[Event], unavailable: Sequence[Event]) -> Message:
+def status_message(
+    firing: Sequence[Event],
+    unavailable: Sequence[Event],
+    silences: Sequence[Silence] = (),
+    acks: Sequence[Ack] = (),
+    tz: ZoneInfo | None = None,
+) -> Message:
     """Firing alerts (FIRE events carrying the current value and since when they
-    fire) and accounts without data (UNAVAILABLE events)."""
-    if not firing and not unavailable:
-        return Message(
-            "CometAPI balance: all clear", (Section("", ((Span("No alert is firing."),),)),)
+    fire), accounts without data (UNAVAILABLE events), snoozes and acks."""
+    zone = tz or ZoneInfo("UTC")
+    notes: list[Section] = []
+    if silences:
+        lines = tuple(
+            (Span(silence_name(s)), Span(f" until {clock(s.until, zone)}, by {name(s.who)}"))
+            for s in silences
         )
+        notes.append(Section("🔕 Snoozed", lines))
+    if acks:
+        lines = tuple(
+            (Span(alert_name(a.key)), Span(f" by {name(a.who)} at {clock(a.at, zone)}"))
+            for a in acks
+        )
+        notes.append(Section("☑️ Acknowledged", lines))
+    if not firing and not unavailable:
+        clear = Section("", ((Span("No alert is firing."),),))
+        return Message("CometAPI balance: all clear", (clear, *notes))
     msg = events_message([*unavailable, *firing])
     title = f"CometAPI balance: {len(firing)} firing" + (
         f", {len(unavailable)} without data" if unavailable else ""
     )
-    return Message(title, msg.sections, msg.severity)
+    return Message(title, (*msg.sections, *notes), msg.severity)
+
+
+def alert_name(key: AlertKey) -> str:
+    """main / prod-api (key-low): an alert named without its event."""
+    return f"{name(key.account)} / {name(key.subject)} ({name(key.rule)})"
+
+
+def silence_name(silence: Silence) -> str:
+    """What a snooze covers: its pattern, or the alerts of the message it was pressed on."""
+    if not silence.alerts:
+        return name(silence.pattern)
+    keys = sorted(silence.alerts)
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return ", ".join(alert_name(k) for k in keys[:3]) + more
 
 
 def help_message(commands: Sequence[tuple[str, str]]) -> Message:

@@ -8,7 +8,7 @@ the README's "How alerts behave".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
@@ -29,6 +29,8 @@ from bot.model import (
     PollResult,
     Rule,
     RuleKind,
+    Severity,
+    Silence,
     Snapshot,
     SpendAbove,
     Target,
@@ -47,6 +49,8 @@ class Context:
     now: datetime
     stale_after: int = 3  # consecutive failed polls before "data unavailable"
     flows: Mapping[str, Flow] = field(default_factory=dict)  # by account: rates, spending
+    silences: Sequence[Silence] = ()  # snoozes (those that ended are ignored)
+    acks: Collection[AlertKey] = frozenset()  # alerts whose reminders are stopped
 
 
 class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and poll
@@ -125,11 +129,67 @@ def evaluate_account(
         else:
             tracked.setdefault(key.rule, []).append(key)
     flow = context.flows.get(account, NO_FLOW)
+    steps: list[Step] = []
     for rule in rules:
         if rule.matches_account(account):
             scope = tracked.get(rule.name, [])
-            events.extend(_apply_rule(rule, result, flow, alerts, scope, now))
+            events.extend(_apply_rule(rule, result, flow, alerts, scope, steps, now))
+    events.extend(_announce(steps, rules, alerts, flow, context))
     return AccountOutcome(alerts, new_health, events)
+
+
+class Step(NamedTuple):
+    """One firing (or pending) alert after this poll, before anyone is told."""
+
+    rule: Rule
+    key: AlertKey
+    measure: Measure
+    event: Event | None  # FIRE or REMIND as the thresholds and `repeat` have it
+
+
+def _announce(
+    steps: Sequence[Step],
+    rules: Sequence[Rule],
+    alerts: dict[AlertKey, AlertState],
+    flow: Flow,
+    context: Context,
+) -> list[Event]:
+    """Who hears of what: a snoozed alert, or a warning while a critical alert of
+    any rule fires on its (account, subject), sends no fire and no reminder (a
+    warning and a critical crossing together: only the critical is announced).
+    When that ends, a still-firing alert gets one message: a fire if it was
+    never announced, else a reminder. An acknowledged alert sends no reminder."""
+    now = context.now
+    severity = {r.name: r.severity for r in rules}
+    critical = {
+        (k.account, k.subject)
+        for k, s in alerts.items()
+        if s.firing and severity.get(k.rule) is Severity.CRITICAL
+    }
+    events: list[Event] = []
+    for rule, key, m, event in steps:
+        state = alerts.get(key)
+        if state is None or not state.firing:
+            continue
+        inhibited = rule.severity is Severity.WARNING and (key.account, key.subject) in critical
+        if inhibited or any(s.covers(key, now) for s in context.silences):
+            fresh = event is not None and event.kind is EventKind.FIRE
+            announced = False if fresh else state.announced
+            alerts[key] = replace(state, held=True, announced=announced)
+            continue
+        if not state.announced:
+            event = _event(EventKind.FIRE, rule, key, m, now, state.fired_at)
+        elif state.held:
+            event = _event(EventKind.REMIND, rule, key, m, now, state.fired_at)
+        elif event is not None and event.kind is EventKind.REMIND and key in context.acks:
+            event = None
+        if state.held or not state.announced:
+            alerts[key] = replace(state, held=False, announced=True, notified_at=now)
+        if event is not None:
+            if event.rate is None:
+                event = _with_forecast(event, flow.burn.of(key.subject, rule.target))
+            events.append(event)
+    return events
 
 
 def shape(rule: Rule) -> str:
@@ -237,9 +297,11 @@ def _apply_rule(
     flow: Flow,
     alerts: dict[AlertKey, AlertState],
     tracked: list[AlertKey],
+    steps: list[Step],
     now: datetime,
 ) -> list[Event]:
-    """`tracked`: the keys `alerts` had for this rule and account before."""
+    """The rule's resolves; its firing alerts are left in `steps` for _announce.
+    `tracked`: the keys `alerts` had for this rule and account before."""
     events: list[Event] = []
     seen: set[str] = set()
     fires, has_state = rule.kind.fires, {k.subject for k in tracked}
@@ -253,10 +315,10 @@ def _apply_rule(
             alerts.pop(key, None)
         else:
             alerts[key] = state
-        if event:
-            if event.rate is None and event.kind is not EventKind.RESOLVE:
-                event = _with_forecast(event, flow.burn.of(m.subject, rule.target))
+        if event is not None and event.kind is EventKind.RESOLVE:
             events.append(event)
+        elif state is not None:
+            steps.append(Step(rule, key, m, event))
     if rule.target is not Target.TOTAL:
         events.extend(_vanished(rule, snapshot, alerts, tracked, seen, now))
     return events
@@ -310,7 +372,7 @@ def step(
     polls = (state.polls_below if state else 0) + 1
     if polls < rule.for_polls:
         return AlertState(key, False, polls, value, shape=shape(rule)), None
-    fired = AlertState(key, True, polls, value, now, now, shape(rule))
+    fired = AlertState(key, True, polls, value, now, now, shape(rule), announced=True)
     return fired, _event(EventKind.FIRE, rule, key, m, now, now)
 
 

@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import notifiers as registry
+from bot.actions import AlertActions
 from bot.backoff import Backoff
 from bot.cometapi import CometClient, RetryPolicy
 from bot.commands import ChatCommands
@@ -28,6 +29,7 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.model import MessageKind
 from bot.notifiers import Notifier, NotifierContext
+from bot.routing import QuietHours, Router
 from bot.secrets import redact
 from bot.store import OutboxItem, Store, StoreError, StoreReplacedError
 from bot.views import DestinationState, health
@@ -143,10 +145,11 @@ class App:
         stack.push_async_callback(self.tasks.aclose)
         self.notifiers = {}
         self.destinations = {}
-        self.monitor = Monitor(config, self.store, client, self.metrics, {}, self.clock)
+        self.monitor = Monitor(config, self.store, client, self.metrics, Router({}), self.clock)
         self.metrics.snapshots = lambda: list(self.monitor.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.monitor.flows.items()}
-        self.commands = ChatCommands(self.monitor)
+        actions = AlertActions(self.store, self.monitor, self._acted)
+        self.commands = ChatCommands(self.monitor, actions)
         context = NotifierContext(self.commands, config.bot.zone)
         for name in active_notifier_names(config):
             section = config.notifiers.get(name)
@@ -154,11 +157,22 @@ class App:
             self.notifiers[name] = cls(
                 name, section if section is not None else cls.Config(), context
             )
-        self.monitor.destinations = {n: list(x.destinations()) for n, x in self.notifiers.items()}
+        quiet = config.bot.quiet
+        self.monitor.router = Router(
+            {n: list(x.destinations()) for n, x in self.notifiers.items()},
+            {n: dict(x.groups()) for n, x in self.notifiers.items()},
+            QuietHours(*quiet, config.bot.zone) if quiet else None,
+        )
         self.delivery = Delivery(
             self.store, self.notifiers, self.backoff, self.clock, on_outcome=self._delivery_outcome
         )
         self._refresh_backlog()
+
+    def _acted(self) -> None:
+        """A snooze, ack or edit from chat: edits go out, the gauge follows."""
+        self.metrics.silences_active.set(len(self.store.silences(self.clock())))
+        self._refresh_backlog()
+        self.delivery.wake()
 
     def _delivery_outcome(self, outcome: Outcome) -> None:
         self.metrics.notifications.labels(outcome.notifier, outcome.outcome).inc()
@@ -236,7 +250,7 @@ class App:
         started = asyncio.get_running_loop().time()
         result = await self.monitor.run_cycle(notify)
         self.metrics.poll_duration.observe(asyncio.get_running_loop().time() - started)
-        if result.events and notify:
+        if result.queued:
             self._refresh_backlog()
             self.delivery.wake()
         return result
@@ -262,6 +276,18 @@ class App:
     async def tell_missed(self) -> None:
         """At start: destinations that missed alerts still firing hear of them."""
         if await self.monitor.tell_missed():
+            self._refresh_backlog()
+            self.delivery.wake()
+
+    async def release_held(self) -> None:
+        """What quiet hours held goes out at their end (and at start, if they
+        ended while the bot was down)."""
+        try:
+            released = await self.monitor.release_held()
+        except StoreError as exc:
+            log_event(logger, "quiet.not_released", logging.ERROR, reason=str(exc))
+            return
+        if released:
             self._refresh_backlog()
             self.delivery.wake()
 
@@ -352,6 +378,7 @@ class App:
                 port=self.web.port,
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
+        await self.release_held()
         await self.tell_missed()
         missed = self._digest_day(self.clock())  # at start only: not on a reload
         if missed is not None:
@@ -374,6 +401,15 @@ class App:
                 id="digest",
                 coalesce=True,
                 misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
+            )
+        if bot.quiet is not None:
+            end = bot.quiet[1]
+            scheduler.add_job(
+                self.release_held,
+                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=bot.zone),
+                id="quiet_end",
+                coalesce=True,
+                misfire_grace_time=None,
             )
         scheduler.start()
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())

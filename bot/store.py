@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from bot import samples
 from bot.model import (
     AccountHealth,
+    Ack,
     AlertKey,
     AlertState,
     EngineState,
@@ -31,6 +32,7 @@ from bot.model import (
     EventFormatError,
     EventKind,
     MessageKind,
+    Silence,
     Snapshot,
 )
 from bot.notifiers.message import Message
@@ -102,6 +104,37 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # per-account samples replace the per-key history rows (bot/samples.py)
     lambda db: samples.migrate_history(db),
+    """
+    -- the engine's memory of who heard of a firing alert
+    ALTER TABLE alerts ADD COLUMN announced INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE alerts ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    -- snoozes: by pattern (a glob) or exactly some alerts (a button); who set them
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY, pattern TEXT NOT NULL, alerts TEXT NOT NULL,
+        until TEXT NOT NULL, who TEXT NOT NULL, created_at TEXT NOT NULL
+    );
+    CREATE TABLE acks (
+        rule TEXT NOT NULL, account TEXT NOT NULL, subject TEXT NOT NULL,
+        who TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (rule, account, subject)
+    );
+    -- each message sent with buttons: the platform's id for it (to edit it), what
+    -- it said (a payload as in outbox.events) and the alerts whose fire or reminder
+    -- it carried (its buttons act on them; resolved_at once they resolve)
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY, notifier TEXT NOT NULL, destination TEXT NOT NULL,
+        outbox_id INTEGER NOT NULL, part INTEGER NOT NULL, platform_id TEXT NOT NULL,
+        events TEXT NOT NULL, created_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_row ON messages (outbox_id, part);
+    CREATE TABLE message_alerts (
+        message_id INTEGER NOT NULL, rule TEXT NOT NULL, account TEXT NOT NULL,
+        subject TEXT NOT NULL, resolved_at TEXT,
+        PRIMARY KEY (message_id, rule, account, subject)
+    );
+    CREATE INDEX message_alerts_by_alert ON message_alerts (rule, account, subject);
+    -- quiet hours: a held row waits for its release at hold_until
+    ALTER TABLE outbox ADD COLUMN hold_until TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PRUNE_BATCH = 5000  # rows per prune transaction: the writer never waits long
@@ -121,6 +154,7 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"  # failed for good; not retried
     DROPPED = "dropped"  # its notifier or destination is no longer configured
     SUPERSEDED = "superseded"  # only reminders that later rows made stale
+    HELD = "held"  # quiet hours: released (or left out) at their end
 
 
 PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "kind": ..., "events": [...]}
@@ -136,7 +170,9 @@ class OutboxItem:
     destination: str
     events: tuple[Event, ...]
     kind: MessageKind = MessageKind.ALERTS
-    message: Message | None = None  # rendered ahead (the digest); else made from `events`
+    message: Message | None = None  # rendered ahead (the digest, edits); else made from `events`
+    edit_of: int | None = None  # an edit of this sent message (`messages.id`)
+    hold_until: datetime | None = None  # quiet hours: held until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +188,28 @@ class OutboxRow:
     kind: MessageKind = MessageKind.ALERTS
     problem: str = ""  # why this version cannot read the row; it is then failed, not sent
     message: Message | None = None
+    edit_of: int | None = None
 
 
 Told = tuple[AlertKey, str, str]  # (alert, notifier, destination)
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message a platform accepted: where, which outbox row and part it was,
+    the platform's id for it, and the alerts whose fire or reminder it carried
+    (resolved when, if they have)."""
+
+    notifier: str
+    destination: str
+    outbox_id: int
+    part: int
+    platform_id: str
+    kind: MessageKind
+    events: tuple[Event, ...]  # those it told of
+    alerts: tuple[AlertKey, ...]
+    resolved: Mapping[AlertKey, datetime | None] = field(default_factory=dict)
+    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +266,32 @@ class StateStore(Protocol):
     def prune(self, now: datetime, history_days: int = 90) -> int:
         """Delete one batch of expired rows; the number deleted (0: done)."""
         ...
+
+    def silences(self, now: datetime) -> list[Silence]: ...
+
+    def add_silence(self, silence: Silence, now: datetime) -> int: ...
+
+    def end_silences(self, ids: Iterable[int], now: datetime) -> None: ...
+
+    def acks(self) -> dict[AlertKey, Ack]: ...
+
+    def add_acks(self, acks: Iterable[Ack]) -> None: ...
+
+    def record_message(self, sent: SentMessage, now: datetime) -> int: ...
+
+    def sent(self, message_id: int) -> SentMessage | None: ...
+
+    def sent_message(self, notifier: str, outbox_id: int, part: int) -> SentMessage | None: ...
+
+    def messages_of(self, alerts: Iterable[AlertKey]) -> list[SentMessage]: ...
+
+    def held(self, due: datetime | None) -> list[OutboxRow]: ...
+
+    def told_at(self) -> dict[Told, datetime]: ...
+
+    def holding(self) -> set[Told]: ...
+
+    def release(self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime) -> None: ...
 
     @property
     def history(self) -> samples.Reader: ...
@@ -386,7 +467,7 @@ class Store:
         alerts: dict[AlertKey, AlertState] = {}
         for row in self._rows(
             "SELECT rule, account, subject, firing, polls_below, value, fired_at, notified_at, "
-            "shape FROM alerts"
+            "shape, announced, held FROM alerts"
         ):
             key = AlertKey(row["rule"], row["account"], row["subject"])
             if key.account in wanted:
@@ -398,6 +479,8 @@ class Store:
                     fired_at=_dt(row["fired_at"]),
                     notified_at=_dt(row["notified_at"]),
                     shape=row["shape"],
+                    announced=bool(row["announced"]),
+                    held=bool(row["held"]),
                 )
         health: dict[str, AccountHealth] = {}
         for row in self._rows(
@@ -431,7 +514,8 @@ class Store:
             db.executemany("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone)
             db.executemany(
                 "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
-                "value, fired_at, notified_at, shape) VALUES (?,?,?,?,?,?,?,?,?)",
+                "value, fired_at, notified_at, shape, announced, held) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     (
                         *s.key,
@@ -441,6 +525,8 @@ class Store:
                         _ts(s.fired_at),
                         _ts(s.notified_at),
                         s.shape,
+                        int(s.announced),
+                        int(s.held),
                     )
                     for s in changed
                 ),
@@ -466,17 +552,35 @@ class Store:
             )
             samples.write(db, commit.samples)
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
+            db.executemany("DELETE FROM acks WHERE rule=? AND account=? AND subject=?", ended)
+            db.executemany(
+                "UPDATE message_alerts SET resolved_at=? WHERE rule=? AND account=? AND "
+                "subject=? AND resolved_at IS NULL",
+                # a rule or account removed from the config ends its alerts too
+                ((_ts(now), *key) for key in {*ended, *gone}),
+            )
             self._enqueue(db, commit.outbox, now)
 
     @staticmethod
     def _enqueue(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datetime) -> None:
         """Outbox rows, and the destinations they tell of each alert."""
         for item in items:
+            held = item.hold_until is not None
             row_id = db.execute(
                 "INSERT INTO outbox (created_at, notifier, destination, events, "
-                "next_attempt_at) VALUES (?,?,?,?,?)",
-                (_ts(now), item.notifier, item.destination, encode_payload(item), _ts(now)),
+                "next_attempt_at, status, hold_until) VALUES (?,?,?,?,?,?,?)",
+                (
+                    _ts(now),
+                    item.notifier,
+                    item.destination,
+                    encode_payload(item),
+                    _ts(now),
+                    OutboxStatus.HELD if held else OutboxStatus.PENDING,
+                    _ts(item.hold_until),
+                ),
             ).lastrowid
+            if held:
+                continue  # told only once released
             db.executemany(
                 "INSERT OR REPLACE INTO told (rule, account, subject, notifier, destination, "
                 "outbox_id) VALUES (?,?,?,?,?,?)",
@@ -500,6 +604,29 @@ class Store:
         return {
             (AlertKey(r["rule"], r["account"], r["subject"]), r["notifier"], r["destination"])
             for r in self._rows("SELECT rule, account, subject, notifier, destination FROM told")
+        }
+
+    def told_at(self) -> dict[Told, datetime]:
+        """told(), with when each destination's message was queued."""
+        return {
+            (
+                AlertKey(r["rule"], r["account"], r["subject"]),
+                r["notifier"],
+                r["destination"],
+            ): datetime.fromisoformat(r["created_at"])
+            for r in self._rows(
+                "SELECT t.rule, t.account, t.subject, t.notifier, t.destination, o.created_at "
+                "FROM told t JOIN outbox o ON o.id = t.outbox_id"
+            )
+        }
+
+    def holding(self) -> set[Told]:
+        """The alerts that rows held for quiet hours will tell each destination of."""
+        return {
+            (e.alert, row.notifier, row.destination)
+            for row in self.held(None)
+            for e in row.events
+            if e.kind in _TELLS
         }
 
     # --- outbox ------------------------------------------------------------
@@ -578,9 +705,169 @@ class Store:
                 "AND status != 'pending' LIMIT ?)",
                 (outbox_cut, PRUNE_BATCH),
             ).rowcount
+            # messages whose alerts have all ended no longer change
+            deleted += db.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages m WHERE created_at "
+                "< ? AND NOT EXISTS (SELECT 1 FROM message_alerts a WHERE a.message_id = m.id "
+                "AND a.resolved_at IS NULL) LIMIT ?)",
+                (outbox_cut, PRUNE_BATCH),
+            ).rowcount
+            db.execute(
+                "DELETE FROM message_alerts WHERE message_id NOT IN (SELECT id FROM messages)"
+            )
+            deleted += db.execute("DELETE FROM silences WHERE until < ?", (outbox_cut,)).rowcount
         except sqlite3.DatabaseError as exc:
             raise _explain(self.path, exc) from None
         return deleted
+
+    # --- snoozes, acks and the messages that carry buttons ----------------------
+
+    def silences(self, now: datetime) -> list[Silence]:
+        """The snoozes still running."""
+        rows = self._rows(
+            "SELECT id, pattern, alerts, until, who FROM silences WHERE until > ? ORDER BY id",
+            (_ts(now),),
+        )
+        return [
+            Silence(
+                datetime.fromisoformat(r["until"]),
+                r["who"],
+                r["pattern"],
+                frozenset(AlertKey(*a) for a in json.loads(r["alerts"])),
+                r["id"],
+            )
+            for r in rows
+        ]
+
+    def add_silence(self, silence: Silence, now: datetime) -> int:
+        alerts = json.dumps(sorted(list(k) for k in silence.alerts))
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO silences (pattern, alerts, until, who, created_at) VALUES (?,?,?,?,?)",
+                (silence.pattern, alerts, _ts(silence.until), silence.who, _ts(now)),
+            )
+        return cursor.lastrowid or 0
+
+    def end_silences(self, ids: Iterable[int], now: datetime) -> None:
+        self._write([("UPDATE silences SET until=? WHERE id=?", [(_ts(now), i) for i in ids])])
+
+    def acks(self) -> dict[AlertKey, Ack]:
+        rows = self._rows("SELECT rule, account, subject, who, at FROM acks")
+        return {
+            (key := AlertKey(r["rule"], r["account"], r["subject"])): Ack(
+                key, r["who"], datetime.fromisoformat(r["at"])
+            )
+            for r in rows
+        }
+
+    def add_acks(self, acks: Iterable[Ack]) -> None:
+        self._write(
+            [
+                (
+                    "INSERT OR REPLACE INTO acks (rule, account, subject, who, at) "
+                    "VALUES (?,?,?,?,?)",
+                    [(*a.key, a.who, _ts(a.at)) for a in acks],
+                )
+            ]
+        )
+
+    def record_message(self, sent: SentMessage, now: datetime) -> int:
+        """A message a platform accepted, with the alerts it announced."""
+        with self._transaction() as db:
+            message_id = db.execute(
+                "INSERT INTO messages (notifier, destination, outbox_id, part, platform_id, "
+                "events, created_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    sent.notifier,
+                    sent.destination,
+                    sent.outbox_id,
+                    sent.part,
+                    sent.platform_id,
+                    encode_payload(OutboxItem("", "", sent.events, sent.kind)),
+                    _ts(now),
+                ),
+            ).lastrowid
+            db.executemany(
+                "INSERT OR IGNORE INTO message_alerts (message_id, rule, account, subject) "
+                "VALUES (?,?,?,?)",
+                ((message_id, *key) for key in sent.alerts),
+            )
+        return message_id or 0
+
+    def sent_message(self, notifier: str, outbox_id: int, part: int) -> SentMessage | None:
+        """The message that part `part` of outbox row `outbox_id` became (a button's token)."""
+        rows = self._rows(
+            "SELECT id FROM messages WHERE outbox_id=? AND part=? AND notifier=? "
+            "ORDER BY id DESC LIMIT 1",
+            (outbox_id, part, notifier),
+        )
+        return self.sent(rows[0]["id"]) if rows else None
+
+    def messages_of(self, alerts: Iterable[AlertKey]) -> list[SentMessage]:
+        """Every message that announced one of `alerts`."""
+        ids: set[int] = set()
+        for key in alerts:
+            ids.update(
+                r["message_id"]
+                for r in self._rows(
+                    "SELECT message_id FROM message_alerts WHERE rule=? AND account=? AND "
+                    "subject=?",
+                    key,
+                )
+            )
+        return [m for m in (self.sent(i) for i in sorted(ids)) if m is not None]
+
+    def sent(self, message_id: int) -> SentMessage | None:
+        rows = self._rows(
+            "SELECT id, notifier, destination, outbox_id, part, platform_id, events "
+            "FROM messages WHERE id=?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        try:
+            kind, events, _, _ = decode_payload(r["events"])
+        except EventFormatError:  # written by a newer version: no edits to it
+            kind, events = MessageKind.ALERTS, ()
+        alerts = {
+            AlertKey(a["rule"], a["account"], a["subject"]): _dt(a["resolved_at"])
+            for a in self._rows(
+                "SELECT rule, account, subject, resolved_at FROM message_alerts WHERE message_id=?",
+                (message_id,),
+            )
+        }
+        return SentMessage(
+            r["notifier"],
+            r["destination"],
+            r["outbox_id"],
+            r["part"],
+            r["platform_id"],
+            kind,
+            events,
+            tuple(alerts),
+            alerts,
+            r["id"],
+        )
+
+    def held(self, due: datetime | None) -> list[OutboxRow]:
+        """Rows held for quiet hours that end by `due` (all for None), oldest first."""
+        rows = self._rows(
+            "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
+            "next_attempt_at FROM outbox WHERE status='held' AND hold_until <= ? ORDER BY id",
+            (_ts(due) if due else "9999",),
+        )
+        return [_outbox_row(r) for r in rows]
+
+    def release(self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime) -> None:
+        """Held rows done (their events go out in `items`, or not at all)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET status=?, done_at=?, last_error='released at the end of "
+                "quiet hours' WHERE id=?",
+                ((OutboxStatus.SUPERSEDED, _ts(now), i) for i in held),
+            )
+            self._enqueue(db, items, now)
 
     # --- history and small facts ----------------------------------------------
 
@@ -607,10 +894,12 @@ def encode_payload(item: OutboxItem) -> str:
     }
     if item.message is not None:
         data["message"] = item.message.to_dict()
+    if item.edit_of is not None:
+        data["edit_of"] = item.edit_of
     return json.dumps(data)
 
 
-Payload = tuple[MessageKind, tuple[Event, ...], Message | None]
+Payload = tuple[MessageKind, tuple[Event, ...], Message | None, int | None]
 
 
 def decode_payload(text: str) -> Payload:
@@ -619,12 +908,13 @@ def decode_payload(text: str) -> Payload:
     try:
         data: Any = json.loads(text)
         if isinstance(data, list):
-            return MessageKind.ALERTS, tuple(Event.from_dict(e) for e in data), None
+            return MessageKind.ALERTS, tuple(Event.from_dict(e) for e in data), None, None
         if data.get("v", 0) > PAYLOAD_VERSION:
             raise EventFormatError(f"payload version {data.get('v')} is newer than this one")
         events = tuple(Event.from_dict(e) for e in data["events"])
         message = Message.from_dict(data["message"]) if data.get("message") else None
-        return MessageKind(data.get("kind", MessageKind.ALERTS)), events, message
+        edit_of = int(data["edit_of"]) if data.get("edit_of") is not None else None
+        return MessageKind(data.get("kind", MessageKind.ALERTS)), events, message, edit_of
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if isinstance(exc, EventFormatError):
             raise
@@ -632,9 +922,9 @@ def decode_payload(text: str) -> Payload:
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
-    message = None
+    message, edit_of = None, None
     try:
-        kind, events, message = decode_payload(r["events"])
+        kind, events, message, edit_of = decode_payload(r["events"])
         problem = ""
     except EventFormatError as exc:
         kind, events, problem = MessageKind.ALERTS, (), str(exc)
@@ -650,6 +940,7 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
         kind=kind,
         problem=problem,
         message=message,
+        edit_of=edit_of,
     )
 
 
@@ -685,7 +976,7 @@ def _seed_told(db: sqlite3.Connection) -> None:
     ).fetchall()
     for row_id, notifier, destination, text in rows:
         try:
-            _, events, _ = decode_payload(text)
+            _, events, _, _ = decode_payload(text)
         except EventFormatError:
             continue
         db.executemany(

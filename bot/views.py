@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo
 from bot.forecast import DAY, Point, spent_between
 from bot.model import (
     AccountHealth,
+    Ack,
     AlertState,
     EngineState,
     Event,
     EventKind,
     Figures,
     Rule,
+    Silence,
     Snapshot,
     Target,
     Unit,
@@ -228,9 +230,15 @@ def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Ev
 
 
 def status_view(
-    state: EngineState, rules: Sequence[Rule], latest: Latest, now: datetime
+    state: EngineState,
+    rules: Sequence[Rule],
+    latest: Latest,
+    now: datetime,
+    silences: Sequence[Silence] = (),
+    acks: Sequence[Ack] = (),
+    tz: ZoneInfo | None = None,
 ) -> Message:
-    return status_message(*firing_events(state, rules, latest, now))
+    return status_message(*firing_events(state, rules, latest, now), silences, acks, tz)
 
 
 # --- /healthz ------------------------------------------------------------------------------

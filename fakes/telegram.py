@@ -490,9 +490,11 @@ class FakeTelegram:
         *,
         user_id: int | None = None,
         chat_type: str | None = None,
+        username: str | None = None,
     ) -> str:
-        """Queue a callback_query update: a user pressed a button of the bot's
-        message `message_id` in `chat_id`. Returns the callback query id."""
+        """Queue a callback_query update: a user (@username, if given) pressed a
+        button of the bot's message `message_id` in `chat_id`. Returns the
+        callback query id."""
         stored = self.messages.get((chat_id, message_id))
         if stored is None:
             raise KeyError(f"the bot sent no message {message_id} to chat {chat_id}")
@@ -500,7 +502,7 @@ class FakeTelegram:
         user = user_id or abs(chat_id)
         query = {
             "id": query_id,
-            "from": _user(user),
+            "from": _user(user, username),
             "message": self._bot_message(stored, _chat(chat_id, chat_type)),
             "chat_instance": str(-1_000_000_000_000 - abs(chat_id)),
             "data": data,
@@ -596,8 +598,11 @@ def _chat(chat_id: int, chat_type: str | None) -> dict[str, Any]:
     return chat
 
 
-def _user(user_id: int) -> dict[str, Any]:
-    return {"id": user_id, "is_bot": False, "first_name": "Tester"}
+def _user(user_id: int, username: str | None = None) -> dict[str, Any]:
+    user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+    if username:
+        user["username"] = username
+    return user
 
 
 async def _params(request: web.Request) -> dict[str, Any]:

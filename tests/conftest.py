@@ -10,8 +10,13 @@ from bot import config as config_mod
 from bot import secrets
 from bot.config import Config
 from fakes.cometapi import FakeCometAPI
+from fakes.slack import FakeSlack
+from fakes.telegram import FakeTelegram
 
 QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
+TG_TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
+BOT_TOKEN, APP_TOKEN = "xoxb-1-fake-bot-token", "xapp-1-fake-app-token"
+ALERTS, ONCALL_CHANNEL = "C0ALERTS01", "C0ONCALL01"
 
 
 def printed(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -46,6 +51,26 @@ def _kill_leftover_processes() -> Iterator[None]:
 @pytest.fixture
 async def comet() -> AsyncIterator[FakeCometAPI]:
     fake = FakeCometAPI(QUERY_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API (modules with their own `tg` fixture override this one)."""
+    fake = FakeTelegram(TG_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The fake Slack, with an alerts and an oncall channel the bot is in."""
+    fake = FakeSlack(BOT_TOKEN, APP_TOKEN)
+    fake.add_channel(ALERTS, "alerts")
+    fake.add_channel(ONCALL_CHANNEL, "oncall")
     await fake.start()
     yield fake
     await fake.stop()

@@ -168,6 +168,9 @@ async def test_balance_for_allowed_chat_and_refusal_for_others(make_config, come
             "status",
             "spend",
             "digest",
+            "snooze",
+            "unsnooze",
+            "id",
             "help",
         ]
 
@@ -367,7 +370,9 @@ async def test_joining_a_group_logs_its_chat_id(make_config, comet, tg, caplog):
     assert [(f["chat_id"], f["allowed"]) for f in joined] == [(-100555, False), (GROUP_CHAT, True)]
     assert "chat_ids" in joined[0]["hint"] and "hint" not in joined[1]
     polls = [c for c in tg.calls if c.method == "getUpdates"]
-    assert polls[-1].params["allowed_updates"] == '["message", "channel_post", "my_chat_member"]'
+    assert polls[-1].params["allowed_updates"] == (
+        '["message", "channel_post", "my_chat_member", "callback_query"]'  # buttons
+    )
 
 
 # --- robustness ------------------------------------------------------------------------
@@ -622,6 +627,10 @@ api_url = "{tg.url}"
     check = await run_bot("check", "-c", str(path), "--log-level", "DEBUG", env=env)
     assert check.proc.returncode == 0, check.stderr
     assert "RESOLVED" in check_html(tg.sent[-1].text)
-    assert {c.method for c in tg.calls[calls:]} == {"getMe", "sendMessage"}
+    # and the alert's message is edited to say so, its buttons gone
+    assert {c.method for c in tg.calls[calls:]} == {"getMe", "sendMessage", "editMessageText"}
+    (edit,) = tg.edits
+    assert edit.message_id == alert.message_id and edit.reply_markup is None
+    assert "✅ Resolved" in check_html(edit.text)
     for text in (bot.stderr, bot.stdout, check.stderr, check.stdout):
         assert SECRET not in text

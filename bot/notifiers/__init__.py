@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from bot import plugins
 from bot.notifiers.message import Message
@@ -48,9 +48,11 @@ __all__ = [
     "Command",
     "Commands",
     "DeliveryError",
+    "GroupName",
     "Notifier",
     "NotifierConfig",
     "NotifierContext",
+    "Press",
     "Request",
     "UnknownNotifierError",
     "available",
@@ -62,6 +64,10 @@ logger = logging.getLogger(__name__)
 
 class NotifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# `[notifiers.<name>.groups]` names: what a rule writes after "<name>:"
+GroupName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class DeliveryError(Exception):
@@ -85,6 +91,18 @@ class Request:
     user: str = ""  # the sender's id; "" when there is none (a channel post)
     # the platform's own list of commands (how to write each, what it does), for /help
     usage: tuple[tuple[str, str], ...] = ()
+    who: str = ""  # the sender as people know them (@name), for "snoozed by"
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """A button pressed on an alert message (message.buttons made its data)."""
+
+    notifier: str
+    destination: str  # where the message was sent, as destinations() names it
+    verb: str
+    token: str  # message.piece_ref of the piece pressed on
+    who: str  # the presser as people know them, for "snoozed by"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +113,7 @@ class Command:
     args: str  # how to write its arguments, e.g. "[account]"; "" for none
     help: str
     run: Callable[[Request], Awaitable[Message]]
+    public: bool = False  # answers anyone, allowed or not (/id: nothing about balances)
 
 
 class Commands(Protocol):
@@ -103,6 +122,10 @@ class Commands(Protocol):
     def table(self) -> Sequence[Command]: ...
 
     def refusal(self) -> Message: ...
+
+    def press(self, press: Press) -> str:
+        """Act on a pressed button (access already checked); the short answer."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +145,18 @@ class Notifier(ABC):
         self.context = context
 
     def destinations(self) -> Sequence[str]:
+        """Where alerts go unless a rule names a group."""
         return ("default",)
+
+    def groups(self) -> Mapping[str, Sequence[str]]:
+        """Named sets of destinations: a rule's `notify = ["<name>:<group>"]`."""
+        return {}
+
+    def reaches(self, destination: str) -> bool:
+        """Whether `destination` is still configured (by default or in a group)."""
+        return destination in self.destinations() or any(
+            destination in members for members in self.groups().values()
+        )
 
     def label(self, destination: str) -> str:
         """How a destination is named in logs, /healthz and metrics: never a URL or token."""
@@ -132,8 +166,22 @@ class Notifier(ABC):
     def format(self, message: Message) -> list[Any]:
         """Platform payloads for one message; JSON-serialisable is not required."""
 
+    def pieces(self, message: Message) -> list[tuple[Any, Sequence[str]]]:
+        """format(), each payload with the references of the lines it holds (so
+        that buttons act on the alerts of their own piece). A plugin that splits
+        messages says which lines went where; by default each payload has all."""
+        refs = [r for s in message.sections for r in s.refs if r]
+        return [(payload, refs) for payload in self.format(message)]
+
     @abstractmethod
-    async def send(self, destination: str, payload: Any) -> None: ...
+    async def send(self, destination: str, payload: Any) -> str | None:
+        """Deliver one payload; the platform's id for the message if it can be
+        edited later (edits follow the alerts it announced), else None."""
+
+    async def edit(self, destination: str, message_id: str, payload: Any) -> None:
+        """Replace a message sent before (only where send() returned its id); an
+        unchanged message counts as edited."""
+        raise DeliveryError(f"{self.name} cannot edit messages", permanent=True)
 
     async def start(self, listen: bool) -> None:  # noqa: B027 - optional hook
         """Check credentials; with `listen`, also start answering chat commands."""

@@ -99,13 +99,15 @@ class ChatNotifier(Notifier):
             (f"/{c.name} {c.args}".rstrip(), c.help) for c in self.context.commands.table()
         )
 
-    async def answer(self, name: str, args: str = "", chat: str = "", user: str = "") -> Message:
+    async def answer(
+        self, name: str, args: str = "", chat: str = "", user: str = "", who: str = ""
+    ) -> Message:
         """The answer to the command `name` typed in a chat (allowed: access control
         is the plugin's, before this); an unknown name gets the help."""
         table = self.context.commands.table()
         command = next((c for c in table if c.name == name), None)
         command = command or next(c for c in table if c.name == "help")
-        return await command.run(Request(args, chat, user, self.usage()))
+        return await command.run(Request(args, chat, user, self.usage(), who))
 
     def start_later(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Go on with start-up in the background (see keep_trying); stop() cancels it."""

@@ -11,14 +11,59 @@ ignore both. Imports only bot.model and the standard library.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.model import Severity
+from bot.model import AlertKey, Severity
 
 CONTINUED = " (continued)"
 KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"
 ALERT_REF = "alert:"  # the reference of a line announcing an alert (buttons act on it)
+_SEP = "\x1f"  # between an alert's rule, account and subject (never in a name: stripped)
+
+
+def alert_ref(key: AlertKey) -> str:
+    return ALERT_REF + _SEP.join(key)
+
+
+def alert_of(ref: str) -> AlertKey | None:
+    """The alert an ALERT_REF reference names, or None."""
+    if not ref.startswith(ALERT_REF):
+        return None
+    parts = ref.removeprefix(ALERT_REF).split(_SEP)
+    return AlertKey(*parts) if len(parts) == 3 else None
+
+
+def piece_ref(ref: str, index: int) -> str:
+    """What the buttons of piece `index` of a message name it by: "<row>.<piece>"
+    (an edit keeps the reference of the piece it replaces)."""
+    return ref if "." in ref else f"{ref}.{index}"
+
+
+def buttons(message: Message, index: int, refs: Sequence[str]) -> list[tuple[str, str]]:
+    """(label, data) of the buttons of piece `index`, whose lines have `refs`:
+    the message's actions if the piece announces an alert, each with data
+    "<verb>:<piece_ref>" (at most 64 bytes: Telegram's limit)."""
+    if not (message.ref and message.actions and any(r.startswith(ALERT_REF) for r in refs)):
+        return []
+    token = piece_ref(message.ref, index)
+    return [(a.label, f"{a.verb}:{token}") for a in message.actions]
+
+
+def trimmed(message: Message, keep: int) -> Message:
+    """`message` with only its first `keep` lines, then a line saying how many
+    were left out, and its last section (the notes of an edit) whole."""
+    *body, last = message.sections or (Section("", ()),)
+    sections: list[Section] = []
+    dropped = 0
+    for section in body:
+        room = max(0, keep - sum(len(s.lines) for s in sections))
+        dropped += max(0, len(section.lines) - room)
+        if room:
+            sections.append(Section(section.heading, section.lines[:room], section.refs[:room]))
+    if dropped:
+        sections.append(Section("", ((Span(f"… {dropped} more lines not shown"),),)))
+    return replace(message, sections=(*sections, last))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +100,7 @@ class Message:
     sections: tuple[Section, ...]
     severity: Severity | None = None  # the worst severity of a firing alert in it, if any
     actions: tuple[Action, ...] = field(default=())
+    ref: str = ""  # what actions name this message by (the outbox row id), once it has one
 
     def plain_lines(self) -> list[str]:
         out = [self.title]
@@ -68,6 +114,7 @@ class Message:
         """JSON-ready, for a message rendered ahead of its sending (the digest)."""
         return {
             "title": self.title,
+            "ref": self.ref,
             "severity": self.severity,
             "actions": [[a.label, a.verb] for a in self.actions],
             "sections": [
@@ -94,6 +141,7 @@ class Message:
             ),
             Severity(data["severity"]) if data.get("severity") else None,
             tuple(Action(label, verb) for label, verb in data.get("actions", ())),
+            data.get("ref", ""),
         )
 
 

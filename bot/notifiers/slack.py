@@ -39,9 +39,17 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.backoff import retry_after
 from bot.logs import log_event
 from bot.model import Severity
-from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext, Request
+from bot.notifiers import (
+    Command,
+    DeliveryError,
+    GroupName,
+    NotifierConfig,
+    NotifierContext,
+    Press,
+    Request,
+)
 from bot.notifiers.base import ChatNotifier, StartError, Unreachable, capped, shaped
-from bot.notifiers.message import CONTINUED, Limits, Message, Span, fit, pack, units
+from bot.notifiers.message import CONTINUED, Limits, Message, Span, buttons, fit, pack, units
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +108,10 @@ class SlackConfig(NotifierConfig):
         SecretStr, shaped("xapp-", "must be an app-level token starting with xapp-")
     ]
     channel: str = Field(min_length=1)
-    allowed_channels: list[str] = Field(default_factory=list)  # default: [channel]
+    # where commands and buttons work; empty: the channel and every group's channels
+    allowed_channels: list[str] = Field(default_factory=list)
     allowed_users: list[str] = Field(default_factory=list)  # empty: everyone in those channels
+    groups: dict[GroupName, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
     api_url: str = "https://slack.com/api/"
 
 
@@ -126,22 +136,46 @@ class SlackNotifier(ChatNotifier):
     def destinations(self) -> list[str]:
         return [self.config.channel]
 
+    def groups(self) -> dict[str, list[str]]:
+        return {g: list(channels) for g, channels in self.config.groups.items()}
+
     def allowed_channels(self) -> list[str]:
-        return self.config.allowed_channels or [self.config.channel]
+        config = self.config
+        return config.allowed_channels or [
+            config.channel,
+            *(c for members in config.groups.values() for c in members),
+        ]
 
     # --- alerts -----------------------------------------------------------------
 
     def format(self, message: Message) -> list[dict[str, Any]]:
         return render(message)
 
-    async def send(self, destination: str, payload: dict[str, Any]) -> None:
+    def pieces(self, message: Message) -> list[tuple[Any, Sequence[str]]]:
+        return list(render_pieces(message))
+
+    async def send(self, destination: str, payload: dict[str, Any]) -> str | None:
         try:
-            await self._web().chat_postMessage(
+            sent = await self._web().chat_postMessage(
                 channel=destination,
                 text=payload["text"],
                 blocks=payload["blocks"],
                 unfurl_links=False,
                 unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise self._api_error(destination, exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Slack channel {destination}: {self._describe(exc)}") from None
+        ts = sent.get("ts")
+        return str(ts) if ts else None
+
+    async def edit(self, destination: str, message_id: str, payload: dict[str, Any]) -> None:
+        """chat.update of a message the bot posted: its blocks are replaced, so
+        buttons left out of the new payload go."""
+        try:
+            await self._web().chat_update(
+                channel=destination, ts=message_id, text=payload["text"], blocks=payload["blocks"]
             )
         except SlackApiError as exc:
             raise self._api_error(destination, exc) from None
@@ -349,9 +383,14 @@ class SlackNotifier(ChatNotifier):
     ) -> None:
         # Acknowledge first: Slack tells the user the command failed after 3 s.
         await client.send_socket_mode_response(SocketModeResponse(request.envelope_id))
-        if request.type != "slash_commands":
+        payload = request.payload
+        if request.type == "slash_commands":
+            work = self._answer(payload)
+        elif request.type == "interactive" and payload.get("type") == "block_actions":
+            work = self._pressed(payload)
+        else:
             return
-        task = asyncio.create_task(self._answer(request.payload), name="slack.answer")
+        task = asyncio.create_task(work, name="slack.answer")
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
@@ -364,18 +403,10 @@ class SlackNotifier(ChatNotifier):
             log_event(logger, "slack.no_response_url", logging.WARNING, channel_id=channel)
             return
         try:
-            refused = self._refusal_hint(channel, user)
-            if refused:
-                log_event(
-                    logger,
-                    "slack.refused",
-                    logging.WARNING,
-                    channel_id=channel,
-                    channel_name=payload.get("channel_name"),
-                    user_id=user,
-                    command=command,
-                    hint=refused,
-                )
+            chosen, args = self._chosen(text)
+            if not chosen.public and self._refused(
+                channel, user, command, payload.get("channel_name")
+            ):
                 message = self.context.commands.refusal()
             else:
                 log_event(
@@ -385,7 +416,10 @@ class SlackNotifier(ChatNotifier):
                     channel_id=channel,
                     user_id=user,
                 )
-                message = await self._run(command, text, channel, user)
+                name = payload.get("user_name")
+                who = f"@{name}" if name else user
+                usage = help_lines(self.context.commands.table(), command)
+                message = await chosen.run(Request(args, channel, user, usage, who))
         except Exception as exc:
             logger.error(
                 "slack.command_failed",
@@ -395,6 +429,49 @@ class SlackNotifier(ChatNotifier):
             message = Message("balance-bot could not answer; the reason is in its log.", ())
         await self._respond(str(url), message, channel, command)
 
+    async def _pressed(self, payload: dict[str, Any]) -> None:
+        """A button of an alert message: acted on if the channel and user are
+        allowed; the answer goes to the presser only (ephemeral)."""
+        channel = str((payload.get("channel") or {}).get("id", ""))
+        person = payload.get("user") or {}
+        user = str(person.get("id", ""))
+        url = payload.get("response_url")
+        actions = payload.get("actions") or [{}]
+        verb, _, token = str(actions[0].get("value") or "").partition(":")
+        if self._refused(channel, user, "button"):
+            text = self.context.commands.refusal().title
+        else:
+            name = person.get("username") or person.get("name")
+            press = Press(self.name, channel, verb, token, f"@{name}" if name else user)
+            try:
+                text = self.context.commands.press(press)
+            except Exception as exc:
+                logger.error(
+                    "slack.press_failed",
+                    exc_info=exc,
+                    extra={"fields": {"channel_id": channel, "user_id": user}},
+                )
+                text = "balance-bot could not do that; the reason is in its log."
+            log_event(logger, "slack.pressed", verb=verb, channel_id=channel, user_id=user)
+        if url:
+            await self._respond(str(url), Message(text, ()), channel, "button")
+
+    def _refused(self, channel: str, user: str, what: str, channel_name: Any = None) -> bool:
+        """Whether access is refused; if so, logged with the ids to allow."""
+        hint = self._refusal_hint(channel, user)
+        if hint:
+            log_event(
+                logger,
+                "slack.refused",
+                logging.WARNING,
+                channel_id=channel,
+                channel_name=channel_name,
+                user_id=user,
+                command=what,
+                hint=hint,
+            )
+        return bool(hint)
+
     def _refusal_hint(self, channel: str, user: str) -> str:
         if channel not in self.allowed_channels():
             return "add the channel id to notifiers.slack.allowed_channels to allow this channel"
@@ -402,16 +479,15 @@ class SlackNotifier(ChatNotifier):
             return "add the user id to notifiers.slack.allowed_users to allow this user"
         return ""
 
-    async def _run(self, command: str, text: str, channel: str, user: str) -> Message:
+    def _chosen(self, text: str) -> tuple[Command, str]:
         """`/balance <word> ...` runs the sub-command `word`; anything else is
         `/balance [account]`. A sub-command wins over an account of its name."""
         table = self.context.commands.table()
         word, _, rest = text.partition(" ")
         chosen = next((c for c in table if c.name == word.lower() and c.name != DEFAULT), None)
         if chosen is None:
-            chosen, rest = next(c for c in table if c.name == DEFAULT), text
-        usage = help_lines(table, command)
-        return await chosen.run(Request(rest.strip(), channel, user, usage))
+            return next(c for c in table if c.name == DEFAULT), text
+        return chosen, rest.strip()
 
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
         """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
@@ -533,8 +609,10 @@ def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
         )
         for s in message.sections
     ]
+    # the title block, and the buttons' block where there may be buttons
+    reserved = 2 if message.ref and message.actions else 1
     limits = Limits(
-        room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - 1
+        room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - reserved
     )
     pieces = pack(sections, limits)
     total = len(pieces)
@@ -542,8 +620,29 @@ def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
     for index, piece in enumerate(pieces, 1):
         part = f" ({index}/{total})" if total > 1 else ""
         blocks = [_block(title + part), *(_block(t) for t in piece.blocks)]
+        pressable = buttons(message, index - 1, piece.refs)
+        if pressable:
+            blocks.append(_actions(pressable))
         payloads.append(({"text": fallback + part, "blocks": blocks}, piece.refs))
     return payloads
+
+
+def _actions(pressable: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A Block Kit actions block: one button per (label, value); the value says
+    what to do to which message (message.buttons)."""
+    return {
+        "type": "actions",
+        "block_id": "balance-bot-actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": label},
+                "action_id": value.partition(":")[0],
+                "value": value,
+            }
+            for label, value in pressable
+        ],
+    }
 
 
 def _block(text: str) -> dict[str, Any]:

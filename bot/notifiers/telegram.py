@@ -1,4 +1,5 @@
-"""Telegram notifier: alerts to chat_ids, and /balance, /status, /help.
+"""Telegram notifier: alerts to chat_ids (and groups), with Snooze/Ack buttons
+that edit the message; the commands of the one table.
 
 python-telegram-bot runs on the application's own event loop: `start()` does
 what `Application.run_polling()` would do minus taking over the loop, and
@@ -12,10 +13,18 @@ import asyncio
 import html
 import logging
 import os
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import Field, SecretStr
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Update,
+    User,
+)
 from telegram.constants import ChatMemberStatus, MessageLimit, ParseMode
 from telegram.error import (
     BadRequest,
@@ -31,6 +40,7 @@ from telegram.error import (
 )
 from telegram.ext import (
     ApplicationBuilder,
+    CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
@@ -40,9 +50,16 @@ from telegram.request import HTTPXRequest
 
 from bot.backoff import retry_after
 from bot.logs import log_event
-from bot.notifiers import Command, DeliveryError, NotifierConfig, NotifierContext
+from bot.notifiers import (
+    Command,
+    DeliveryError,
+    GroupName,
+    NotifierConfig,
+    NotifierContext,
+    Press,
+)
 from bot.notifiers.base import ChatNotifier, StartError, Unreachable, capped, shaped
-from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack, units
+from bot.notifiers.message import Limits, Message, Piece, Span, buttons, fit, pack, units
 
 # Time periods as timedelta, as PTB 23 will do by default; without this opt-in
 # PTB 22 warns that the int form is deprecated each time it builds a RetryAfter.
@@ -61,7 +78,7 @@ CONTINUED = " (continued)"  # what message.pack adds to a repeated heading
 POLL_TIMEOUT = 30  # seconds a getUpdates long poll stays open
 STOP_WAIT = 5.0  # seconds to let command answers under way finish on stop
 # Edited messages are not even fetched; my_chat_member tells when the bot joins a chat.
-UPDATES = ("message", "channel_post", "my_chat_member")
+UPDATES = ("message", "channel_post", "my_chat_member", "callback_query")
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # Loggers whose records carry the token: httpx logs each URL at INFO
@@ -75,7 +92,20 @@ class TelegramConfig(NotifierConfig):
         shaped(".*:", "does not look like a bot token from @BotFather (123456:ABC...)"),
     ]
     chat_ids: list[int] = Field(min_length=1)
+    # may use commands and buttons; empty: chat_ids and the chats of every group
+    allowed_chats: list[int] = Field(default_factory=list)
+    allowed_users: list[int] = Field(
+        default_factory=list
+    )  # if set, only these users may (in an allowed chat)
+    groups: dict[GroupName, Annotated[list[int], Field(min_length=1)]] = Field(default_factory=dict)
     api_url: str = "https://api.telegram.org"
+
+
+class Post(NamedTuple):
+    """One Telegram message: HTML text, and inline buttons as (label, callback data)."""
+
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()
 
 
 class TelegramNotifier(ChatNotifier):
@@ -108,19 +138,62 @@ class TelegramNotifier(ChatNotifier):
     def destinations(self) -> list[str]:
         return [str(c) for c in self.config.chat_ids]
 
+    def groups(self) -> dict[str, list[str]]:
+        return {g: [str(c) for c in chats] for g, chats in self.config.groups.items()}
+
+    def allowed(self, chat_id: int | None, user_id: int | None) -> bool:
+        """SPEC 6: the chat must be allowed and, if allowed_users is set, the user
+        listed (a channel post, with no user, then never is)."""
+        config = self.config
+        chats = config.allowed_chats or [
+            *config.chat_ids,
+            *(c for members in config.groups.values() for c in members),
+        ]
+        if chat_id not in chats:
+            return False
+        return not config.allowed_users or user_id in config.allowed_users
+
     # --- alerts -----------------------------------------------------------------
 
-    def format(self, message: Message) -> list[str]:
-        return render(message)
+    def format(self, message: Message) -> list[Post]:
+        return [post for post, _ in self.pieces(message)]
 
-    async def send(self, destination: str, payload: str) -> None:
+    def pieces(self, message: Message) -> list[tuple[Any, Sequence[str]]]:
+        return [
+            (Post(text, tuple(buttons(message, i, refs))), refs)
+            for i, (text, refs) in enumerate(render_pieces(message))
+        ]
+
+    async def send(self, destination: str, payload: Post | str) -> str:
+        post = Post(payload) if isinstance(payload, str) else payload
         try:
-            await self._app.bot.send_message(
+            sent = await self._app.bot.send_message(
                 chat_id=int(destination),
-                text=payload,
+                text=post.text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=NO_PREVIEW,
+                reply_markup=_keyboard(post),
             )
+        except TelegramError as exc:
+            raise self._delivery_error(destination, exc) from None
+        return str(sent.message_id)
+
+    async def edit(self, destination: str, message_id: str, payload: Post | str) -> None:
+        """editMessageText; without buttons in the new text the keyboard goes."""
+        post = Post(payload) if isinstance(payload, str) else payload
+        try:
+            await self._app.bot.edit_message_text(
+                chat_id=int(destination),
+                message_id=int(message_id),
+                text=post.text,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=NO_PREVIEW,
+                reply_markup=_keyboard(post),
+            )
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return  # it already says this
+            raise self._delivery_error(destination, exc) from None
         except TelegramError as exc:
             raise self._delivery_error(destination, exc) from None
 
@@ -244,18 +317,15 @@ class TelegramNotifier(ChatNotifier):
     # --- commands ---------------------------------------------------------------
 
     def _add_handlers(self) -> None:
-        """One CommandHandler per entry of the command table, for allowed chats;
-        a refusal for every other chat."""
-        allowed = filters.Chat(chat_id=self.config.chat_ids)
+        """One CommandHandler per entry of the command table, and one for button
+        presses; each checks access itself, so that a stranger is refused."""
         # New messages only: CommandHandler would otherwise also answer edits.
         new = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
-        table = self.context.commands.table()
         handlers: list[Any] = []
-        for command in table:
+        for command in self.context.commands.table():
             names = [command.name, "start"] if command.name == "help" else [command.name]
-            handlers.append(CommandHandler(names, self._handler(command), filters=new & allowed))
-        names = [c.name for c in table]
-        handlers.append(CommandHandler([*names, "start"], self._refuse, filters=new & ~allowed))
+            handlers.append(CommandHandler(names, self._handler(command), filters=new))
+        handlers.append(CallbackQueryHandler(self._pressed))
         handlers.append(ChatMemberHandler(self._membership, ChatMemberHandler.MY_CHAT_MEMBER))
         self._app.add_handlers(handlers)
         self._app.add_error_handler(self._on_error)
@@ -263,29 +333,62 @@ class TelegramNotifier(ChatNotifier):
     def _handler(self, command: Command) -> Any:
         async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             chat, user = update.effective_chat, update.effective_user
+            chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
+            if not command.public and not self.allowed(chat_id, user_id):
+                self._refused(chat_id, chat.type if chat else None, user_id, _command(update))
+                await self._answer(update, self.context.commands.refusal(), log=False)
+                return
             answer = await self.answer(
                 command.name,
                 _argument(update),
-                str(chat.id) if chat else "",
-                str(user.id) if user else "",
+                str(chat_id or ""),
+                str(user_id or ""),
+                _who(user) if user else "",
             )
             await self._answer(update, answer)
 
         return handle
 
-    async def _refuse(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        chat, user = update.effective_chat, update.effective_user
+    async def _pressed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A button of an alert message: acted on if the chat and user are
+        allowed, answered at once either way (the answer shows as a toast)."""
+        query = update.callback_query
+        if query is None:
+            return
+        chat = query.message.chat if query.message else None
+        chat_id, user = (chat.id if chat else None), query.from_user
+        if not self.allowed(chat_id, user.id):
+            self._refused(chat_id, chat.type if chat else None, user.id, "button")
+            await query.answer(self.context.commands.refusal().title)
+            return
+        verb, _, token = (query.data or "").partition(":")
+        press = Press(self.name, str(chat_id), verb, token, _who(user))
+        try:
+            answer = self.context.commands.press(press)
+        except Exception as exc:  # answered either way: else the button spins for a while
+            logger.error(
+                "telegram.press_failed",
+                exc_info=exc,
+                extra={"fields": {"chat_id": chat_id, "user_id": user.id}},
+            )
+            answer = "balance-bot could not do that; the reason is in its log."
+        await query.answer(answer)
+        log_event(logger, "telegram.pressed", verb=verb, chat_id=chat_id, user_id=user.id)
+
+    def _refused(
+        self, chat_id: int | None, chat_type: str | None, user_id: int | None, what: str
+    ) -> None:
         log_event(
             logger,
             "telegram.refused",
             logging.WARNING,
-            chat_id=chat.id if chat else None,
-            chat_type=chat.type if chat else None,
-            user_id=user.id if user else None,
-            command=_command(update),
-            hint="add the chat_id to notifiers.telegram.chat_ids to allow this chat",
+            chat_id=chat_id,
+            chat_type=chat_type,
+            user_id=user_id,
+            command=what,
+            hint="to allow it, add the chat to notifiers.telegram.chat_ids or allowed_chats "
+            "(and the user to allowed_users, if set); /id shows both ids",
         )
-        await self._answer(update, self.context.commands.refusal(), log=False)
 
     async def _membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log the id of a chat the bot was added to (or removed from), so the
@@ -405,3 +508,14 @@ def _span(text: str, bold: bool) -> str:
 def _esc(text: str) -> str:
     # Quotes need no escaping outside attributes; leaving them keeps messages short.
     return html.escape(text, quote=False)
+
+
+def _keyboard(post: Post) -> InlineKeyboardMarkup | None:
+    if not post.buttons:
+        return None
+    row = [InlineKeyboardButton(label, callback_data=data) for label, data in post.buttons]
+    return InlineKeyboardMarkup([row])
+
+
+def _who(user: User) -> str:
+    return f"@{user.username}" if user.username else user.full_name

@@ -1,0 +1,171 @@
+"""What people do to alerts from a chat (SPEC 5, Snooze and acknowledge):
+/snooze, /unsnooze and the buttons of alert messages. Silences and acks are
+stored (they survive restarts and apply to every notifier); the engine reads
+them at the next poll. A pressed message is edited through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from bot.config import parse_duration
+from bot.followup import follow_up
+from bot.logs import log_event
+from bot.model import Ack, AlertKey, EngineState, Silence, clean_name, matches
+from bot.notifiers import Press
+from bot.notifiers.message import Message
+from bot.render import clock, duration, silence_name
+from bot.store import SentMessage, StateStore
+
+logger = logging.getLogger(__name__)
+
+SNOOZE_BUTTONS = {"s1h": 3600.0, "s1d": 86400.0}
+ACK = "ack"
+MAX_SNOOZE = 90 * 86400.0  # a longer silence is a rule to change, not a snooze
+MAX_WHO = 64
+MAX_PATTERN = 200
+
+
+def _who(text: str) -> str:
+    """Who did it, as stored and shown: a platform display name, made harmless."""
+    return clean_name(text).strip()[:MAX_WHO] or "someone"
+
+
+SNOOZE_USAGE = (
+    "Usage: /snooze <pattern> <duration>, e.g. /snooze main/* 4h. A pattern is a glob "
+    "on an account, account/subject or rule name."
+)
+
+
+class AlertSource(Protocol):
+    """What actions read from the running bot (the monitor)."""
+
+    @property
+    def timezone(self) -> ZoneInfo: ...
+
+    @property
+    def state(self) -> EngineState: ...
+
+    def now(self) -> datetime: ...
+
+
+class AlertActions:
+    def __init__(
+        self, store: StateStore, source: AlertSource, changed: Callable[[], None] = lambda: None
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.changed = changed  # an edit was queued or the silences changed
+
+    # --- buttons --------------------------------------------------------------
+
+    def press(self, press: Press) -> str:
+        """A button pressed on a message the bot sent: the short answer shown to
+        whoever pressed it. The message is edited to say who did what."""
+        try:
+            outbox_id, part = (int(x) for x in press.token.split("."))
+            sent = self.store.sent_message(press.notifier, outbox_id, part)
+        except ValueError:
+            sent = None
+        if sent is None:
+            return "This message is too old for its buttons; use /snooze <pattern> <duration>."
+        now, who = self.source.now(), _who(press.who)
+        state = self.source.state.alerts
+        open_ = [k for k in sent.alerts if not sent.resolved.get(k)]
+        firing = [k for k in open_ if (s := state.get(k)) is not None and s.firing]
+        if not firing:
+            self._follow(sent, now)
+            return "Nothing to do: these alerts have resolved."
+        if press.verb in SNOOZE_BUTTONS:
+            until = now + timedelta(seconds=SNOOZE_BUTTONS[press.verb])
+            self.store.add_silence(Silence(until, who, alerts=frozenset(firing)), now)
+            answer = f"Snoozed {_count(firing)} until {clock(until, self.source.timezone)}."
+        elif press.verb == ACK:
+            self.store.add_acks(Ack(k, who, now) for k in firing)
+            answer = f"Acknowledged {_count(firing)}: no reminders until resolved."
+        else:
+            return "This button is not one balance-bot knows."
+        log_event(
+            logger,
+            "alert.action",
+            verb=press.verb,
+            who=who,
+            notifier=press.notifier,
+            alerts=len(firing),
+        )
+        self._follow(sent, now)
+        return answer
+
+    def _follow(self, sent: SentMessage, now: datetime) -> None:
+        edit = follow_up(
+            sent, self.store.silences(now), self.store.acks(), now, self.source.timezone
+        )
+        self.store.enqueue([edit], now)
+        self.changed()
+
+    # --- commands -------------------------------------------------------------
+
+    def snooze(self, args: str, who: str) -> Message:
+        """/snooze <pattern> <duration>: silence what matches, now and until then."""
+        words = args.split()
+        if len(words) < 2:
+            return _note(SNOOZE_USAGE)
+        pattern, text = clean_name(" ".join(words[:-1]))[:MAX_PATTERN], words[-1]
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            return _note(f"{text!r} is not a duration such as 30m, 4h or 2d. {SNOOZE_USAGE}")
+        if not 0 < seconds <= MAX_SNOOZE:
+            return _note(f"A snooze lasts more than 0 and at most {duration(MAX_SNOOZE)}.")
+        now = self.source.now()
+        silence = Silence(now + timedelta(seconds=seconds), _who(who), pattern)
+        matching = [
+            k for k, s in self.source.state.alerts.items() if s.firing and silence.covers(k, now)
+        ]
+        self.store.add_silence(silence, now)
+        self.changed()
+        log_event(logger, "alert.snoozed", pattern=pattern, who=silence.who, seconds=seconds)
+        until = clock(silence.until, self.source.timezone)
+        if matching:
+            said = f"{_count(matching)} firing now"
+        else:
+            said = "nothing firing matches it now; it will silence what does"
+        return _note(f"Snoozed {pattern} until {until}: {said}.")
+
+    def unsnooze(self, args: str, who: str) -> Message:
+        """/unsnooze <pattern|all>: end the snoozes of that pattern (or of alerts it
+        matches, for those set with a button)."""
+        pattern = args.strip()
+        if not pattern:
+            return _note("Usage: /unsnooze <pattern|all>; /status lists the snoozes.")
+        now = self.source.now()
+        running = self.store.silences(now)
+        ended = [s for s in running if pattern == "all" or _unsnoozes(pattern, s)]
+        if not ended:
+            listed = ", ".join(silence_name(s) for s in running) or "none"
+            return _note(f"No snooze matches {pattern!r}. Snoozed: {listed}.")
+        self.store.end_silences([s.id for s in ended if s.id is not None], now)
+        self.changed()
+        log_event(logger, "alert.unsnoozed", pattern=pattern, who=who, silences=len(ended))
+        return _note(
+            f"Ended {len(ended)} snooze{'s' if len(ended) > 1 else ''}: what still fires is "
+            "announced at the next poll."
+        )
+
+
+def _unsnoozes(pattern: str, silence: Silence) -> bool:
+    if not silence.alerts:
+        return silence.pattern == pattern
+    return all(matches(pattern, k) for k in silence.alerts)
+
+
+def _count(keys: Sequence[AlertKey]) -> str:
+    return f"{len(keys)} alert{'s' if len(keys) > 1 else ''}"
+
+
+def _note(text: str) -> Message:
+    return Message(text, ())
