@@ -7,19 +7,24 @@ query key travels in the URL, and aiohttp's own exception texts print URLs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from itertools import repeat
+from types import MappingProxyType
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import msgspec
 import stamina
 from aiohttp.helpers import get_env_proxy_for_url
+from msgspec.structs import astuple
 from stamina.instrumentation import RetryDetails
 from yarl import URL
 
@@ -120,6 +125,9 @@ class CometClient:
             trust_env=False,
         )
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         """The proxy the environment names for `url`, as aiohttp's trust_env finds it."""
         if url not in self._proxies:
@@ -151,6 +159,12 @@ class CometClient:
             return left > policy.wait_max + policy.wait_jitter + min(1.0, self._timeout / 2)
 
         try:
+            try:  # the first attempt runs on its own: the retry loop costs, and most succeed
+                return await self._fetch_once(account, min(self._timeout, policy.deadline))
+            except FetchError as exc:
+                if policy.attempts < 2 or backoff_hook(exc) is False:
+                    raise
+                failed: FetchError | None = exc
             async for attempt in stamina.retry_context(
                 on=backoff_hook,
                 attempts=policy.attempts,
@@ -160,6 +174,9 @@ class CometClient:
                 wait_jitter=policy.wait_jitter,
             ):
                 with attempt:
+                    if failed is not None:  # stamina's first attempt is the one that failed:
+                        first, failed = failed, None  # its wait and log line are stamina's own
+                        raise first
                     left = policy.deadline - (time.monotonic() - started)
                     return await self._fetch_once(account, min(self._timeout, max(left, 0.1)))
         except FetchError as exc:
@@ -193,16 +210,17 @@ class CometClient:
     ) -> bytes:
         """One request's body; its status mapped to a FetchError."""
         where = _describe(account.url)
-        limits = aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+        limits = _limits(seconds)
         proxy, proxy_auth = self._proxy_for(account.url)
-        url = URL(account.url)
+        url = _url(account.url)
+        query = _query(account.key) if params is None else {"key": account.key, **params}
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 # Redirects are followed by hand: only on the configured host, and
                 # each request carries the key again (a Location may drop it).
                 async with self._session.get(
                     url,
-                    params={"key": account.key, **(params or {})},
+                    params=query,
                     timeout=limits,
                     proxy=proxy,
                     proxy_auth=proxy_auth,
@@ -263,6 +281,22 @@ def _redirect(url: URL, location: str | None, status: int, where: str) -> URL:
     return target
 
 
+@functools.lru_cache(maxsize=4096)
+def _url(url: str) -> URL:
+    return URL(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _query(key: str) -> Mapping[str, str]:
+    return MappingProxyType({"key": key})
+
+
+@functools.lru_cache(maxsize=64)
+def _limits(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds, connect=min(seconds, 5.0))
+
+
+@functools.lru_cache(maxsize=4096)
 def _describe(url: str) -> str:
     """host[:port]/path: never the query string (the key) nor any userinfo."""
     parts = urlsplit(url)
@@ -279,6 +313,8 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     declared = resp.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         raise FetchError(FailureKind.BAD_RESPONSE, f"response too large ({declared} bytes)")
+    if declared is not None and not resp.headers.get("Content-Encoding"):
+        return await resp.read()  # its size is known and within bounds
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(64 * 1024):
@@ -350,7 +386,65 @@ def parse_quota(
         ) from None
 
 
+Amount = Annotated[float, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+
+
+class _Key(msgspec.Struct):
+    name: str
+    remain_quota: Amount
+    used_quota: Amount = 0.0
+
+
+class _Quota(msgspec.Struct):
+    """The usual shape of a /user/quota body, typed: decoded and checked in one
+    pass. Anything else (an envelope, numbers as strings, a key without a
+    name, a lone surrogate, ...) takes the tolerant path, with the same outcome."""
+
+    total_quota: Amount
+    total_used_quota: Amount = 0.0
+    request_count: Amount | None = None
+    username: str | None = None
+    keys: list[_Key] | None = None
+    success: bool | None = None
+
+
+_decode_quota = msgspec.json.Decoder(_Quota).decode
+_tuple = tuple.__new__
+
+
+def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
+    """The fast path of parse_quota, or None where the tolerant one must decide."""
+    try:
+        quota = _decode_quota(body)
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    if quota.success is False:
+        return None
+    rows = list(map(astuple, quota.keys or ()))  # (name, remain_quota, used_quota)
+    names = [row[0] for row in rows]
+    shown = [
+        n if n.isascii() and n.isprintable() and len(n) <= MAX_NAME else clean_name(n)[:MAX_NAME]
+        for n in names
+    ]
+    shown = unique_subjects(shown)
+    if shown != names:
+        rows = [(name, row[1], row[2]) for name, row in zip(shown, rows, strict=True)]
+    requests = quota.request_count
+    return Snapshot(
+        account=account,
+        username=clean_name(quota.username)[:MAX_NAME] if quota.username is not None else "",
+        total_quota=quota.total_quota,
+        total_used_quota=quota.total_used_quota,
+        request_count=int(requests) if requests is not None else None,
+        keys=tuple(map(_tuple, repeat(KeyBalance), rows)),  # KeyBalance(*row), but faster
+        fetched_at=now,
+    )
+
+
 def _parse(account: str, body: bytes, now: datetime, where: str, secret: str) -> Snapshot:
+    usual = _parse_usual(account, body, now)
+    if usual is not None:
+        return usual
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -473,11 +567,34 @@ async def poll_all(
     client: CometClient, accounts: list[Account], concurrency: int
 ) -> dict[str, Snapshot | PollFailure]:
     """Poll every account concurrently, at most `concurrency` at a time."""
-    gate = asyncio.Semaphore(concurrency)
+    return {name: result async for name, result in poll_each(client, accounts, concurrency)}
 
-    async def one(account: Account) -> Snapshot | PollFailure:
-        async with gate:
-            return await client.poll(account)
 
-    results = await asyncio.gather(*(one(a) for a in accounts))
-    return {a.name: r for a, r in zip(accounts, results, strict=True)}
+async def poll_each(
+    client: CometClient, accounts: Sequence[Account], concurrency: int
+) -> AsyncIterator[tuple[str, Snapshot | PollFailure]]:
+    """Every account's poll result as soon as it is in, `concurrency` polls at a
+    time. Leaving the loop early cancels the polls still under way."""
+    queue: asyncio.Queue[tuple[str, Snapshot | PollFailure]] = asyncio.Queue()
+    pending = iter(accounts)
+
+    async def worker() -> None:
+        for account in pending:  # shared: each account is taken by one worker
+            try:
+                result = await client.poll(account)
+            except Exception as exc:  # a bug must not leave the cycle waiting forever
+                logger.error(
+                    "poll.crashed", exc_info=exc, extra={"fields": {"account": account.name}}
+                )
+                reason = f"could not poll ({type(exc).__name__}); see the log"
+                result = PollFailure(account.name, FailureKind.BAD_RESPONSE, reason, client.now())
+            queue.put_nowait((account.name, result))
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(accounts)))]
+    try:
+        for _ in range(len(accounts)):
+            yield await queue.get()
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.cometapi import CometClient, FetchError, poll_all
+from bot.cometapi import CometClient, FetchError, poll_each
 from bot.config import Config
 from bot.followup import follow_up
 from bot.forecast import seeded_rates
@@ -22,8 +22,10 @@ from bot.logs import log_event
 from bot.metrics import Metrics
 from bot.model import (
     Account,
+    AccountHealth,
     Ack,
     AlertKey,
+    AlertState,
     EngineState,
     Event,
     EventKind,
@@ -38,14 +40,14 @@ from bot.model import (
     SpendAbove,
 )
 from bot.routing import Queue, Router, release, still_holds
-from bot.rules import Context, evaluate_account, split_alerts
+from bot.rules import AccountOutcome, Context, evaluate_account, split_alerts
 from bot.samples import Sample
 from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
 from bot.views import PollRecord, firing_events
 
 logger = logging.getLogger(__name__)
 
-PRUNE_EVERY = timedelta(days=1)
+PRUNE_EVERY = timedelta(hours=1)  # a day's full-resolution rows would grow the file by half
 PRUNE_BUDGET = 2.0  # seconds of pruning per cycle at most
 
 Clock = Callable[[], datetime]
@@ -66,6 +68,8 @@ class CycleResult:
 
 class Monitor:
     """One poll cycle at a time, and what the last ones left to read."""
+
+    queued: Callable[[], None] = staticmethod(lambda: None)  # outbox rows were added mid-cycle
 
     def __init__(
         self,
@@ -108,10 +112,7 @@ class Monitor:
 
     async def run_cycle(self, notify: bool = True) -> CycleResult:
         async with self._cycle_lock:
-            results = await poll_all(
-                self.client, list(self.accounts.values()), self.config.bot.max_concurrency
-            )
-            result = self._apply(results, notify)
+            result = await self._stream(notify)
             await self.prune()
         async with self._cycle_done:
             self.cycles_done += 1
@@ -123,14 +124,125 @@ class Monitor:
         async with self._cycle_done:
             await self._cycle_done.wait_for(lambda: self.cycles_done >= count)
 
-    def _apply(self, results: dict[str, PollResult], notify: bool) -> CycleResult:
+    async def _stream(self, notify: bool) -> CycleResult:
+        """Each account is evaluated as its result comes in. The first account
+        with something to say is committed at once, its outbox rows with it, and
+        delivery is woken: its alert leaves within milliseconds of its data.
+        Everything else of the cycle is committed, and leaves grouped, at its
+        end: at most two messages per destination per cycle (SPEC 5, Grouping)."""
+        cycle = _Cycle(self.clock(), self.store.silences(self.clock()), self.store.acks())
+        grouped, cycle.kept = split_alerts(self.state.alerts, self.accounts, self.rules)
+        self.history.advance(cycle.started)
+        accounts = list(self.accounts.values())
+        async for account, result in poll_each(
+            self.client, accounts, self.config.bot.max_concurrency
+        ):
+            now = self.clock()
+            previous, old = grouped.get(account, {}), self.state.health.get(account)
+            result, outcome = self._evaluate(account, result, previous, old, now, cycle)
+            if notify and outcome.events and not cycle.early:
+                cycle.early = self._commit_first(account, result, outcome, previous, old, cycle)
+                if cycle.early:
+                    continue
+            cycle.add(account, result, outcome)
+        return self._commit_rest(cycle, notify)
+
+    def _evaluate(
+        self,
+        account: str,
+        result: PollResult,
+        previous: dict[AlertKey, AlertState],
+        old: AccountHealth | None,
+        now: datetime,
+        cycle: _Cycle,
+    ) -> tuple[PollResult, AccountOutcome]:
+        """rules.evaluate_account with what the account's history says: whatever
+        goes wrong with one account's data makes its poll a failed one, nothing more."""
+        stale_after = self.config.bot.stale_after
+        context = Context(now, stale_after, {}, cycle.silences, cycle.acks)
+        try:
+            if isinstance(result, Snapshot):
+                sample = self.history.record(result)
+                flow = self.history.flow(account, now)
+                context = Context(now, stale_after, {account: flow}, cycle.silences, cycle.acks)
+            outcome = evaluate_account(result, self.rules, previous, old, context)
+            if isinstance(result, Snapshot):
+                cycle.samples[account] = sample
+                cycle.flows[account] = flow
+        except Exception as exc:
+            logger.error(
+                "cycle.account_failed",
+                exc_info=exc,
+                extra={"fields": {"account": account, "reason": type(exc).__name__}},
+            )
+            reason = f"could not process the data ({type(exc).__name__}); see the log"
+            result = PollFailure(account, FailureKind.BAD_RESPONSE, reason, now)
+            outcome = evaluate_account(result, self.rules, previous, old, context)
+        return result, outcome
+
+    def _commit_first(
+        self,
+        account: str,
+        result: PollResult,
+        outcome: AccountOutcome,
+        previous: dict[AlertKey, AlertState],
+        old: AccountHealth | None,
+        cycle: _Cycle,
+    ) -> bool:
+        """Commit one account's poll with its events' outbox rows, and wake
+        delivery; False (it then waits for the cycle's end) if it cannot be saved."""
         now = self.clock()
-        silences, acks = self.store.silences(now), self.store.acks()
-        new, events, samples, flows = self._evaluate(results, now, silences, acks)
-        snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
+        before = EngineState(previous, {account: old} if old else {})
+        after = EngineState(outcome.alerts, {account: outcome.health})
+        outbox = self.route(outcome.events, now)
+        outbox += self._follow_ups(outcome.events, cycle.silences, cycle.acks, now)
+        snapshots = [result] if isinstance(result, Snapshot) else []
+        sample = cycle.samples.pop(account, None)
+        samples = [sample] if sample else []
+        try:
+            self.store.check_file()
+            self.store.commit_cycle(Commit(before, after, snapshots, outbox, now, samples))
+        except StoreReplacedError:
+            raise
+        except StoreError as exc:
+            log_event(  # the cycle's end tries again, with everything else
+                logger, "cycle.first_not_saved", logging.WARNING, account=account, reason=str(exc)
+            )
+            if sample:
+                cycle.samples[account] = sample
+            return False
+        alerts = {k: v for k, v in self.state.alerts.items() if k.account != account}
+        alerts.update(outcome.alerts)
+        self.state = EngineState(alerts, {**self.state.health, account: outcome.health})
+        self._remember(snapshots, samples, cycle.flows, now)
+        cycle.first = (account, result, outcome)
+        self._log_poll(account, result, now)
+        for event in outcome.events:
+            _log_alert(event)
+        self.queued()
+        return True
+
+    def _commit_rest(self, cycle: _Cycle, notify: bool) -> CycleResult:
+        """The cycle's end: every account but the one committed first, in one
+        transaction, its events grouped per destination."""
+        now = self.clock()
+        kept = {**cycle.kept, **cycle.alerts}
+        if cycle.first:  # already in self.state: unchanged here
+            first = cycle.first[0]
+            kept.update((k, v) for k, v in self.state.alerts.items() if k.account == first)
+        health = {**self.state.health, **cycle.health}
+        new = EngineState(kept, health)
+        snapshots = [r for r in cycle.results.values() if isinstance(r, Snapshot)]
+        samples = list(cycle.samples.values())
+        events = cycle.events
         outbox = self.route(events, now) if notify else []
         if notify:
-            outbox += self._follow_ups(events, silences, acks, now)
+            outbox += self._follow_ups(events, cycle.silences, cycle.acks, now)
+        results = dict(cycle.results)
+        if cycle.first:
+            account, result, outcome = cycle.first
+            results[account] = result
+            events = [*outcome.events, *events]
         try:
             self.store.check_file()
             self.store.commit_cycle(Commit(self.state, new, snapshots, outbox, now, samples))
@@ -140,20 +252,30 @@ class Monitor:
             # Nothing is lost: the state did not advance, so the next cycle
             # evaluates the same transitions again.
             log_event(logger, "cycle.not_saved", logging.ERROR, reason=str(exc))
-            return CycleResult(results, events, False, now)
+            return CycleResult(results, events, False, now, cycle.first is not None)
         self.state = new
-        self.snapshots.update((s.account, s) for s in snapshots)
-        self.history.committed(samples, now)
-        self.flows.update(flows)
+        self._remember(snapshots, samples, cycle.flows, now)
         self.last_cycle_at = now
-        for account, result in results.items():
+        for account, result in cycle.results.items():
             self._log_poll(account, result, now)
-        for event in events:
+        for event in cycle.events:
             _log_alert(event)
         self.metrics.observe_polls(results)
         self.metrics.observe_alerts(new.alerts.values(), self._severities())
-        self.metrics.silences_active.set(len(silences))
-        return CycleResult(results, events, True, now, bool(outbox))
+        self.metrics.silences_active.set(len(cycle.silences))
+        return CycleResult(results, events, True, now, bool(outbox) or cycle.first is not None)
+
+    def _remember(
+        self,
+        snapshots: list[Snapshot],
+        samples: list[Sample],
+        flows: dict[str, Flow],
+        now: datetime,
+    ) -> None:
+        """What a commit makes true in memory too."""
+        self.snapshots.update((s.account, s) for s in snapshots)
+        self.history.committed(samples, now)
+        self.flows.update((s.account, flows[s.account]) for s in snapshots if s.account in flows)
 
     def _follow_ups(
         self,
@@ -172,51 +294,6 @@ class Monitor:
             for sent in self.store.messages_of(resolving)
             if any(not sent.resolved.get(k) for k in sent.alerts if k in resolving)
         ]
-
-    def _evaluate(
-        self,
-        results: dict[str, PollResult],
-        now: datetime,
-        silences: Sequence[Silence] = (),
-        acks: Collection[AlertKey] = (),
-    ) -> tuple[EngineState, list[Event], list[Sample], dict[str, Flow]]:
-        """rules.evaluate, one account at a time, each with what its history says:
-        whatever goes wrong with one account's data makes that account's poll a
-        failed one, nothing more."""
-        grouped, alerts = split_alerts(self.state.alerts, results, self.rules)
-        health = dict(self.state.health)
-        events: list[Event] = []
-        samples: list[Sample] = []
-        flows: dict[str, Flow] = {}
-        stale_after = self.config.bot.stale_after
-        self.history.advance(now)
-        for account, result in results.items():
-            previous, old = grouped.get(account, {}), health.get(account)
-            context = Context(now, stale_after, {}, silences, acks)
-            try:
-                if isinstance(result, Snapshot):
-                    sample = self.history.record(result)
-                    flow = self.history.flow(account, now)
-                    context = Context(now, stale_after, {account: flow}, silences, acks)
-                outcome = evaluate_account(result, self.rules, previous, old, context)
-                if isinstance(result, Snapshot):
-                    samples.append(sample)
-                    flows[account] = flow
-            except Exception as exc:
-                logger.error(
-                    "cycle.account_failed",
-                    exc_info=exc,
-                    extra={"fields": {"account": account, "reason": type(exc).__name__}},
-                )
-                reason = f"could not process the data ({type(exc).__name__}); see the log"
-                results[account] = failure = PollFailure(
-                    account, FailureKind.BAD_RESPONSE, reason, context.now
-                )
-                outcome = evaluate_account(failure, self.rules, previous, old, context)
-            alerts.update(outcome.alerts)
-            health[account] = outcome.health
-            events.extend(outcome.events)
-        return EngineState(alerts, health), events, samples, flows
 
     def _log_poll(self, account: str, result: PollResult, now: datetime) -> None:
         if isinstance(result, PollFailure):
@@ -416,3 +493,27 @@ def _log_alert(event: Event) -> None:
         logging.WARNING if event.kind in (EventKind.FIRE, EventKind.UNAVAILABLE) else logging.INFO
     )
     log_event(logger, f"alert.{event.kind.value}", level, **fields)
+
+
+@dataclass(slots=True)
+class _Cycle:
+    """What one cycle has gathered so far."""
+
+    started: datetime
+    silences: Sequence[Silence]
+    acks: Mapping[AlertKey, Ack]
+    kept: dict[AlertKey, AlertState] = field(default_factory=dict)  # of accounts not polled
+    results: dict[str, PollResult] = field(default_factory=dict)
+    alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
+    health: dict[str, AccountHealth] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    samples: dict[str, Sample] = field(default_factory=dict)
+    flows: dict[str, Flow] = field(default_factory=dict)
+    early: bool = False  # an account was committed (and its events queued) on its own
+    first: tuple[str, PollResult, AccountOutcome] | None = None
+
+    def add(self, account: str, result: PollResult, outcome: AccountOutcome) -> None:
+        self.results[account] = result
+        self.alerts.update(outcome.alerts)
+        self.health[account] = outcome.health
+        self.events.extend(outcome.events)

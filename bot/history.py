@@ -62,20 +62,25 @@ def advance(ledger: Ledger | None, snapshot: Snapshot, at: float) -> tuple[Ledge
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
     keys: dict[str, KeyLedger] = {}
     old = ledger.keys if ledger else {}
-    for key in snapshot.keys:
-        if key.unlimited or key.name in keys:
+    for name, remain, used in snapshot.keys:
+        if remain < 0 or used < 0 or name in keys:
             continue  # unlimited keys have no rate
-        before = old.get(key.name)
+        before = old.get(name)
         if before is None:
-            keys[key.name] = KeyLedger(key.used_quota, 0.0, at)
-        else:
-            grown = max(0.0, key.used_quota - before.used)
-            keys[key.name] = KeyLedger(key.used_quota, before.spent + grown, before.since)
+            keys[name] = KeyLedger(used, 0.0, at)
+        else:  # updated in place: the ledger is replaced as a whole just below
+            if used > before.used:
+                before.spent += used - before.used
+            before.used = used
+            keys[name] = before
     layout = ledger.layout if ledger else None
-    names, since = tuple(keys), tuple(k.since for k in keys.values())
-    if layout is None or layout.names != names or layout.since != since:
+    names = tuple(keys)
+    # the same names as before are the same series (a key that came back since
+    # has a new name list in between), so their start times need no comparing
+    if layout is None or layout.names != names:
+        since = tuple([k.since for k in keys.values()])
         layout = Layout(snapshot.account, names, since) if names else None
-    values = array("d", (k.spent for k in keys.values()))
+    values = array("d", [k.spent for k in keys.values()])
     sample = Sample(
         snapshot.account,
         at,

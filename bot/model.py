@@ -147,8 +147,7 @@ def globs(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
 # --- what a poll brings ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class KeyBalance:
+class KeyBalance(NamedTuple):  # a tuple: made for every key of every account on every poll
     name: str
     remain_quota: float
     used_quota: float
@@ -195,7 +194,10 @@ class Snapshot:
             total_quota=data["total_quota"],
             total_used_quota=data["total_used_quota"],
             request_count=data["request_count"],
-            keys=tuple(KeyBalance(**k) for k in data["keys"]),
+            # [name, remain, used] as stored since 0.3; {"name": ...} before
+            keys=tuple(
+                KeyBalance(**k) if isinstance(k, dict) else KeyBalance(*k) for k in data["keys"]
+            ),
             fetched_at=datetime.fromisoformat(data["fetched_at"]),
         )
 

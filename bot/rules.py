@@ -18,6 +18,7 @@ from bot.model import (
     AccountHealth,
     AlertKey,
     AlertState,
+    Below,
     DaysLeft,
     EngineState,
     Event,
@@ -257,20 +258,51 @@ def _succeeded(
     return new, event
 
 
-def measures(rule: Rule, snapshot: Snapshot, flow: Flow = NO_FLOW) -> Iterator[Measure]:
-    """The subjects `rule` watches in `snapshot`, with their values."""
+def measures(
+    rule: Rule, snapshot: Snapshot, flow: Flow = NO_FLOW, tracked: Collection[str] | None = None
+) -> Iterator[Measure]:
+    """The subjects `rule` watches in `snapshot`, with their values. With
+    `tracked` (the subjects that have an alert state), a USD threshold rule
+    skips untracked keys that do not fire: most keys, on most polls."""
     kind = rule.kind
     spent = flow.spent.get(kind.window, NO_FIGURES) if isinstance(kind, SpendAbove) else NO_FIGURES
+    # a key's rate costs a look at its history: only forecasts need it for every
+    # key; other rules' events get theirs when they are announced (_with_forecast)
+    forecast = isinstance(kind, DaysLeft)
     if rule.target is Target.TOTAL:
         total, used, rate = snapshot.total_quota, snapshot.total_used_quota, flow.burn.total
         yield _measure(kind, TOTAL, total, used, rate, spent.total)
         return
-    in_scope, rates, spent_keys = rule.key_matcher(), flow.burn.keys, spent.keys
-    for key in snapshot.keys:
-        if not key.unlimited and in_scope(key.name):
-            name = key.name
-            rate, spent_key = rates.get(name), spent_keys.get(name)
-            yield _measure(kind, name, key.remain_quota, key.used_quota, rate, spent_key)
+    watched = _watched(rule)
+    rates, spent_keys = flow.burn.keys, spent.keys
+    quick = tracked is not None and isinstance(kind, Below) and kind.unit is Unit.USD
+    threshold, tracked = kind.threshold, tracked or ()
+    for name, remain, used in snapshot.keys:
+        if quick and remain >= threshold and name not in tracked:
+            continue  # fine and without an alert state: what step() would find
+        if remain < 0 or used < 0:
+            continue  # unlimited: no key rule watches it
+        in_scope = watched.get(name)
+        if in_scope is None:
+            in_scope = watched[name] = rule.key_matcher()(name)
+        if in_scope:
+            rate = rates.get(name) if forecast else None
+            spent_key = spent_keys.get(name) if spent_keys else None
+            yield _measure(kind, name, remain, used, rate, spent_key)
+
+
+_WATCHED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, bool]] = {}
+_WATCHED_LIMIT = 200_000  # names remembered per rule; beyond, it starts afresh
+
+
+def _watched(rule: Rule) -> dict[str, bool]:
+    """Whether `rule`'s key globs take in a key name, as worked out before: key
+    names repeat from poll to poll, and matching globs costs. A memo only: the
+    answer for a name never changes for the same rule and globs."""
+    known = _WATCHED.setdefault((rule.name, rule.keys, rule.exclude_keys), {})
+    if len(known) > _WATCHED_LIMIT:
+        known.clear()
+    return known
 
 
 def _measure(
@@ -305,7 +337,7 @@ def _apply_rule(
     events: list[Event] = []
     seen: set[str] = set()
     fires, has_state = rule.kind.fires, {k.subject for k in tracked}
-    for m in measures(rule, snapshot, flow):
+    for m in measures(rule, snapshot, flow, has_state):
         seen.add(m.subject)
         if m.subject not in has_state and (m.value is None or not fires(m.value)):
             continue  # the common case, what step() does: untracked and fine, nothing to do

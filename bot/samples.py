@@ -193,40 +193,58 @@ class Thinning:
 
     hourly_from: float = 0.0
     daily_from: float = 0.0
+    layouts_at: float = 0.0  # when unused layouts were last looked for
+
+
+# how much of a tier one call looks at: after a start, thinning begins at the
+# tier's old end, and one statement over all of it would hold the write lock long
+SLICE = {HOUR: DAY, DAY: 7 * DAY}
 
 
 def prune_batch(
     db: sqlite3.Connection, now: float, history_days: int, thinning: Thinning, batch: int
 ) -> int:
-    """Delete up to `batch` samples that aged out of their resolution, and
-    layouts no sample uses; the number deleted (0: nothing left to do)."""
+    """Delete up to `batch` samples that aged out of their resolution (looking at
+    one slice of each tier), and once a day the layouts no sample uses; the
+    number deleted (0: nothing left to do)."""
     deleted = db.execute(
         "DELETE FROM samples WHERE (account, at) IN (SELECT account, at FROM samples "
         "WHERE at < ? LIMIT ?)",
         (now - history_days * DAY, batch),
     ).rowcount
+    behind = False
     for bucket, young, old, attr in (
         (HOUR, now - FULL_FOR, now - HOURLY_FOR, "hourly_from"),
         (DAY, now - HOURLY_FOR, now - history_days * DAY, "daily_from"),
     ):
         start = max(old, getattr(thinning, attr) - bucket)
-        # a sample is thinned out if a later one of its account falls in the same bucket
+        end = min(young, start + SLICE[bucket])
+        # a sample is thinned out if a later one of its account falls in the same
+        # bucket; in the hourly tier an account's first sample stays: /spend 7d
+        # begins there, not at the end of the account's first hour
+        first = (
+            "AND EXISTS (SELECT 1 FROM samples f WHERE f.account = s.account AND f.at < s.at) "
+            if bucket == HOUR
+            else ""
+        )
         gone = db.execute(
             "DELETE FROM samples WHERE (account, at) IN (SELECT s.account, s.at FROM samples s "
             "WHERE s.at >= ? AND s.at < ? AND EXISTS (SELECT 1 FROM samples t WHERE "
             "t.account = s.account AND t.at > s.at AND t.at < (CAST(s.at / ? AS INTEGER) + 1) * ?) "
-            "LIMIT ?)",
-            (start, young, bucket, bucket, batch),
+            f"{first}LIMIT ?)",
+            (start, end, bucket, bucket, batch),
         ).rowcount
         deleted += gone
         if gone < batch:
-            setattr(thinning, attr, young)
-    if not deleted:
+            setattr(thinning, attr, end)  # this slice is done
+            behind = behind or end < young
+    if not deleted and not behind and now - thinning.layouts_at >= DAY:
         db.execute(
             "DELETE FROM layouts WHERE id NOT IN (SELECT DISTINCT layout FROM samples "
             "WHERE layout IS NOT NULL)"
         )
-    return deleted
+        thinning.layouts_at = now
+    return deleted or int(behind)  # slices left to look at count as work to do
 
 
 def migrate_history(db: sqlite3.Connection) -> None:

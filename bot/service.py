@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,20 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
 DIGEST_GRACE = timedelta(hours=12)  # a digest missed while down is sent at start until then
 DIGEST_SENT = "digest_date"  # meta key: the local date of the last scheduled digest
+
+
+GC_THRESHOLDS = (50_000, 20, 100)  # collections per allocations: gen0, then gen1/gen2 in turn
+
+
+def tune_gc() -> None:
+    """After start-up: the libraries' objects (python-telegram-bot, slack-sdk,
+    pydantic, ...) live as long as the process, so they leave the collector's
+    view (gc.freeze); a cycle makes many short-lived objects that reference
+    counting frees, so the youngest generation is collected less often. The
+    benchmark measures both (bench/RESULTS.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class StartupError(Exception):
@@ -166,6 +181,11 @@ class App:
         self.delivery = Delivery(
             self.store, self.notifiers, self.backoff, self.clock, on_outcome=self._delivery_outcome
         )
+        self.monitor.queued = self._queued  # the first alert of a cycle leaves at once
+        self._refresh_backlog()
+
+    def _queued(self) -> None:
+        self.delivery.wake()
         self._refresh_backlog()
 
     def _acted(self) -> None:
@@ -415,6 +435,7 @@ class App:
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())
         self.tasks.spawn("seed", self.monitor.seed(), once=True)
         await self.start_notifiers(listen=True)
+        tune_gc()
         log_event(
             logger,
             "bot.started",

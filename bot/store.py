@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from bot import samples
 from bot.model import (
     AccountHealth,
@@ -307,6 +309,30 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+_encoder = msgspec.json.Encoder()
+
+
+def _encode(data: Any) -> str:
+    """JSON text, as json.dumps would give it (up to spacing), several times faster."""
+    return _encoder.encode(data).decode()
+
+
+def _snapshot_text(snapshot: Snapshot) -> str:
+    """A snapshot as stored: Snapshot.to_dict() with each key as a [name, remain,
+    used] array, half the size (this is written for every account on every poll)."""
+    return _encode(
+        {
+            "account": snapshot.account,
+            "username": snapshot.username,
+            "total_quota": snapshot.total_quota,
+            "total_used_quota": snapshot.total_used_quota,
+            "request_count": snapshot.request_count,
+            "keys": snapshot.keys,  # named tuples: encoded as arrays
+            "fetched_at": snapshot.fetched_at.isoformat(),
+        }
+    )
+
+
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -548,7 +574,7 @@ class Store:
             )
             db.executemany(
                 "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
-                ((s.account, _ts(s.fetched_at), json.dumps(s.to_dict())) for s in snapshots),
+                ((s.account, _ts(s.fetched_at), _snapshot_text(s)) for s in snapshots),
             )
             samples.write(db, commit.samples)
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)

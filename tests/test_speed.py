@@ -1,0 +1,131 @@
+"""What the fast paths must not change: the typed decoding of quota bodies
+gives exactly what the tolerant parser gives, for any body; snapshots stored
+compactly read back equal (and old rows still read); the retry loop starts
+only after a failed first attempt. Speed itself is measured in bench/, never here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from datetime import UTC, datetime
+from unittest.mock import patch
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import cometapi
+from bot.cometapi import FetchError, parse_quota
+from bot.model import KeyBalance, Snapshot
+from bot.store import Store
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+numbers = st.one_of(
+    st.integers(-(10**17), 10**17),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(-1e6, 1e6).map(str),  # numbers as strings: the tolerant path's job
+    st.none(),
+    st.booleans(),
+)
+names = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["prod", "prod", "prod #2", "a\u202eb", "x\ud800", "", "  "]),
+    st.integers(0, 99),
+    st.none(),
+)
+key = st.fixed_dictionaries(
+    {"name": names, "remain_quota": numbers},
+    optional={"used_quota": numbers, "extra": st.text(max_size=3)},
+)
+body = st.fixed_dictionaries(
+    {"total_quota": numbers},
+    optional={
+        "total_used_quota": numbers,
+        "request_count": numbers,
+        "username": st.one_of(st.text(max_size=8), st.integers(), st.none()),
+        "keys": st.one_of(st.lists(key, max_size=6), st.none()),
+        "success": st.one_of(st.booleans(), st.none(), st.just("yes")),
+    },
+)
+
+
+def outcome(raw: bytes) -> Snapshot | str:
+    try:
+        return parse_quota("main", raw, NOW)
+    except FetchError as exc:
+        return exc.reason
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=body, enveloped=st.booleans())
+def test_the_fast_path_gives_what_the_tolerant_parser_gives(data, enveloped):
+    raw = json.dumps({"success": True, "data": data} if enveloped else data).encode()
+    fast = outcome(raw)
+    with patch.object(cometapi, "_parse_usual", lambda *_: None):  # the tolerant path only
+        tolerant = outcome(raw)
+    assert fast == tolerant
+
+
+def test_the_usual_body_takes_the_fast_path_and_odd_ones_do_not():
+    usual = json.dumps({"total_quota": 5, "keys": [{"name": "a", "remain_quota": 1}]}).encode()
+    assert cometapi._parse_usual("main", usual, NOW) is not None
+    for odd in (
+        b'{"total_quota": "5"}',  # a number as a string
+        b'{"data": {"total_quota": 5}}',  # an envelope
+        b'{"total_quota": 5, "keys": [{"name": "bad\\ud800", "remain_quota": 1}]}',
+        b'{"total_quota": 1' + b"0" * 400 + b"}",
+    ):
+        assert cometapi._parse_usual("main", odd, NOW) is None
+
+
+def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
+    snap = Snapshot("main", "u", 5.0, 1.5, 7, (KeyBalance("a", 1.0, 2.0),), NOW)
+    store = Store.open(tmp_path / "state.db")
+    from bot.model import EngineState
+    from bot.store import Commit
+
+    store.commit_cycle(Commit(EngineState(), EngineState(), [snap], [], NOW, []))
+    assert store.load_snapshots() == {"main": snap}
+    store.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    (text,) = db.execute("SELECT data FROM snapshots").fetchone()
+    assert '"keys":[["a",1.0,2.0]]' in text
+    old = json.dumps({**snap.to_dict()})  # keys as objects, as 0.2 wrote them
+    db.execute("UPDATE snapshots SET data=?", (old,))
+    db.commit()
+    db.close()
+    store = Store.open(tmp_path / "state.db")
+    assert store.load_snapshots() == {"main": snap}
+    store.close()
+
+
+async def test_the_retry_loop_starts_only_after_a_failed_first_attempt(comet, caplog):
+    from fakes.cometapi import reply_balance, reply_status
+    from tests.conftest import QUERY_KEY
+    from tests.helpers import RETRYING
+
+    caplog.set_level(logging.DEBUG)
+    entered = []
+    real = cometapi.stamina.retry_context
+
+    def spy(*args, **kwargs):
+        entered.append(kwargs["attempts"])
+        return real(*args, **kwargs)
+
+    account = cometapi.Account("main", QUERY_KEY, comet.url)
+    session = cometapi.CometClient.new_session()
+    client = cometapi.CometClient(session, 2, RETRYING)
+    try:
+        with patch.object(cometapi.stamina, "retry_context", spy):
+            comet.default = reply_balance(7)
+            assert isinstance(await client.poll(account), Snapshot)
+            assert entered == []
+            comet.push(reply_status(503))
+            snap = await client.poll(account)
+    finally:
+        await session.close()
+    assert isinstance(snap, Snapshot) and snap.total_quota == 7
+    assert entered == [RETRYING.attempts] and len(comet.requests) == 3
+    (retry,) = [r for r in caplog.records if r.getMessage() == "poll.retry"]
+    assert "HTTP 503" in retry.fields["reason"] and retry.fields["retry"] == 1
