@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
+from sys import intern
 from types import MappingProxyType
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -426,9 +427,11 @@ def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
         n if n.isascii() and n.isprintable() and len(n) <= MAX_NAME else clean_name(n)[:MAX_NAME]
         for n in names
     ]
-    shown = unique_subjects(shown)
-    if shown != names:
-        rows = [(name, row[1], row[2]) for name, row in zip(shown, rows, strict=True)]
+    # interned: a name is kept once however many polls, ledgers and layouts hold it
+    rows = [
+        (intern(name), row[1], row[2])
+        for name, row in zip(unique_subjects(shown), rows, strict=True)
+    ]
     requests = quota.request_count
     return Snapshot(
         account=account,

@@ -140,6 +140,8 @@ class Monitor:
             now = self.clock()
             previous, old = grouped.get(account, {}), self.state.health.get(account)
             result, outcome = self._evaluate(account, result, previous, old, now, cycle)
+            if isinstance(result, Snapshot):  # the old one goes now, not at the cycle's end
+                self.snapshots[account] = result
             if notify and outcome.events and not cycle.early:
                 cycle.early = self._commit_first(account, result, outcome, previous, old, cycle)
                 if cycle.early:
