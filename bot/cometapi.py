@@ -41,10 +41,10 @@ logger = logging.getLogger(__name__)
 
 
 def _log_retry(details: RetryDetails) -> None:
-    log_event(
+    log_event(  # DEBUG: a failed poll is one poll.failed line, whatever its retries
         logger,
         "poll.retry",
-        logging.INFO,
+        logging.DEBUG,
         reason=redact(str(details.caused_by)),
         retry=details.retry_num,
         wait=round(details.wait_for, 2),
@@ -128,6 +128,10 @@ class CometClient:
 
     def now(self) -> datetime:
         return self._clock()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
 
     def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         """The proxy the environment names for `url`, as aiohttp's trust_env finds it."""
@@ -390,13 +394,13 @@ def parse_quota(
 Amount = Annotated[float, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 
 
-class _Key(msgspec.Struct):
+class _Key(msgspec.Struct, gc=False):
     name: str
     remain_quota: Amount
     used_quota: Amount = 0.0
 
 
-class _Quota(msgspec.Struct):
+class _Quota(msgspec.Struct, gc=False):
     """The usual shape of a /user/quota body, typed: decoded and checked in one
     pass. Anything else (an envelope, numbers as strings, a key without a
     name, a lone surrogate, ...) takes the tolerant path, with the same outcome."""
@@ -574,15 +578,21 @@ async def poll_all(
 
 
 async def poll_each(
-    client: CometClient, accounts: Sequence[Account], concurrency: int
+    client: CometClient,
+    accounts: Sequence[Account],
+    concurrency: int,
+    gate: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[str, Snapshot | PollFailure]]:
     """Every account's poll result as soon as it is in, `concurrency` polls at a
-    time. Leaving the loop early cancels the polls still under way."""
+    time; while `gate` is clear no new poll starts. Leaving the loop early
+    cancels the polls still under way."""
     queue: asyncio.Queue[tuple[str, Snapshot | PollFailure]] = asyncio.Queue()
     pending = iter(accounts)
 
     async def worker() -> None:
         for account in pending:  # shared: each account is taken by one worker
+            if gate is not None and not gate.is_set():
+                await gate.wait()
             try:
                 result = await client.poll(account)
             except Exception as exc:  # a bug must not leave the cycle waiting forever

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)  # a day's full-resolution rows would grow the file by half
 PRUNE_BUDGET = 2.0  # seconds of pruning per cycle at most
+FIRST_SEND_WAIT = 1.0  # seconds the polls wait for a cycle's first alert to go out, at most
 
 Clock = Callable[[], datetime]
 
@@ -69,7 +70,8 @@ class CycleResult:
 class Monitor:
     """One poll cycle at a time, and what the last ones left to read."""
 
-    queued: Callable[[], None] = staticmethod(lambda: None)  # outbox rows were added mid-cycle
+    # outbox rows were added mid-cycle: wake delivery; what to await for its first send
+    queued: Callable[[], Awaitable[object] | None] = staticmethod(lambda: None)
 
     def __init__(
         self,
@@ -131,11 +133,15 @@ class Monitor:
         Everything else of the cycle is committed, and leaves grouped, at its
         end: at most two messages per destination per cycle (SPEC 5, Grouping)."""
         cycle = _Cycle(self.clock(), self.store.silences(self.clock()), self.store.acks())
-        grouped, cycle.kept = split_alerts(self.state.alerts, self.accounts, self.rules)
+        grouped, kept = split_alerts(self.state.alerts, self.accounts, self.rules)
+        # an account removed from the config: its alerts are dropped quietly
+        cycle.kept = {k: v for k, v in kept.items() if k.account in self.accounts}
         self.history.advance(cycle.started)
         accounts = list(self.accounts.values())
+        gate = asyncio.Event()
+        gate.set()
         async for account, result in poll_each(
-            self.client, accounts, self.config.bot.max_concurrency
+            self.client, accounts, self.config.bot.max_concurrency, gate
         ):
             now = self.clock()
             previous, old = grouped.get(account, {}), self.state.health.get(account)
@@ -145,6 +151,7 @@ class Monitor:
             if notify and outcome.events and not cycle.early:
                 cycle.early = self._commit_first(account, result, outcome, previous, old, cycle)
                 if cycle.early:
+                    await self._let_it_out(gate, cycle)
                     continue
             cycle.add(account, result, outcome)
         return self._commit_rest(cycle, notify)
@@ -181,6 +188,19 @@ class Monitor:
             result = PollFailure(account, FailureKind.BAD_RESPONSE, reason, now)
             outcome = evaluate_account(result, self.rules, previous, old, context)
         return result, outcome
+
+    async def _let_it_out(self, gate: asyncio.Event, cycle: _Cycle) -> None:
+        """No new poll starts until the first alert's send is over (at most
+        FIRST_SEND_WAIT): the event loop is the sender's, not the polls'."""
+        if cycle.sending is None:
+            return
+        gate.clear()
+        try:
+            await asyncio.wait_for(cycle.sending, FIRST_SEND_WAIT)
+        except TimeoutError:
+            pass  # a slow platform: the polls go on, the send too
+        finally:
+            gate.set()
 
     def _commit_first(
         self,
@@ -221,7 +241,8 @@ class Monitor:
         self._log_poll(account, result, now)
         for event in outcome.events:
             _log_alert(event)
-        self.queued()
+        waiting = self.queued()
+        cycle.sending = asyncio.ensure_future(waiting) if waiting is not None else None
         return True
 
     def _commit_rest(self, cycle: _Cycle, notify: bool) -> CycleResult:
@@ -232,7 +253,9 @@ class Monitor:
         if cycle.first:  # already in self.state: unchanged here
             first = cycle.first[0]
             kept.update((k, v) for k, v in self.state.alerts.items() if k.account == first)
-        health = {**self.state.health, **cycle.health}
+        health = {
+            a: h for a, h in {**self.state.health, **cycle.health}.items() if a in self.accounts
+        }
         new = EngineState(kept, health)
         snapshots = [r for r in cycle.results.values() if isinstance(r, Snapshot)]
         samples = list(cycle.samples.values())
@@ -388,6 +411,27 @@ class Monitor:
                 log_event(logger, "alert.still_firing", destinations=len(items))
         return len(items)
 
+    async def reconfigure(self, config: Config, client: CometClient, router: Router) -> None:
+        """A reloaded config, between two cycles: accounts, rules, thresholds,
+        windows and routes from the next poll on; state and history kept. What a
+        removed rule or account leaves is dropped quietly by the next cycle."""
+        async with self._cycle_lock:
+            self.config, self.client, self.router = config, client, router
+            self.timezone = config.bot.zone
+            self.accounts = {a.name: a for a in config.accounts}
+            self.rules = config.rules
+            self.snapshots = {a: s for a, s in self.snapshots.items() if a in self.accounts}
+            self.flows = {a: f for a, f in self.flows.items() if a in self.accounts}
+            self.polls = {a: p for a, p in self.polls.items() if a in self.accounts}
+            old = self.history
+            spend_windows = {r.kind.window for r in self.rules if isinstance(r.kind, SpendAbove)}
+            self.history = History(
+                self.store.history, config.bot.burn_window, spend_windows, config.bot.interval
+            )
+            self.history.ledgers, self.history.seeds = old.ledgers, old.seeds
+            self.history.committed_to = old.committed_to
+            self.metrics.observe_alerts(self.state.alerts.values(), self._severities())
+
     async def prune(self, budget: float = PRUNE_BUDGET) -> None:
         """Delete expired history and outbox rows, a batch at a time in a worker
         thread, for at most `budget` seconds; what is left waits for the next call.
@@ -513,6 +557,7 @@ class _Cycle:
     flows: dict[str, Flow] = field(default_factory=dict)
     early: bool = False  # an account was committed (and its events queued) on its own
     first: tuple[str, PollResult, AccountOutcome] | None = None
+    sending: asyncio.Future[object] | None = None  # the first alert's send attempt
 
     def add(self, account: str, result: PollResult, outcome: AccountOutcome) -> None:
         self.results[account] = result

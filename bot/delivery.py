@@ -14,13 +14,14 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.backoff import Backoff
 from bot.logs import log_event
 from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message, alert_of, trimmed
-from bot.render import event_ref, outbox_message
+from bot.render import AsOf, event_ref, outbox_message
 from bot.secrets import redact
 from bot.store import OutboxRow, OutboxStatus, SentMessage, StateStore
 
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 SEND_TIMEOUT = 30.0
 EDIT_GIVE_UP = timedelta(hours=24)
 DEFAULT_BACKOFF = Backoff()
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def current_events(rows: list[OutboxRow]) -> list[tuple[OutboxRow, tuple[Event, ...]]]:
@@ -74,8 +76,12 @@ class Delivery:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
         on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+        fresh_for: float = 0.0,
+        zone: ZoneInfo = UTC_ZONE,
     ) -> None:
         self.store = store
+        # a message leaving later than this after its data says when the data is from
+        self.fresh_for, self.zone = fresh_for, zone
         self.notifiers = notifiers
         self.backoff = backoff
         self.clock = clock
@@ -83,6 +89,7 @@ class Delivery:
         self.on_outcome = on_outcome
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._attempted = asyncio.Event()
         # One sender per destination at a time, so no row is ever sent twice.
         self._locks: dict[Queue, asyncio.Lock] = {}
         # the delay each retry was given in this process: a clock stepping back
@@ -95,6 +102,12 @@ class Delivery:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def expect_send(self) -> asyncio.Event:
+        """An event set once the next send attempt is over: the cycle holds its
+        polls back that long (briefly), so that the first alert leaves at once."""
+        self._attempted = asyncio.Event()
+        return self._attempted
 
     def stop(self) -> None:
         """Finish the sends under way, start no new ones."""
@@ -159,7 +172,7 @@ class Delivery:
                         "delivery.clock_stepped",
                         logging.WARNING,
                         notifier=row.notifier,
-                        destination=row.destination,
+                        destination=self._label(row),
                         reason=f"a retry was due in {wait:.0f}s, more than its {cap:.0f}s delay",
                     )
                     wait = cap
@@ -177,6 +190,11 @@ class Delivery:
                 return retry_in
         return None
 
+    def _label(self, row: OutboxRow) -> str:
+        """How logs name a row's destination: the notifier's label, never a URL."""
+        notifier = self.notifiers.get(row.notifier)
+        return notifier.label(row.destination) if notifier else row.destination
+
     def _unreadable(self, row: OutboxRow) -> None:
         """A row this version cannot read (written by another version) fails with
         its reason; the rows after it go on."""
@@ -186,7 +204,7 @@ class Delivery:
             "delivery.unreadable",
             logging.ERROR,
             notifier=row.notifier,
-            destination=row.destination,
+            destination=self._label(row),
             row=row.id,
             reason=row.problem,
         )
@@ -205,13 +223,16 @@ class Delivery:
                 "delivery.dropped",
                 logging.WARNING,
                 notifier=row.notifier,
-                destination=row.destination,
+                destination=self._label(row),
                 reason="no longer configured",
             )
             return None
-        message = row.message or outbox_message(row.kind, events)
-        if not message.ref:  # what the buttons of its pieces name it by
-            message = replace(message, ref=str(row.id))
+        as_of = AsOf(self.clock(), self.fresh_for, self.zone) if self.fresh_for else None
+        message = row.message or outbox_message(row.kind, events, as_of)
+        # the buttons of its pieces name it by `ref`; data-minded notifiers read kind and events
+        message = replace(
+            message, ref=message.ref or str(row.id), kind=row.kind.value, events=events
+        )
         if row.edit_of is not None:
             return await self._edit(row, notifier, message)
         pieces = notifier.pieces(message)
@@ -222,11 +243,15 @@ class Delivery:
                     notifier.send(row.destination, payload), SEND_TIMEOUT
                 )
             except DeliveryError as exc:
+                self._attempted.set()
                 return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
             except TimeoutError:
+                self._attempted.set()
                 return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
             except Exception as exc:  # a notifier bug must not stop delivery to others
+                self._attempted.set()
                 return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+            self._attempted.set()
             alerts = tuple(key for ref in refs if (key := alert_of(ref)) is not None)
             if platform_id is not None and alerts:  # buttons, and edits as its alerts change
                 told = tuple(e for e in events if event_ref(e) in refs)
@@ -250,7 +275,7 @@ class Delivery:
             logger,
             "delivery.sent",
             notifier=row.notifier,
-            destination=row.destination,
+            destination=self._label(row),
             events=len(row.events),
             messages=len(pieces) - row.parts_sent,
             attempts=row.attempts + 1,
@@ -286,7 +311,7 @@ class Delivery:
                     "delivery.edit_failed",
                     logging.WARNING,
                     notifier=row.notifier,
-                    destination=row.destination,
+                    destination=self._label(row),
                     reason=redact(exc.reason),
                 )
                 return None
@@ -297,14 +322,14 @@ class Delivery:
             return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
         self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self._delays.pop(row.id, None)
-        log_event(logger, "delivery.edited", notifier=row.notifier, destination=row.destination)
+        log_event(logger, "delivery.edited", notifier=row.notifier, destination=self._label(row))
         return None
 
     def _failed(
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
     ) -> float | None:
         reason = redact(reason)
-        fields = {"notifier": row.notifier, "destination": row.destination, "reason": reason}
+        fields = {"notifier": row.notifier, "destination": self._label(row), "reason": reason}
         if permanent:
             self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
             self._delays.pop(row.id, None)

@@ -6,6 +6,7 @@ poll cycle pays nothing for them, and keys that vanish leave no stale series.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 from bot.model import AlertState, PollFailure, PollResult, Snapshot, days_left
 
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
+MAX_KEY_SERIES_TOTAL = 10_000  # all accounts together
 MAX_LABEL = 100
 
 
@@ -55,7 +57,8 @@ class _Balances(Collector):
         )
         keys = GaugeMetricFamily(
             "cometapi_key_remaining_usd",
-            f"Remaining quota of a limited key (the {MAX_KEY_SERIES} lowest per account)",
+            f"Remaining quota of a limited key (the {MAX_KEY_SERIES_TOTAL} lowest, at most "
+            f"{MAX_KEY_SERIES} per account)",
             labels=["account", "key"],
         )
         burn = GaugeMetricFamily(
@@ -69,6 +72,7 @@ class _Balances(Collector):
             labels=account,
         )
         rates = self._burn()
+        lowest: list[tuple[float, str, str]] = []
         for snap in self._snapshots():
             rate = rates.get(snap.account)
             if rate is not None:
@@ -80,15 +84,20 @@ class _Balances(Collector):
             if snap.request_count is not None:
                 requests.add_metric(a, snap.request_count)
             success.add_metric(a, snap.fetched_at.timestamp())
-            limited = sorted(
-                (k for k in snap.keys if not k.unlimited), key=lambda k: k.remain_quota
+            limited = heapq.nsmallest(
+                MAX_KEY_SERIES,
+                (k for k in snap.keys if not k.unlimited),
+                key=lambda k: k.remain_quota,
             )
-            seen: set[str] = set()
-            for key in limited[:MAX_KEY_SERIES]:
-                name = _label(key.name)
-                if name not in seen:
-                    seen.add(name)
-                    keys.add_metric([snap.account, name], key.remain_quota)
+            lowest.extend((k.remain_quota, snap.account, k.name) for k in limited)
+        # bounded whatever the number of accounts: a page of 250,000 series takes
+        # seconds to render and a hundred MB to hold
+        seen: set[tuple[str, str]] = set()
+        for remain, owner, name in heapq.nsmallest(MAX_KEY_SERIES_TOTAL, lowest):
+            label = (owner, _label(name))
+            if label not in seen:
+                seen.add(label)
+                keys.add_metric(list(label), remain)
         yield from (balance, used, requests, success, keys, burn, left)
 
 
@@ -128,6 +137,7 @@ class Metrics:
         self.silences_active = Gauge(
             "balance_bot_silences_active", "Snoozes running (set from chat)", registry=r
         )
+        self._rule_labels: set[tuple[str, str]] = set()
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
 
@@ -144,6 +154,10 @@ class Metrics:
                 counts[label] = counts.get(label, 0) + 1
         for rule, severity in severity_of.items():
             self.alerts_firing.labels(rule, severity).set(counts.get((rule, severity), 0))
+        current = set(severity_of.items())
+        for gone in self._rule_labels - current:  # a rule removed or re-graded by a reload
+            self.alerts_firing.remove(*gone)
+        self._rule_labels = current
 
     def observe_backlog(self, backlog: Mapping[str, int], notifiers: Iterable[str]) -> None:
         for name in {*notifiers, *backlog}:

@@ -509,9 +509,12 @@ class Store:
                     held=bool(row["held"]),
                 )
         health: dict[str, AccountHealth] = {}
+        # a row is written when the account's failures change; its last success is
+        # the newest of that row's and its snapshot's (written on every good poll)
         for row in self._rows(
-            "SELECT account, failures, failing_since, unavailable, last_error, last_success "
-            "FROM health"
+            "SELECT h.account, h.failures, h.failing_since, h.unavailable, h.last_error, "
+            "max(coalesce(h.last_success, ''), coalesce(s.fetched_at, '')) AS last_success "
+            "FROM health h LEFT JOIN snapshots s ON s.account = h.account"
         ):
             if row["account"] in wanted:
                 health[row["account"]] = AccountHealth(
@@ -520,7 +523,7 @@ class Store:
                     failing_since=_dt(row["failing_since"]),
                     unavailable=bool(row["unavailable"]),
                     last_error=row["last_error"],
-                    last_success=_dt(row["last_success"]),
+                    last_success=_dt(row["last_success"] or None),
                 )
         return EngineState(alerts, health)
 
@@ -534,7 +537,7 @@ class Store:
         old, new, now, snapshots = commit.old, commit.new, commit.now, commit.snapshots
         gone = [k for k in old.alerts if k not in new.alerts]
         changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
-        health = [h for a, h in new.health.items() if old.health.get(a) != h]
+        health = [h for a, h in new.health.items() if _failures(old.health.get(a)) != _failures(h)]
         ended = _ended(old, new)
         with self._transaction() as db:
             db.executemany("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone)
@@ -968,6 +971,14 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
         message=message,
         edit_of=edit_of,
     )
+
+
+def _failures(health: AccountHealth | None) -> tuple[Any, ...] | None:
+    """What a health row must be written for: not a good poll's time alone (the
+    snapshot written with it has that)."""
+    if health is None:
+        return None
+    return (health.failures, health.failing_since, health.unavailable, health.last_error)
 
 
 def _ended(old: EngineState, new: EngineState) -> list[tuple[str, str, str]]:

@@ -129,3 +129,32 @@ async def test_the_retry_loop_starts_only_after_a_failed_first_attempt(comet, ca
     assert entered == [RETRYING.attempts] and len(comet.requests) == 3
     (retry,) = [r for r in caplog.records if r.getMessage() == "poll.retry"]
     assert "HTTP 503" in retry.fields["reason"] and retry.fields["retry"] == 1
+
+
+def test_the_metrics_page_stays_bounded_whatever_the_number_of_keys():
+    from prometheus_client import generate_latest
+
+    from bot.metrics import MAX_KEY_SERIES, MAX_KEY_SERIES_TOTAL, Metrics
+
+    snaps = [
+        Snapshot(
+            f"a{i}",
+            "u",
+            5.0,
+            1.0,
+            3,
+            tuple(KeyBalance(f"k{j}", float(j + i), 1.0) for j in range(3000)),
+            NOW,
+        )
+        for i in range(20)
+    ]
+    text = generate_latest(Metrics(lambda: snaps).registry).decode()
+    series = [x for x in text.splitlines() if x.startswith("cometapi_key_remaining_usd{")]
+    assert len(series) == MAX_KEY_SERIES_TOTAL
+    per_account = {}
+    for line in series:
+        account = line.split('account="')[1].split('"')[0]
+        per_account[account] = per_account.get(account, 0) + 1
+    assert max(per_account.values()) <= MAX_KEY_SERIES
+    highest = max(float(x.rsplit(" ", 1)[1]) for x in series)
+    assert highest < 999  # the lowest ones, not any 10,000
