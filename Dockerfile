@@ -1,8 +1,8 @@
 # balance-bot container image. See docs/container.md.
 #
-#   docker build -t balance-bot .
+#   docker build -t balance-bot .                          # --build-arg EXTRAS=apprise
 #   docker run -d --name balance-bot -v balance-bot-data:/data \
-#     -v "$PWD/rules.toml:/config/rules.toml:ro" --env-file .env -p 9464:9464 balance-bot
+#     -v "$PWD/rules.toml:/config/rules.toml:ro" --env-file .env -p 127.0.0.1:9464:9464 balance-bot
 #
 # BASE_IMAGE is any Debian-like image with python3 (3.11+) and its venv module:
 # the official slim image by default (python in /usr/local/bin), or a local
@@ -24,7 +24,9 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 # setuptools is only needed to build the project, not to run it. The runtime
 # user cannot write to /opt/venv, so compile the bytecode here (faster start).
-RUN /opt/venv/bin/pip install --no-compile --prefer-binary . \
+# EXTRAS=apprise adds the Apprise notifier (Discord, e-mail, ntfy, ...).
+ARG EXTRAS=
+RUN /opt/venv/bin/pip install --no-compile --prefer-binary ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip uninstall -y setuptools \
  && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
  && /opt/venv/bin/balance-bot --version
@@ -43,12 +45,13 @@ COPY --from=build /opt/venv /opt/venv
 
 ENV PATH=/opt/venv/bin:${PATH} \
     BALANCE_BOT_CONFIG=/config/rules.toml \
+    BALANCE_BOT_STATE_PATH=/data/balance-bot.db \
     BALANCE_BOT_HTTP_LISTEN=0.0.0.0:9464 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# State (state_path defaults to "balance-bot.db", relative to the working
-# directory) lives on the volume.
+# State lives on the volume: $BALANCE_BOT_STATE_PATH overrides state_path (a
+# relative one would sit next to the config, and /config is mounted read-only).
 WORKDIR /data
 VOLUME /data
 EXPOSE 9464

@@ -1,4 +1,4 @@
-"""Command line: run | check | validate | demo (README, "Commands")."""
+"""Command line: run | check | validate | test-notify | init | demo (README, "Commands")."""
 
 from __future__ import annotations
 
@@ -33,25 +33,46 @@ LOG_FORMAT_ENV = "BALANCE_BOT_LOG_FORMAT"
 DELIVERY_WAIT = 20.0  # check: how long to wait for its notifications to go out
 
 
+def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """-c, --log-format and --log-level, before or after the sub-command. On the
+    sub-parsers their default is SUPPRESS: else a sub-parser's default would
+    overwrite a value given before the sub-command."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument(
+        "-c",
+        "--config",
+        default=default(None),
+        help=f"config file (default: ${config_mod.CONFIG_ENV} or ./rules.toml)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default(None),
+        help=f"log line format (default: config, ${LOG_FORMAT_ENV}, human)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=default("INFO"),
+        help="least important log lines shown (default INFO)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    _global_options(p, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", help=f"config file (default: ${config_mod.CONFIG_ENV} or ./rules.toml)"
-    )
-    common.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        help=f"log line format (default: config, ${LOG_FORMAT_ENV}, human)",
-    )
-    common.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", parents=[common], help="the service: poll, alert, answer chat commands")
+    sub.add_parser(
+        "run", parents=[common], help="the service: poll, alert, answer chat; SIGHUP reloads"
+    )
     check = sub.add_parser(
         "check", parents=[common], help="one poll cycle, Nagios-style output and exit code"
     )
@@ -60,6 +81,15 @@ def parser() -> argparse.ArgumentParser:
         "--no-notify", action="store_true", help="evaluate and save state, send nothing"
     )
     sub.add_parser("validate", parents=[common], help="check the config and the env vars it names")
+    sub.add_parser("test-notify", parents=[common], help="send a test message to every destination")
+    init = sub.add_parser("init", parents=[common], help="write a starter config")
+    for flag, what in (
+        ("--telegram", "alerts to Telegram"),
+        ("--slack", "alerts to Slack"),
+        ("--webhook", "alerts to a webhook"),
+    ):
+        init.add_argument(flag, action="store_true", help=what)
+    init.add_argument("-o", "--output", help="where to write it (default: ./rules.toml)")
     demo = sub.add_parser(
         "demo", parents=[common], help="no credentials needed: a simulated account"
     )
@@ -74,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from bot.demo import run_demo
 
-        return _run_async(lambda stop: run_demo(stop, args.interval))
+        return _run_async(lambda stop, _: run_demo(stop, args.interval))
+    if args.command == "init":
+        from bot.starter import write_starter
+
+        return write_starter(args.output, args.telegram, args.slack, args.webhook)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)
@@ -92,7 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "check":
         return asyncio.run(_check(cfg, args.json, not args.no_notify))
-    return _run_async(lambda stop: _serve(cfg, stop))
+    if args.command == "test-notify":
+        from bot.testnotify import test_notify
+
+        return asyncio.run(test_notify(cfg))
+    return _run_async(lambda stop, hangup: _serve(cfg, path, stop, hangup))
 
 
 def _config_failed(args: argparse.Namespace, path: Path, exc: ConfigError) -> int:
@@ -106,12 +144,16 @@ def _config_failed(args: argparse.Namespace, path: Path, exc: ConfigError) -> in
     return EXIT_CONFIG
 
 
-def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run until SIGTERM/SIGINT; a second signal exits at once."""
+Main = Callable[[asyncio.Event, asyncio.Event], Awaitable[int]]
+
+
+def _run_async(main_coro: Main) -> int:
+    """Run until SIGTERM/SIGINT (a second signal exits at once); SIGHUP sets the
+    second event, for whoever reloads."""
 
     async def runner() -> int:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop, hangup = asyncio.Event(), asyncio.Event()
 
         def on_signal(signum: int) -> None:
             if stop.is_set():
@@ -122,17 +164,13 @@ def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
             stop.set()
 
         def on_hangup() -> None:
-            log_event(
-                logger,
-                "bot.sighup",
-                logging.WARNING,
-                hint="this version does not reload its config; restart it to apply changes",
-            )
+            log_event(logger, "bot.sighup")
+            hangup.set()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        return await main_coro(stop)
+        return await main_coro(stop, hangup)
 
     try:
         return asyncio.run(runner())
@@ -141,12 +179,17 @@ def _run_async(main_coro: Callable[[asyncio.Event], Awaitable[int]]) -> int:
         return EXIT_FAILED
 
 
-async def _serve(cfg: Config, stop: asyncio.Event) -> int:
+async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event) -> int:
     from bot.service import App, StartupError
 
     try:
         async with App(cfg) as app:
-            await app.serve(stop)
+            reloading = asyncio.create_task(_reloads(app, path, hangup))
+            try:
+                await app.serve(stop)
+            finally:
+                reloading.cancel()
+                await asyncio.gather(reloading, return_exceptions=True)
     except StartupError as exc:
         log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
         return EXIT_FAILED
@@ -197,3 +240,27 @@ async def _flush(app: App) -> None:
             logging.WARNING,
             reason=f"notifications not delivered within {DELIVERY_WAIT:g}s stay in the outbox",
         )
+
+
+async def _reloads(app: App, path: Path, hangup: asyncio.Event) -> None:
+    """SIGHUP: read the config again; a valid one is applied, an invalid one is
+    logged problem by problem and the running one kept."""
+    while True:
+        await hangup.wait()
+        hangup.clear()
+        try:
+            cfg = config_mod.load(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log_event(logger, "config.invalid", logging.ERROR, problem=problem)
+            log_event(
+                logger,
+                "config.kept",
+                logging.WARNING,
+                hint=f"fix {path} and send SIGHUP again; the running config stays",
+            )
+            continue
+        try:
+            await app.reload(cfg)
+        except Exception as exc:  # a reload must never stop the service
+            logger.error("config.reload_failed", exc_info=exc)

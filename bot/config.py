@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,7 +50,8 @@ DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"
 CONFIG_ENV = "BALANCE_BOT_CONFIG"
 # [bot] settings an image sets for every deployment; validated like the file's
-ENV_OVERRIDES = {"BALANCE_BOT_HTTP_LISTEN": "http_listen"}
+STATE_ENV = "BALANCE_BOT_STATE_PATH"
+ENV_OVERRIDES = {"BALANCE_BOT_HTTP_LISTEN": "http_listen", STATE_ENV: "state_path"}
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -386,12 +387,11 @@ class Config:
         found = [a.key for a in self.accounts]
         for section in self.notifiers.values():
             if isinstance(section, BaseModel):
-                found.extend(
-                    getattr(section, name).get_secret_value()
-                    for name in type(section).model_fields
-                    if isinstance(getattr(section, name), SecretStr)
-                )
-        return found
+                for name in type(section).model_fields:
+                    value = getattr(section, name)
+                    values = value if isinstance(value, list | tuple) else [value]
+                    found.extend(v.get_secret_value() for v in values if isinstance(v, SecretStr))
+        return [s for s in found if s]
 
 
 def build_rule(section: RuleSection | Mapping[str, Any]) -> Rule:
@@ -455,7 +455,13 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    return parse(text, environ, source=str(path))
+    cfg = parse(text, environ, source=str(path))
+    state = cfg.bot.state_path
+    if not environ.get(STATE_ENV) and not state.is_absolute():
+        # relative to the config file, wherever the command is run from (a `check`
+        # from cron must find the state of `run`); $BALANCE_BOT_STATE_PATH as given
+        cfg = replace(cfg, bot=replace(cfg.bot, state_path=path.parent / state))
+    return cfg
 
 
 def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "config") -> Config:

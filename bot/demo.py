@@ -86,7 +86,7 @@ api_url = "${TELEGRAM_API_URL:-https://api.telegram.org}"
 SLACK = """
 [notifiers.slack]
 bot_token = "${SLACK_BOT_TOKEN}"
-app_token = "${SLACK_APP_TOKEN}"
+app_token = "${SLACK_APP_TOKEN:-}"
 channel = "${SLACK_CHANNEL}"
 """
 
@@ -163,7 +163,7 @@ def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> 
     text += f'\n[digest]\nat = "{digest_at}"\n'  # in UTC, the demo's time zone
     if os.environ.get("TELEGRAM_BOT_TOKEN") and os.environ.get("TELEGRAM_CHAT_ID"):
         text += TELEGRAM
-    if all(os.environ.get(v) for v in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_CHANNEL")):
+    if all(os.environ.get(v) for v in ("SLACK_BOT_TOKEN", "SLACK_CHANNEL")):
         text += SLACK
     return text
 

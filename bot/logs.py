@@ -62,9 +62,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+# where the exceptions of expected upstream trouble come from: a network error,
+# a platform's odd answer. A library logging one gets one line, no traceback.
+UPSTREAM_MODULES = frozenset({"aiohttp", "httpx", "httpcore", "telegram", "slack_sdk", "json"})
+MAX_LIBRARY_LINE = 300
+
+
+class OneLineFilter(logging.Filter):
+    """A library's record of expected upstream trouble (connection reset, timeout,
+    an answer that is not JSON) becomes one line naming the exception: the
+    traceback says nothing an operator can act on. Our own records keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or record.name.startswith("bot"):
+            return True
+        origin = type(exc).__module__.split(".")[0]
+        if isinstance(exc, OSError | TimeoutError) or origin in UPSTREAM_MODULES:
+            text = record.getMessage()
+            if len(text) > MAX_LIBRARY_LINE:
+                text = text[: MAX_LIBRARY_LINE - 1] + "…"
+            record.msg, record.args = f"{text} ({type(exc).__name__}: {exc})", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup_logging(fmt: str = "human", level: str = "INFO", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    handler.addFilter(OneLineFilter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -72,7 +98,16 @@ def setup_logging(fmt: str = "human", level: str = "INFO", stream: TextIO | None
     root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO, and PTB's URLs carry the bot token.
-    for noisy in ("httpx", "httpcore", "apscheduler", "telegram.ext", "slack_sdk", "stamina"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler",
+        "telegram.ext",
+        "slack_sdk",
+        "stamina",
+        "apprise",
+        "urllib3",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # a run skipped while a slow poll is still under way is expected (the poll is
     # bounded and logs its own outcome): one line per interval would be noise

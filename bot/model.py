@@ -342,6 +342,7 @@ class MessageKind(StrEnum):
     ALERTS = "alerts"  # a cycle's events
     STILL_FIRING = "still_firing"  # what a destination missed: the alerts firing now
     DIGEST = "digest"  # the daily summary, rendered when it was due
+    TEST = "test"  # `balance-bot test-notify` (never queued)
 
 
 class EventFormatError(ValueError):

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from bot.model import (
@@ -71,11 +72,13 @@ def clock(when: datetime, tz: ZoneInfo) -> str:
 
 # --- alerts ----------------------------------------------------------------
 
+# A message's sections, in order, critical first within each; the severity is
+# said once per line, never in a heading.
 _ORDER = {
     (EventKind.FIRE, Severity.CRITICAL): 0,
-    (EventKind.REMIND, Severity.CRITICAL): 1,
+    (EventKind.FIRE, Severity.WARNING): 1,
     (EventKind.UNAVAILABLE, Severity.WARNING): 2,
-    (EventKind.FIRE, Severity.WARNING): 3,
+    (EventKind.REMIND, Severity.CRITICAL): 3,
     (EventKind.REMIND, Severity.WARNING): 4,
     (EventKind.RESOLVE, Severity.CRITICAL): 5,
     (EventKind.RESOLVE, Severity.WARNING): 6,
@@ -83,11 +86,11 @@ _ORDER = {
 }
 
 _HEADINGS = {
-    0: "🔴 Critical",
-    1: "🔴 Still critical",
+    0: "🔔 Firing",
+    1: "🔔 Firing",
     2: "⚠️ Data unavailable",
-    3: "🟠 Warning",
-    4: "🟠 Still low",
+    3: "⏰ Still firing",
+    4: "⏰ Still firing",
     5: "✅ Resolved",
     6: "✅ Resolved",
     7: "✅ Data back",
@@ -188,7 +191,7 @@ def event_line(event: Event) -> Line:
             what = f"{_value(event)} (at or below {usd(event.recover_at)})"
         else:
             what = f"{_remaining(event)} (at or above {_amount(event, event.recover_at)})"
-        return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}: {what}{took} [{sev}]"))
+        return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}: {what}{took}"))
     if kind is EventKind.UNAVAILABLE:
         polls = int(event.value or 0)
         text = f" · {name(event.account)}: {event.reason}"
@@ -203,17 +206,27 @@ def event_line(event: Event) -> Line:
     )
 
 
-def outbox_message(kind: MessageKind, events: Sequence[Event]) -> Message:
+class AsOf(NamedTuple):
+    """When a message leaves, and how old its data may be before it says so."""
+
+    now: datetime
+    fresh_for: float  # seconds: a poll interval
+    zone: ZoneInfo
+
+
+def outbox_message(
+    kind: MessageKind, events: Sequence[Event], as_of: AsOf | None = None
+) -> Message:
     """What an outbox row says: a cycle's events, or the alerts a destination missed."""
     if kind is MessageKind.STILL_FIRING:
-        return still_firing_message(events)
-    return events_message(events)
+        return still_firing_message(events, as_of)
+    return events_message(events, as_of)
 
 
-def still_firing_message(events: Sequence[Event]) -> Message:
+def still_firing_message(events: Sequence[Event], as_of: AsOf | None = None) -> Message:
     """Sent once to a destination that missed alerts still firing (it was added to
     the config, or its sends had failed for good)."""
-    msg = events_message(events)
+    msg = events_message(events, as_of)
     title = f"CometAPI balance: still firing, {len(events)} alert" + (
         "s" if len(events) > 1 else ""
     )
@@ -235,9 +248,10 @@ def event_ref(event: Event) -> str:
     return ref if event.kind in ANNOUNCES else f"{EVENT_REF}{event.kind.value}:{ref}"
 
 
-def events_message(events: Sequence[Event]) -> Message:
+def events_message(events: Sequence[Event], as_of: AsOf | None = None) -> Message:
     """The events of one cycle as one message, critical first. Each line refers
-    to its event (event_ref), so that buttons act on the alerts of their piece."""
+    to its event (event_ref), so that buttons act on the alerts of their piece.
+    With `as_of`, a message whose data is older than a poll interval says when it is from."""
     ordered = sorted(events, key=lambda e: (_ORDER[(e.kind, _sev(e))], e.account, e.subject))
     sections: list[Section] = []
     for event in ordered:
@@ -248,6 +262,9 @@ def events_message(events: Sequence[Event]) -> Message:
             sections[-1] = Section(heading, (*last.lines, event_line(event)), (*last.refs, ref))
         else:
             sections.append(Section(heading, (event_line(event),), (ref,)))
+    late = _late(events, as_of)
+    if late:  # last: the parts before it split as they did on an earlier attempt
+        sections.append(Section("", ((Span(late),),)))
     firing = [e.severity for e in events if e.kind in ANNOUNCES]
     worst = (
         Severity.CRITICAL if Severity.CRITICAL in firing else (Severity.WARNING if firing else None)
@@ -266,6 +283,17 @@ def followed_message(
     footer = (Section("", tuple((Span(note),) for note in notes)),) if notes else ()
     actions = ALERT_ACTIONS if open_ else ()
     return Message(msg.title, (*msg.sections, *footer), msg.severity, actions, ref)
+
+
+def _late(events: Sequence[Event], as_of: AsOf | None) -> str:
+    """A note for a message that leaves more than a poll interval after its data."""
+    if as_of is None or not events:
+        return ""
+    oldest = min(e.at for e in events)
+    late = (as_of.now - oldest).total_seconds()
+    if late <= as_of.fresh_for:
+        return ""
+    return f"Data from {clock(oldest, as_of.zone)} (this message was held up {duration(late)})"
 
 
 def _sev(event: Event) -> Severity:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from bot.metrics import Metrics
 from bot.model import MessageKind
 from bot.notifiers import Notifier, NotifierContext
 from bot.routing import QuietHours, Router
-from bot.secrets import redact
+from bot.secrets import redact, register
 from bot.store import OutboxItem, Store, StoreError, StoreReplacedError
 from bot.views import DestinationState, health
 from bot.web import WebServer, make_app
@@ -55,6 +56,17 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Hand the memory start-up freed (imports, config validation) back to the
+    system: glibc keeps it otherwise, and idle RSS is what operators see."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        pass
 
 
 class StartupError(Exception):
@@ -132,6 +144,7 @@ class App:
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
+    _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -172,21 +185,27 @@ class App:
             self.notifiers[name] = cls(
                 name, section if section is not None else cls.Config(), context
             )
-        quiet = config.bot.quiet
-        self.monitor.router = Router(
-            {n: list(x.destinations()) for n, x in self.notifiers.items()},
-            {n: dict(x.groups()) for n, x in self.notifiers.items()},
-            QuietHours(*quiet, config.bot.zone) if quiet else None,
-        )
+        self.monitor.router = self._router(config)
         self.delivery = Delivery(
-            self.store, self.notifiers, self.backoff, self.clock, on_outcome=self._delivery_outcome
+            self.store,
+            self.notifiers,
+            self.backoff,
+            self.clock,
+            on_outcome=self._delivery_outcome,
+            fresh_for=config.bot.interval,
+            zone=config.bot.zone,
         )
         self.monitor.queued = self._queued  # the first alert of a cycle leaves at once
         self._refresh_backlog()
 
-    def _queued(self) -> None:
+    def _queued(self) -> Awaitable[bool] | None:
+        """The first alert of a cycle is queued: delivery starts on it, and the
+        cycle may wait for its send (when the delivery loop runs)."""
+        running = self._deliveries is not None and not self._deliveries.done()
+        attempted = self.delivery.expect_send() if running else None
         self.delivery.wake()
         self._refresh_backlog()
+        return attempted.wait() if attempted else None
 
     def _acted(self) -> None:
         """A snooze, ack or edit from chat: edits go out, the gauge follows."""
@@ -413,24 +432,7 @@ class App:
             max_instances=1,
             misfire_grace_time=max(1, int(bot.interval)),
         )
-        if self.config.digest is not None:
-            at = self.config.digest.at
-            scheduler.add_job(
-                self._scheduled_digest,
-                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=bot.zone),
-                id="digest",
-                coalesce=True,
-                misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
-            )
-        if bot.quiet is not None:
-            end = bot.quiet[1]
-            scheduler.add_job(
-                self.release_held,
-                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=bot.zone),
-                id="quiet_end",
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+        self._schedule_daily_jobs()
         scheduler.start()
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())
         self.tasks.spawn("seed", self.monitor.seed(), once=True)
@@ -453,6 +455,140 @@ class App:
             waiting.cancel()
         self._deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
         log_event(logger, "bot.stopping")
+
+    def _schedule_daily_jobs(self) -> None:
+        """The digest and the end of quiet hours, as the config has them now."""
+        scheduler, config = self._scheduler, self.config
+        assert scheduler is not None
+        for job in ("digest", "quiet_end"):
+            if scheduler.get_job(job):
+                scheduler.remove_job(job)
+        zone = config.bot.zone
+        if config.digest is not None:
+            at = config.digest.at
+            scheduler.add_job(
+                self._scheduled_digest,
+                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                id="digest",
+                coalesce=True,
+                misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
+            )
+        if config.bot.quiet is not None:
+            end = config.bot.quiet[1]
+            scheduler.add_job(
+                self.release_held,
+                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                id="quiet_end",
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    # --- SIGHUP -----------------------------------------------------------------
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new, valid config without losing state (SPEC 7): accounts,
+        rules, thresholds, digest, quiet hours and notifiers from the next poll;
+        a new interval reschedules the poll; a chat listener restarts only if its
+        section changed. `state_path` and `http_listen` need a restart."""
+        async with self._reloading:
+            old = self.config
+            for name in ("state_path", "http_listen"):
+                if getattr(config.bot, name) != getattr(old.bot, name):
+                    log_event(
+                        logger,
+                        "config.needs_restart",
+                        logging.WARNING,
+                        setting=f"bot.{name}",
+                        hint="kept as it was; restart balance-bot to apply it",
+                    )
+            bot = replace(
+                config.bot, state_path=old.bot.state_path, http_listen=old.bot.http_listen
+            )
+            config = replace(config, bot=bot)
+            for secret in config.secrets():
+                register(secret)
+            restarted = await self._swap_notifiers(old, config)
+            self.config = config
+            client = self.monitor.client
+            polling = ("interval", "request_timeout", "max_concurrency")
+            if any(getattr(config.bot, n) != getattr(old.bot, n) for n in polling):
+                session = client.session
+                if config.bot.max_concurrency != old.bot.max_concurrency:
+                    session = CometClient.new_session(config.bot.max_concurrency)
+                    self._stack.push_async_callback(session.close)  # the old one: at exit
+                retry = self.retry or RetryPolicy.for_schedule(
+                    config.bot.interval, config.bot.request_timeout
+                )
+                client = CometClient(session, config.bot.request_timeout, retry, self.clock)
+            await self.monitor.reconfigure(config, client, self._router(config))
+            self.delivery.fresh_for, self.delivery.zone = config.bot.interval, config.bot.zone
+            scheduler = self._scheduler
+            if scheduler is not None and scheduler.running:
+                if config.bot.interval != old.bot.interval:
+                    scheduler.reschedule_job(
+                        "poll", trigger=IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
+                    )
+                self._schedule_daily_jobs()
+            log_event(
+                logger,
+                "config.reloaded",
+                accounts=len(config.accounts),
+                rules=len(config.rules),
+                notifiers=",".join(self.notifiers),
+                restarted=",".join(restarted) or "none",
+            )
+        await self.tell_missed()  # a destination added hears of what fires
+
+    async def _swap_notifiers(self, old: Config, config: Config) -> list[str]:
+        """New instances for the notifiers whose section changed (started before
+        the old ones stop, so that alerts keep going out); the rest untouched."""
+        context = NotifierContext(self.commands, config.bot.zone)
+        wanted = active_notifier_names(config)
+        changed = [
+            n
+            for n in wanted
+            if n not in self.notifiers or old.notifiers.get(n) != config.notifiers.get(n)
+        ]
+        retired = [self.notifiers[n] for n in self.notifiers if n not in wanted or n in changed]
+        for name in changed:
+            cls = registry.load(name)
+            section = config.notifiers.get(name)
+            plugin = cls(name, section if section is not None else cls.Config(), context)
+            try:
+                await plugin.start(listen=True)
+            except Exception as exc:
+                log_event(
+                    logger,
+                    "notifier.start_failed",
+                    logging.ERROR,
+                    notifier=name,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+            self.notifiers[name] = plugin  # delivery reads this dict
+        for name in [n for n in self.notifiers if n not in wanted]:
+            del self.notifiers[name]
+        for plugin in self.notifiers.values():
+            plugin.context = context  # the time zone, for the ones kept
+        for plugin in retired:
+            try:
+                await asyncio.wait_for(plugin.stop(), SHUTDOWN_GRACE)
+            except Exception as exc:
+                log_event(
+                    logger,
+                    "notifier.stop_failed",
+                    logging.WARNING,
+                    notifier=plugin.name,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+        return changed
+
+    def _router(self, config: Config) -> Router:
+        quiet = config.bot.quiet
+        return Router(
+            {n: list(x.destinations()) for n, x in self.notifiers.items()},
+            {n: dict(x.groups()) for n, x in self.notifiers.items()},
+            QuietHours(*quiet, config.bot.zone) if quiet else None,
+        )
 
     async def _stop_background(self) -> None:
         """Stop polling (letting a cycle under way finish), then delivery (letting

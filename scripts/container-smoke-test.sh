@@ -184,6 +184,7 @@ checks = [
         and "/data" in (cfg.get("Volumes") or {}), (cfg.get("WorkingDir"), cfg.get("Volumes"))),
     ("EXPOSE 9464", "9464/tcp" in (cfg.get("ExposedPorts") or {}), cfg.get("ExposedPorts")),
     ("ENV", env.get("BALANCE_BOT_CONFIG") == "/config/rules.toml"
+        and env.get("BALANCE_BOT_STATE_PATH") == "/data/balance-bot.db"
         and env.get("BALANCE_BOT_HTTP_LISTEN") == "0.0.0.0:9464"
         and env.get("PYTHONUNBUFFERED") == "1",
         {k: v for k, v in env.items() if k.startswith(("BALANCE", "PYTHON"))}),

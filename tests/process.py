@@ -91,8 +91,8 @@ class BotProcess:
 
 
 async def run_bot(
-    *args: str, env: dict[str, str] | None = None, within: float = 60.0
+    *args: str, env: dict[str, str] | None = None, within: float = 60.0, cwd: Path = ROOT
 ) -> BotProcess:
-    proc = await BotProcess(*args, env=env).start()
+    proc = await BotProcess(*args, env=env, cwd=cwd).start()
     await proc.wait(within)
     return proc

@@ -84,9 +84,8 @@ def test_reminder_and_removed_key_and_data_events():
     assert plain(event_line(remind)).startswith("REMINDER · CRITICAL · main / key prod-api")
     assert plain(event_line(remind)).endswith("firing for 12h 0m")
     gone = alert(EventKind.RESOLVE, reason="key removed", at=T0 + timedelta(minutes=5))
-    assert (
-        plain(event_line(gone)) == "RESOLVED · main / key prod-api: key removed after 5m [CRITICAL]"
-    )
+    # SPEC 6: resolved text carries no severity suffix
+    assert plain(event_line(gone)) == "RESOLVED · main / key prod-api: key removed after 5m"
     down = Event(
         EventKind.UNAVAILABLE, "main", T0, reason="HTTP 502 from x/user/quota", value=3, since=T0
     )
@@ -105,7 +104,12 @@ def test_a_cycle_is_one_message_critical_first():
     ]
     msg = events_message(events)
     assert msg.title == "CometAPI balance: 1 critical, 1 warning, 1 resolved"
-    assert [s.heading for s in msg.sections] == ["🔴 Critical", "🟠 Warning", "✅ Resolved"]
+    # SPEC 6: the severity is said once per line; headings carry none
+    assert [s.heading for s in msg.sections] == ["🔔 Firing", "✅ Resolved"]
+    lines = msg.plain_lines()
+    assert lines.index("CRITICAL · main / key c: $1.42 left (below $2.00; resolves at $3.00)") < (
+        lines.index("WARNING · main / key w: $1.42 left (below $2.00; resolves at $3.00)")
+    )
     assert msg.severity is Severity.CRITICAL
 
 

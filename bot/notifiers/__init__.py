@@ -162,6 +162,12 @@ class Notifier(ABC):
         """How a destination is named in logs, /healthz and metrics: never a URL or token."""
         return destination
 
+    def remedy(self, error: DeliveryError) -> str:
+        """What to do about a send that failed (`balance-bot test-notify` says it)."""
+        if error.retry_after is not None:
+            return "the platform asks to wait; try again in a minute"
+        return f"check [notifiers.{self.name}] and the destination"
+
     @abstractmethod
     def format(self, message: Message) -> list[Any]:
         """Platform payloads for one message; JSON-serialisable is not required."""

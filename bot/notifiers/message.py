@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.model import AlertKey, Severity
+from bot.model import AlertKey, Event, Severity
 
 CONTINUED = " (continued)"
 KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"
@@ -101,6 +101,10 @@ class Message:
     severity: Severity | None = None  # the worst severity of a firing alert in it, if any
     actions: tuple[Action, ...] = field(default=())
     ref: str = ""  # what actions name this message by (the outbox row id), once it has one
+    # for notifiers that send data rather than text (a webhook): what the message
+    # is ("alerts", "still_firing", "digest", "test") and the events it tells of
+    kind: str = "alerts"
+    events: tuple[Event, ...] = ()
 
     def plain_lines(self) -> list[str]:
         out = [self.title]

@@ -24,10 +24,11 @@ import html
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any, ClassVar
 
 import aiohttp
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
@@ -104,15 +105,22 @@ SDK_LOGGERS = (
 
 class SlackConfig(NotifierConfig):
     bot_token: Annotated[SecretStr, shaped("xoxb-", "must be a bot token starting with xoxb-")]
-    app_token: Annotated[
-        SecretStr, shaped("xapp-", "must be an app-level token starting with xapp-")
-    ]
+    # optional: without it alerts are posted, and there are no commands or buttons
+    app_token: (
+        Annotated[SecretStr, shaped("xapp-", "must be an app-level token starting with xapp-")]
+        | None
+    ) = None
     channel: str = Field(min_length=1)
     # where commands and buttons work; empty: the channel and every group's channels
     allowed_channels: list[str] = Field(default_factory=list)
     allowed_users: list[str] = Field(default_factory=list)  # empty: everyone in those channels
     groups: dict[GroupName, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
     api_url: str = "https://slack.com/api/"
+
+    @field_validator("app_token", mode="before")
+    @classmethod
+    def _no_app_token(cls, value: Any) -> Any:
+        return None if value == "" else value  # "${SLACK_APP_TOKEN:-}" left unset
 
 
 class SlackNotifier(ChatNotifier):
@@ -126,8 +134,9 @@ class SlackNotifier(ChatNotifier):
     connect_wait: ClassVar[float] = 5.0
 
     def __init__(self, name: str, config: SlackConfig, context: NotifierContext) -> None:
-        self._tokens = (config.bot_token.get_secret_value(), config.app_token.get_secret_value())
-        super().__init__(name, config, context, secrets=self._tokens)
+        app = config.app_token.get_secret_value() if config.app_token else ""
+        self._tokens = (config.bot_token.get_secret_value(), app)
+        super().__init__(name, config, context, secrets=[t for t in self._tokens if t])
         self._session: aiohttp.ClientSession | None = None
         self._web_client: AsyncWebClient | None = None
         self._socket: SocketModeClient | None = None
@@ -152,6 +161,8 @@ class SlackNotifier(ChatNotifier):
         return render(message)
 
     def pieces(self, message: Message) -> list[tuple[Any, Sequence[str]]]:
+        if not self._tokens[1]:  # alerts only: a press would reach nobody
+            message = replace(message, actions=())
         return list(render_pieces(message))
 
     async def send(self, destination: str, payload: dict[str, Any]) -> str | None:
@@ -181,6 +192,11 @@ class SlackNotifier(ChatNotifier):
             raise self._api_error(destination, exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"Slack channel {destination}: {self._describe(exc)}") from None
+
+    def remedy(self, error: DeliveryError) -> str:
+        if error.retry_after is None and error.permanent:
+            return "check notifiers.slack.channel (an id) and /invite the bot to it"
+        return super().remedy(error)
 
     def _api_error(self, channel: str, exc: SlackApiError) -> DeliveryError:
         where = f"Slack channel {channel}"
@@ -212,6 +228,14 @@ class SlackNotifier(ChatNotifier):
         if checked:
             await self._check_channel()
         if not listen:
+            return
+        if not self._tokens[1]:
+            log_event(
+                logger,
+                "slack.alerts_only",
+                hint="no app_token: alerts are posted, but /balance and buttons are off; "
+                "add an app-level token (xapp-) with Socket Mode to use them (docs/slack.md)",
+            )
             return
         self._socket = SocketModeClient(
             app_token=self._tokens[1],

@@ -10,12 +10,15 @@ splits at line boundaries so that no message exceeds Telegram's 4096 limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import os
+import ssl
 from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
+import httpx
 from pydantic import Field, SecretStr
 from telegram import (
     BotCommand,
@@ -119,8 +122,9 @@ class TelegramNotifier(ChatNotifier):
         api = config.api_url.rstrip("/")
         # Our own request objects, so stop() can close them even if start() never ran.
         self._requests = (
-            HTTPXRequest(connection_pool_size=8, read_timeout=10.0),
-            HTTPXRequest(connection_pool_size=1, read_timeout=10.0),
+            # one TLS context for both (each would load the CA bundle: ~1 MB)
+            HTTPXRequest(connection_pool_size=8, read_timeout=10.0, httpx_kwargs=_tls()),
+            HTTPXRequest(connection_pool_size=1, read_timeout=10.0, httpx_kwargs=_tls()),
         )
         self._app = (
             ApplicationBuilder()
@@ -196,6 +200,14 @@ class TelegramNotifier(ChatNotifier):
             raise self._delivery_error(destination, exc) from None
         except TelegramError as exc:
             raise self._delivery_error(destination, exc) from None
+
+    def remedy(self, error: DeliveryError) -> str:
+        text = error.reason.lower()
+        if "chat not found" in text:
+            return "check chat_ids (/id in the chat shows its id) and add the bot to that chat"
+        if "forbidden" in text:
+            return "the bot was blocked or removed: add it to the chat again"
+        return super().remedy(error)
 
     def _delivery_error(self, chat_id: str, exc: TelegramError) -> DeliveryError:
         where = f"Telegram chat {chat_id}"
@@ -519,3 +531,12 @@ def _keyboard(post: Post) -> InlineKeyboardMarkup | None:
 
 def _who(user: User) -> str:
     return f"@{user.username}" if user.username else user.full_name
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def _tls() -> dict[str, Any]:
+    return {"verify": _tls_context()}
