@@ -9,7 +9,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ from bot.model import (
     Snapshot,
     SpendAbove,
 )
-from bot.routing import Queue, Router, release, still_holds
+from bot.routing import Queue, Router, release, still_holds, urgent
 from bot.rules import AccountOutcome, Context, evaluate_account, split_alerts
 from bot.samples import Sample
 from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
@@ -353,13 +353,16 @@ class Monitor:
         return self.router.queues_of(notify)
 
     async def release_held(self) -> int:
-        """At the end of quiet hours (and at start, for those that ended while the
-        bot was down): what was held goes out, one message per destination with
-        the latest held event of each alert, leaving out what no longer holds.
-        The number of messages queued."""
+        """At the end of quiet hours (and at start or reload, for those that ended
+        while the bot was down or are no longer configured): what was held goes
+        out, one message per destination with the latest held event of each
+        alert, leaving out what no longer holds. An alert whose held fire is left
+        out while it still fires counts as never announced, so that it gets a
+        fire, not a reminder, once it may be told. The number of messages queued."""
         async with self._cycle_lock:
             now = self.clock()
-            rows = self.store.held(now)
+            quiet = self.router.quiet
+            rows = self.store.held(now if quiet and quiet.window(now) else None)
             if not rows:
                 return 0
             silences, acks = self.store.silences(now), self.store.acks()
@@ -380,6 +383,23 @@ class Monitor:
 
             unavailable = {a for a, h in self.state.health.items() if h.unavailable}
             items = release(rows, lambda e: still_holds(e, firing, unavailable, quiet))
+            told = {e.alert for item in items for e in item.events if e.kind is EventKind.FIRE}
+            untold = {
+                e.alert
+                for r in rows
+                for e in r.events
+                if e.kind is EventKind.FIRE and e.alert in firing and e.alert not in told
+            }
+            if untold:
+                new = replace(
+                    self.state,
+                    alerts={
+                        k: replace(s, announced=False, held=True) if k in untold else s
+                        for k, s in alerts.items()
+                    },
+                )
+                self.store.commit_cycle(Commit(self.state, new, (), (), now))
+                self.state = new
             self.store.release([r.id for r in rows], items, now)
             log_event(logger, "quiet.released", held=len(rows), messages=len(items))
             return len(items)
@@ -398,9 +418,18 @@ class Monitor:
             for queue in self.queues_of(event.notify):
                 if (event.alert, *queue) not in told:
                     missed.setdefault(queue, []).append(event)
-        return [
-            OutboxItem(n, d, tuple(evs), MessageKind.STILL_FIRING) for (n, d), evs in missed.items()
-        ]
+        quiet = self.router.quiet
+        window = quiet.window(self.clock()) if quiet else None
+        items = []
+        for (n, d), evs in missed.items():
+            if window is not None:  # in quiet hours only what is urgent goes now
+                later = tuple(e for e in evs if not urgent(e, None, window[0]))
+                if later:
+                    items.append(OutboxItem(n, d, later, hold_until=window[1]))
+                evs = [e for e in evs if urgent(e, None, window[0])]
+            if evs:
+                items.append(OutboxItem(n, d, tuple(evs), MessageKind.STILL_FIRING))
+        return items
 
     async def tell_missed(self) -> int:
         """Queue what `missed()` finds; the number of messages queued."""

@@ -158,10 +158,18 @@ class Delivery:
             return await self._drain(self.store.pending(queue))
 
     async def _drain(self, rows: list[OutboxRow]) -> float | None:
+        """Rows in order until one must wait (the seconds until it is due). An edit
+        that must wait holds up only the later edits of its message: an edit that
+        keeps failing must not hold back new alerts."""
+        soonest: float | None = None
+        waiting_edits: set[int] = set()  # messages whose edits wait their turn
         for row, events in current_events(rows):
             if self._stopping:
                 return None
+            if row.edit_of is not None and row.edit_of in waiting_edits:
+                continue
             now = self.clock()
+            wait: float | None = None
             if row.next_attempt_at > now:
                 wait = (row.next_attempt_at - now).total_seconds()
                 cap = self._delays.get(row.id, self.backoff.maximum)
@@ -176,19 +184,23 @@ class Delivery:
                         reason=f"a retry was due in {wait:.0f}s, more than its {cap:.0f}s delay",
                     )
                     wait = cap
-                return wait
-            if row.problem:
+            elif row.problem:
                 self._unreadable(row)
                 continue
-            if not events and row.message is None:
+            elif not events and row.message is None:
                 self.store.mark_done(
                     row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
                 )
                 continue
-            retry_in = await self._deliver(row, events)
-            if retry_in is not None:
-                return retry_in
-        return None
+            else:
+                wait = await self._deliver(row, events)
+            if wait is None:
+                continue
+            soonest = wait if soonest is None else min(soonest, wait)
+            if row.edit_of is None:
+                return soonest
+            waiting_edits.add(row.edit_of)
+        return soonest
 
     def _label(self, row: OutboxRow) -> str:
         """How logs name a row's destination: the notifier's label, never a URL."""
@@ -296,34 +308,41 @@ class Delivery:
             keep -= 1
             pieces = notifier.pieces(trimmed(message, keep))
         payload = pieces[0][0]
+        retry_after: float | None = None
+        permanent = False
         try:
             await asyncio.wait_for(
                 notifier.edit(row.destination, sent.platform_id, payload), SEND_TIMEOUT
             )
         except DeliveryError as exc:
-            if exc.permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
-                # the message was deleted, or is too old to edit: the alert itself went
-                # out and the destination may be fine, so its health stays as it is
-                status = OutboxStatus.FAILED if exc.permanent else OutboxStatus.DROPPED
-                self.store.mark_done(row.id, status, self.clock(), redact(exc.reason))
-                log_event(
-                    logger,
-                    "delivery.edit_failed",
-                    logging.WARNING,
-                    notifier=row.notifier,
-                    destination=self._label(row),
-                    reason=redact(exc.reason),
-                )
-                return None
-            return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+            reason, permanent, retry_after = exc.reason, exc.permanent, exc.retry_after
         except TimeoutError:
-            return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
+            reason = f"no answer within {SEND_TIMEOUT:g}s"
         except Exception as exc:  # a notifier bug must not stop delivery to others
-            return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
-        self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
-        self._delays.pop(row.id, None)
-        log_event(logger, "delivery.edited", notifier=row.notifier, destination=self._label(row))
-        return None
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+            self._delays.pop(row.id, None)
+            log_event(
+                logger, "delivery.edited", notifier=row.notifier, destination=self._label(row)
+            )
+            return None
+        if permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
+            # the message was deleted, or is too old to edit: the alert itself went
+            # out and the destination may be fine, so its health stays as it is
+            status = OutboxStatus.FAILED if permanent else OutboxStatus.DROPPED
+            self.store.mark_done(row.id, status, self.clock(), redact(reason))
+            self._delays.pop(row.id, None)
+            log_event(
+                logger,
+                "delivery.edit_failed",
+                logging.WARNING,
+                notifier=row.notifier,
+                destination=self._label(row),
+                reason=redact(reason),
+            )
+            return None
+        return self._failed(row, reason, False, retry_after)
 
     def _failed(
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None

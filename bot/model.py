@@ -239,12 +239,13 @@ class Flow:
 
 def days_left(remaining: float, rate: float | None) -> float | None:
     """Days the money lasts at `rate` USD/day: None while gathering data, inf
-    when not depleting, 0 when nothing remains."""
+    when not depleting (whatever remains: a spent, idle key never fires a
+    forecast), 0 when nothing remains."""
     if rate is None:
         return None
-    if remaining <= 0:
-        return 0.0
-    return remaining / rate if rate > 0 else math.inf
+    if rate <= 0:
+        return math.inf
+    return max(remaining, 0.0) / rate
 
 
 # --- alert state -----------------------------------------------------------------------

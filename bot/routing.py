@@ -7,7 +7,7 @@ message per destination with what still holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -90,7 +90,8 @@ class Router:
 
 def urgent(event: Event, told_at: datetime | None, quiet_since: datetime) -> bool:
     """What goes out during quiet hours: critical fires and reminders, data
-    unavailable, and the end of an alert whose news went out in these quiet hours."""
+    unavailable, and the end of an alert whose fire went out in these quiet hours
+    (`told_at`: when the destination's first message of it was queued)."""
     if event.kind in (EventKind.FIRE, EventKind.REMIND):
         return event.severity is Severity.CRITICAL
     if event.kind is EventKind.UNAVAILABLE:
@@ -106,11 +107,19 @@ def release(
     message with the latest held event of each alert, leaving out those for
     which `holds` is False (an alert no longer firing, snoozed, ...)."""
     latest: dict[Queue, dict[AlertKey, Event]] = {}
+    fired: set[tuple[Queue, AlertKey]] = set()  # a held fire: its reminders tell it first
     for row in sorted(rows, key=lambda r: r.id):
-        queue = latest.setdefault((row.notifier, row.destination), {})
+        queue = (row.notifier, row.destination)
+        by_alert = latest.setdefault(queue, {})
         for event in row.events:
-            queue.pop(event.alert, None)  # keep the order of the latest
-            queue[event.alert] = event
+            if event.kind is EventKind.FIRE:
+                fired.add((queue, event.alert))
+            elif event.kind is EventKind.REMIND and (queue, event.alert) in fired:
+                event = replace(event, kind=EventKind.FIRE)
+            elif event.kind is EventKind.RESOLVE:
+                fired.discard((queue, event.alert))
+            by_alert.pop(event.alert, None)  # keep the order of the latest
+            by_alert[event.alert] = event
     items = []
     for (notifier, destination), by_alert in latest.items():
         kept = tuple(e for e in by_alert.values() if holds(e))

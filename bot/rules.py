@@ -180,10 +180,10 @@ def _announce(
             continue
         if not state.announced:
             event = _event(EventKind.FIRE, rule, key, m, now, state.fired_at)
+        elif key in context.acks:
+            event = None  # acknowledged: no reminder, scheduled or after a hold, until it ends
         elif state.held:
             event = _event(EventKind.REMIND, rule, key, m, now, state.fired_at)
-        elif event is not None and event.kind is EventKind.REMIND and key in context.acks:
-            event = None
         if state.held or not state.announced:
             alerts[key] = replace(state, held=False, announced=True, notified_at=now)
         if event is not None:

@@ -537,6 +537,7 @@ class App:
                 notifiers=",".join(self.notifiers),
                 restarted=",".join(restarted) or "none",
             )
+        await self.release_held()  # quiet hours that the new config ends or changed
         await self.tell_missed()  # a destination added hears of what fires
 
     async def _swap_notifiers(self, old: Config, config: Config) -> list[str]:

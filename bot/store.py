@@ -610,8 +610,8 @@ class Store:
             ).lastrowid
             if held:
                 continue  # told only once released
-            db.executemany(
-                "INSERT OR REPLACE INTO told (rule, account, subject, notifier, destination, "
+            db.executemany(  # the first message since it fired: quiet hours ask when that was
+                "INSERT OR IGNORE INTO told (rule, account, subject, notifier, destination, "
                 "outbox_id) VALUES (?,?,?,?,?,?)",
                 (
                     (*e.alert, item.notifier, item.destination, row_id)
@@ -636,7 +636,7 @@ class Store:
         }
 
     def told_at(self) -> dict[Told, datetime]:
-        """told(), with when each destination's message was queued."""
+        """told(), with when each destination's first message of the alert was queued."""
         return {
             (
                 AlertKey(r["rule"], r["account"], r["subject"]),

@@ -4,6 +4,7 @@ the edits that follow an alert, and the store that keeps all of it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -113,6 +114,25 @@ def test_ack_stops_reminders_until_resolved_and_a_new_fire_is_announced():
     # the store drops the ack with the resolve; a new fire is announced as usual
     kinds, _ = run([10], [WARN], state=state, start=T0 + 6 * STEP)
     assert kinds == [[("fire", "warn")]]
+
+
+def test_an_ack_also_stops_the_reminder_after_a_snooze_or_an_inhibition_ends():
+    _, state = run([10], [WARN])
+    snoozed = [Silence(T0 + 3 * STEP, "ann", "main")]
+    kinds, _ = run([10] * 4, [WARN], snoozed, acks={WARN_KEY}, state=state, start=T0 + STEP)
+    assert kinds == [[], [], [], []]
+    _, state = run([15], [WARN, CRIT])
+    kinds, _ = run([3, 3, 15, 15], [WARN, CRIT], acks={WARN_KEY}, state=state, start=T0 + STEP)
+    assert kinds == [[("fire", "crit")], [], [("resolve", "crit")], []]
+
+
+def test_a_held_reminder_after_a_held_fire_is_released_as_the_fire():
+    fire, remind = event(), replace(event(EventKind.REMIND), value=12.0)
+    rows = [held_row(1, fire), held_row(2, remind), held_row(3, remind, destination="2")]
+    (first, second) = release(rows, lambda e: True)
+    assert [e.kind for e in first.events] == [EventKind.FIRE]
+    assert first.events[0].value == 12.0  # with the latest figures
+    assert [e.kind for e in second.events] == [EventKind.REMIND]  # it heard the fire
 
 
 # --- critical inhibits warning -------------------------------------------------------
@@ -281,7 +301,8 @@ def test_release_sends_the_latest_held_event_per_alert_leaving_out_what_no_longe
     rows = [held_row(1, fire, other), held_row(2, remind), held_row(3, event(), destination="2")]
     firing = {WARN_KEY}  # "other" resolved meanwhile: its fire vanishes with its resolve
     (first, second) = release(rows, lambda e: still_holds(e, firing, set(), lambda k: False))
-    assert (first.destination, first.events) == ("1", (remind,))
+    # the latest held event, as a fire: that destination never heard the fire itself
+    assert (first.destination, first.events) == ("1", (replace(remind, kind=EventKind.FIRE),))
     assert second.destination == "2" and not second.hold_until
     snoozed = release(rows, lambda e: still_holds(e, firing, set(), lambda k: True))
     assert snoozed == []

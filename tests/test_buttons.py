@@ -16,7 +16,7 @@ from bot.service import App
 from bot.store import StoreError
 from fakes.cometapi import reply_balance
 from fakes.slack import FakeSlack
-from fakes.telegram import FakeTelegram
+from fakes.telegram import FakeTelegram, server_error
 from tests.conftest import ALERTS, APP_TOKEN, BOT_TOKEN, TG_TOKEN
 from tests.helpers import FAST, Clock
 
@@ -320,8 +320,9 @@ async def test_quiet_hours_hold_a_warning_let_a_critical_through_and_release_at_
         await app.release_held()
         await bot.deliver()
         released = seen(tg.sent[-1].text)
-        # one message: the latest held event of the warning alone
-        assert released.count("WARNING") == 1 and "REMINDER · WARNING · main / total" in released
+        # one message: the latest held event of the warning alone, told as the fire the
+        # chat never saw (before: "REMINDER · WARNING", a reminder of nothing it was told)
+        assert released.count("WARNING") == 1 and "🔔 Firing\nWARNING · main / total" in released
         assert keyboard(tg.sent[-1])
         await app.release_held()
         await bot.deliver()
@@ -441,6 +442,131 @@ async def test_an_unchanged_edit_is_done_and_a_deleted_message_fails_alone(
         await app.__aexit__(None, None, None)
     (failed,) = [r for r in caplog.records if r.getMessage() == "delivery.edit_failed"]
     assert "Message to edit not found" in failed.fields["reason"]
+
+
+async def test_an_edit_that_keeps_failing_holds_back_no_alert_and_goes_after_a_day(
+    make_config, comet, tg, caplog
+):
+    comet.default = reply_balance(3)
+    clock = Clock()
+    deeper = CRITICAL.replace('"empty"', '"deeper"').replace("below = 5", "below = 1")
+    deeper = deeper.replace("recover_above = 10", "recover_above = 2")
+    app, bot = await started(make_config(CRITICAL + deeper + telegram(tg)), clock)
+    try:
+        await bot.poll()
+        (alert,) = await tg.wait_sent(1)
+        tg.fail_always("editMessageText", server_error(502))
+        await tg.wait_answer(await tg.callback(CHAT, alert.message_id, keyboard(alert)[2][1]))
+        await bot.deliver()
+        assert app.store.backlog() == {"telegram": 1}  # the edit, waiting to retry
+
+        comet.default = reply_balance(0.5)  # a new alert while the edit keeps failing
+        await bot.poll(after=1)
+        fired = await tg.wait_sent(2)
+        assert "CRITICAL · main / total" in seen(fired[1].text) and "$1.00" in seen(fired[1].text)
+
+        clock.advance(25 * 3600)  # a day on, the edit is given up, not retried forever
+        await bot.deliver()
+        assert app.store.backlog() == {}
+        assert len(tg.sent) == 2 and tg.edits == []
+    finally:
+        await app.__aexit__(None, None, None)
+    assert any(r.getMessage() == "delivery.edit_failed" for r in caplog.records)
+
+
+async def test_an_acknowledged_alert_gets_no_reminder_when_its_snooze_ends(make_config, comet, tg):
+    comet.default = reply_balance(3)
+    clock = Clock()
+    app, bot = await started(make_config(CRITICAL + telegram(tg)), clock)
+    try:
+        await bot.poll()
+        (alert,) = await tg.wait_sent(1)
+        ack, snooze = keyboard(alert)[2][1], keyboard(alert)[0][1]
+        await tg.wait_answer(await tg.callback(CHAT, alert.message_id, ack))
+        await tg.wait_answer(await tg.callback(CHAT, alert.message_id, snooze))
+        await bot.poll(after=3600)
+        await bot.poll(after=3)
+        assert len(tg.sent) == 1  # neither the snooze's end nor `repeat` reminds
+        comet.default = reply_balance(50)
+        await bot.poll(after=1)
+        assert "RESOLVED" in seen(tg.sent[-1].text)
+    finally:
+        await app.__aexit__(None, None, None)
+
+
+async def test_a_warning_whose_held_fire_was_left_out_fires_not_reminds_later(
+    make_config, comet, tg
+):
+    clock = Clock(datetime.fromisoformat("2026-03-10T23:00:00+00:00"))
+    comet.default = reply_balance(15)  # the warning fires: held for quiet hours
+    cfg = make_config(
+        WARNING.replace('repeat = "2s"', 'repeat = "1d"')
+        + CRITICAL.replace('repeat = "2s"', "")
+        + telegram(tg),
+        bot='quiet_hours = "22:00-07:00"',
+    )
+    app, bot = await started(cfg, clock)
+    try:
+        await bot.poll()
+        comet.default = reply_balance(3)  # a critical: at once; it inhibits the warning
+        await bot.poll(after=60)
+        await tg.wait_sent(1)
+        clock.now = datetime.fromisoformat("2026-03-11T07:00:00+00:00")
+        await app.release_held()  # the held warning fire no longer holds: left out
+        await bot.deliver()
+        assert len(tg.sent) == 1
+        comet.default = reply_balance(15)  # the critical resolves, the warning still fires
+        await bot.poll(after=60)
+        texts = [seen(m.text) for m in tg.sent[1:]]
+        assert any("RESOLVED · main / total" in t for t in texts)
+        assert any("WARNING · main / total" in t and "REMINDER" not in t for t in texts)
+        assert not any("REMINDER" in t for t in texts)
+    finally:
+        await app.__aexit__(None, None, None)
+
+
+async def test_quiet_hours_removed_by_a_reload_release_what_they_held(
+    make_config, comet, tg, tmp_path
+):
+    clock = Clock(datetime.fromisoformat("2026-03-10T23:00:00+00:00"))
+    comet.default = reply_balance(15)
+    cfg = make_config(WARNING + telegram(tg), bot='quiet_hours = "22:00-07:00"')
+    app, bot = await started(cfg, clock)
+    try:
+        await bot.poll()
+        assert tg.sent == []
+        await app.reload(make_config(WARNING + telegram(tg)))
+        await bot.deliver()
+        (released,) = await tg.wait_sent(1)
+        assert "WARNING · main / total" in seen(released.text)
+    finally:
+        await app.__aexit__(None, None, None)
+
+
+async def test_a_still_firing_warning_waits_for_the_end_of_quiet_hours(make_config, comet, tg):
+    clock = Clock(datetime.fromisoformat("2026-03-10T23:00:00+00:00"))
+    comet.default = reply_balance(15, [{"name": "prod", "remain_quota": 1, "used_quota": 5}])
+    key_rule = CRITICAL.replace('target = "total"', 'target = "key"').replace(
+        "below = 5", "below = 2"
+    )
+    rules = WARNING.replace('repeat = "2s"', "") + key_rule.replace('repeat = "2s"', "")
+    app, bot = await started(make_config(rules + telegram(tg)), clock)
+    try:
+        await bot.poll()  # both fire and are told before quiet hours are configured
+        await tg.wait_sent(1)
+        quiet = 'quiet_hours = "22:00-07:00"'
+        await app.reload(make_config(rules + telegram(tg, chats=(CHAT, GROUP)), bot=quiet))
+        await bot.deliver()
+        (now,) = [seen(m.text) for m in tg.sent if m.chat_id == GROUP]
+        assert "CRITICAL · main / key prod" in now and "WARNING" not in now
+        clock.now = datetime.fromisoformat("2026-03-11T07:00:00+00:00")
+        await app.release_held()
+        await bot.deliver()
+        later = [seen(m.text) for m in tg.sent if m.chat_id == GROUP][1:]
+        assert len(later) == 1 and "WARNING · main / total" in later[0]
+        assert "CRITICAL" not in later[0]
+    finally:
+        await app.__aexit__(None, None, None)
 
 
 async def test_each_part_of_a_split_message_has_buttons_for_its_own_alerts(make_config, comet, tg):

@@ -121,7 +121,8 @@ def test_constant_spending_gives_the_exact_rate(per_poll, polls, start):
 @given(st.floats(-1e6, 1e12, allow_nan=False))
 def test_days_left_of_a_zero_rate_is_never_finite(remaining):
     left = days_left(remaining, 0.0)
-    assert left == 0.0 if remaining <= 0 else math.isinf(left)  # type: ignore[arg-type]
+    assert left is not None and math.isinf(left)
+    assert days_left(min(remaining, 0.0), 1.0) == 0.0  # spending, nothing left: none
 
 
 # --- examples --------------------------------------------------------------------------
