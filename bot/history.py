@@ -108,6 +108,7 @@ class Window:
         self.base: dict[str, Sample] = {}
         self.ahead: dict[str, deque[Sample]] = {}
         self._loaded_to = float("-inf")  # every stored sample up to here is in base or ahead
+        self._beyond: dict[str, Sample] = {}  # after a gap in one account's samples
 
     def advance(self, now: float, committed_to: float) -> None:
         """Move the window start to `now - length`; `committed_to`: the newest
@@ -129,11 +130,15 @@ class Window:
             while queue and queue[0].at <= start:
                 self.base[account] = queue.popleft()
 
-    def points(self, account: str, subject: str | None, since: float) -> list[Point]:
+    def points(self, account: str, subject: str | None, since: float, latest: float) -> list[Point]:
         """The subject's points around the window start (its baseline, then the
-        first sample after): `subject` None for the total."""
+        first sample after): `subject` None for the total. `latest`: when the
+        account's newest sample was taken."""
         found: list[Point] = []
-        candidates = [self.base.get(account), *_first(self.ahead.get(account), subject, since)]
+        queue = self.ahead.get(account)
+        if not queue and latest > self._loaded_to:
+            queue = self._past_loaded(account)
+        candidates = [self.base.get(account), *_first(queue, subject, since)]
         for sample in candidates:
             if sample is None or sample.at < since:
                 continue
@@ -141,6 +146,20 @@ class Window:
             if value is not None:
                 found.append(Point(sample.at, value))
         return found
+
+
+    def _past_loaded(self, account: str) -> deque[Sample] | None:
+        """The account's first sample after the window start when none is loaded
+        yet: it polled again after a gap in its samples (the bot was down, or its
+        polls failed) that reaches past what the window has loaded."""
+        sample = self._beyond.get(account)
+        if sample is None or sample.at <= self._loaded_to:
+            found = self._reader.first_after(account, self._loaded_to)
+            if found is None:  # this poll's sample, not committed yet
+                self._beyond.pop(account, None)
+                return None
+            self._beyond[account] = sample = found
+        return deque([sample])
 
 
 def _first(queue: deque[Sample] | None, subject: str | None, since: float) -> Iterator[Sample]:
@@ -181,7 +200,7 @@ class Spending(Mapping[str, float | None]):
         if since > self._now - window.length:  # the series began inside the window
             points = [Point(since, spent_then), now_point]
         else:
-            points = [*window.points(ledger.account, subject, since), now_point]
+            points = [*window.points(ledger.account, subject, since, ledger.at), now_point]
         spend = spent_within(points, self._now, window.length)
         if spend is None:
             return None

@@ -161,6 +161,14 @@ class Reader:
         wanted = set(accounts) if accounts is not None else None
         return {r[0]: self._sample(r) for r in rows if wanted is None or r[0] in wanted}
 
+    def first_after(self, account: str, at: float) -> Sample | None:
+        """One account's first sample after `at`."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at > ? ORDER BY at LIMIT 1",
+            (account, at),
+        ).fetchone()
+        return self._sample(row) if row else None
+
     def between(self, after: float, upto: float) -> list[Sample]:
         """Every account's samples with after < at <= upto, oldest first."""
         rows = self._db.execute(

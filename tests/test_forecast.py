@@ -87,6 +87,9 @@ class _NoReader:
     def first_time_after(self, at):
         return None
 
+    def first_after(self, account, at):
+        return None
+
     def between(self, after, upto):
         return []
 
@@ -267,6 +270,62 @@ def test_the_windowed_history_agrees_with_the_whole_series(tmp_path):
                     [(x.fetched_at.timestamp(), x.keys[1].used_quota) for x in series[10:]]
                 )
                 assert flow.burn.keys["late"] == pytest.approx(burn_rate(late, at, 7200.0))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["polls-failing", "bot-restarted"])
+def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp_path, restart):
+    """An account with no samples for 10 hours (its polls failed while another
+    account's went on, or the bot was down), then spending $10 a poll: the
+    windows find the samples after the gap, so the spending since is not
+    spread over the gap (a spike rule would never fire)."""
+    from datetime import UTC, datetime
+
+    path = tmp_path / "state.db"
+    store = Store.open(path)
+    history = History(store.history, 2 * 3600.0, [3600.0], STEP)
+    used = {"a": 0.0, "b": 0.0}
+    series: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+
+    def poll(at: float, accounts: dict[str, float]) -> dict[str, Flow]:
+        now = datetime.fromtimestamp(at, UTC)
+        history.advance(now)
+        snaps, samples, flows = [], [], {}
+        for account, spend in accounts.items():
+            used[account] += spend
+            s = Snapshot(account, "u", 1e6, used[account], 1, (KeyBalance("k", 5, used[account]),), now)
+            samples.append(history.record(s))
+            snaps.append(s)
+            flows[account] = history.flow(account, now)
+            series[account].append((at, used[account]))
+        store.commit_cycle(Commit(EngineState(), EngineState(), snaps, [], now, samples))
+        history.committed(samples, now)
+        return flows
+
+    try:
+        at = 0.0
+        for _ in range(24):
+            poll(at, {"a": 0.1, "b": 0.1})
+            at += STEP
+        if restart:
+            store.close()
+            store = Store.open(path)
+            history = History(store.history, 2 * 3600.0, [3600.0], STEP)
+            history.restore(store.load_snapshots(), datetime.fromtimestamp(at + 36000 - 1, UTC))
+            at += 36000
+        else:
+            for _ in range(120):  # b's polls fail
+                poll(at, {"a": 0.1})
+                at += STEP
+        for _ in range(12):
+            flow = poll(at, {"a": 0.1, "b": 10.0} if not restart else {"b": 10.0})["b"]
+            reference = accumulate(series["b"])
+            assert flow.spent[3600.0].total == pytest.approx(_amount(reference, at, 3600.0))
+            assert flow.spent[3600.0].keys["k"] == pytest.approx(_amount(reference, at, 3600.0))
+            assert flow.burn.total == pytest.approx(burn_rate(reference, at, 7200.0))
+            at += STEP
+        assert flow.spent[3600.0].total > 100  # 11 polls of $10 inside the hour
     finally:
         store.close()
 
