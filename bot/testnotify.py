@@ -79,9 +79,13 @@ async def _try(plugin: Notifier, message: Message) -> list[tuple[str, bool]]:
     )
     try:
         await asyncio.wait_for(plugin.start(listen=False), PER_SEND)
-    except Exception as exc:  # its text names the setting and the remedy
-        reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
-        return [(f"{name} {plugin.label(d)}: failed: {reason}", False) for d in targets]
+    except Exception as exc:  # one line per destination, never a traceback
+        if isinstance(exc, TimeoutError):
+            what, advice = f"no answer within {PER_SEND:g}s", ""
+        else:
+            what, advice = _parts(str(exc) or type(exc).__name__, [f"{name}: "])
+        remedy = advice or f"check the network and [notifiers.{name}]"
+        return [(f"{name} {plugin.label(d)}: failed: {what} — {remedy}", False) for d in targets]
     if name == registry.FALLBACK:
         await plugin.send("default", plugin.format(message)[0])
         return [(f"{name}: ok", True)]
@@ -100,7 +104,24 @@ async def _send(plugin: Notifier, destination: str, message: Message) -> tuple[s
             if attempt == 1 and wait is not None and wait <= MAX_RETRY_AFTER:
                 await asyncio.sleep(wait)  # the platform said when: one more try
                 continue
-            return f"{where}: failed: {exc.reason} — {plugin.remedy(exc)}", False
+            label = plugin.label(destination)
+            marks = [f"{label}: ", f"{destination}: ", f"{label} ", f"{destination} "]
+            what, _ = _parts(exc.reason, marks)  # the advice in it is what remedy() says
+            return f"{where}: failed: {what} — {plugin.remedy(exc)}", False
         except TimeoutError:
             return f"{where}: failed: no answer within {PER_SEND:g}s — check the network", False
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parts(text: str, marks: Sequence[str]) -> tuple[str, str]:
+    """A failure text, `[<where>: ]<what>[; <advice>]`, as (what, advice): the
+    line names the destination already, so the words up to the first of `marks`
+    (a notifier's name, a label) in its first part go, and the advice after the
+    first "; " is said once, as the remedy."""
+    for mark in marks:
+        at = text.lower().find(mark.lower())
+        if at >= 0 and ": " not in text[:at] and text[at + len(mark) :].strip():
+            text = text[at + len(mark) :]
+            break
+    what, _, advice = text.partition("; ")
+    return what.strip(), advice.strip()

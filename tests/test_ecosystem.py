@@ -21,7 +21,9 @@ from bot.render import AsOf, events_message
 from bot.service import App
 from bot.starter import EXAMPLE
 from fakes.cometapi import reply_balance
-from fakes.telegram import bad_request, retry_after, server_error
+from fakes.slack import api_error
+from fakes.telegram import bad_request, migrated, retry_after, server_error
+from fakes.webhook import FakeWebhook, reply_status
 from tests.conftest import ALERTS, BOT_TOKEN, QUERY_KEY, RULES, TG_TOKEN
 from tests.helpers import FAST, T0, Clock
 from tests.process import ROOT, run_bot
@@ -171,15 +173,124 @@ async def test_test_notify_reports_each_destination_and_exits_1_on_a_refusal(
     path = write_config(extra=telegram_section(tg))
     done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
     assert done.proc.returncode == 1, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0] == f"telegram {CHAT}: ok"
-    assert lines[1].startswith(f"telegram {OTHER}: failed: Telegram chat {OTHER}: Chat not found")
-    assert lines[1].endswith(
-        "check chat_ids (/id in the chat shows its id) and add the bot to that chat"
-    )
+    assert done.stdout.splitlines() == [
+        f"telegram {CHAT}: ok",
+        f"telegram {OTHER}: failed: Chat not found — check chat_ids (/id in the chat shows "
+        "its id) and add the bot to that chat",
+    ]
     (sent,) = tg.sent
     assert sent.chat_id == CHAT and "balance-bot test message" in sent.text
     assert not (tmp_path / "state.db").exists()  # neither state nor outbox
+
+
+def failure(line: str, where: str) -> tuple[str, str]:
+    """A failed line of test-notify as (reason, remedy), checking its form (SPEC 3):
+    `<notifier> <label>: failed: <reason> — <remedy>`, the label said once."""
+    head, _, rest = line.partition(": failed: ")
+    assert head == where, line
+    assert rest.count(" — ") == 1, line
+    reason, remedy = rest.split(" — ")
+    assert reason and remedy and remedy not in reason and reason not in remedy, line
+    assert where.split(" ", 1)[1] not in rest, line  # the label is not repeated
+    return reason, remedy
+
+
+async def test_test_notify_a_telegram_start_failure_names_reason_and_remedy_once(write_config, tg):
+    tg.token = "999:another-token"  # the configured one is refused: 401
+    path = write_config(extra=telegram_section(tg))
+    done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
+    assert done.proc.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for line, chat in zip(lines, (CHAT, OTHER), strict=True):
+        assert failure(line, f"telegram {chat}") == (
+            "Telegram rejected the bot token",
+            "check notifiers.telegram.token and api_url",
+        )
+
+
+async def test_test_notify_an_unreachable_telegram_at_start(write_config, tg):
+    await tg.stop()  # nothing answers at its address any more
+    path = write_config(extra=telegram_section(tg, chats=(CHAT,)))
+    done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
+    assert done.proc.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    reason, remedy = failure(line, f"telegram {CHAT}")
+    assert not reason.startswith("Telegram")
+    assert remedy == "check the network and [notifiers.telegram]"
+
+
+async def test_test_notify_telegram_send_failures_say_the_chat_once(write_config, tg):
+    tg.fail_always("sendMessage", migrated(-1009999), chat_id=OTHER)
+    path = write_config(extra=telegram_section(tg))
+    done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
+    assert done.proc.returncode == 1, done.stderr
+    ok, failed = done.stdout.splitlines()
+    assert ok == f"telegram {CHAT}: ok"
+    assert failure(failed, f"telegram {OTHER}") == (
+        "is now a supergroup with id -1009999",
+        "put that id in notifiers.telegram.chat_ids",
+    )
+
+
+def slack_section(fake, token: str = BOT_TOKEN) -> str:
+    return f"""
+[notifiers.slack]
+bot_token = "{token}"
+channel = "{ALERTS}"
+app_token = ""
+api_url = "{fake.url}"
+"""
+
+
+async def test_test_notify_slack_start_and_send_failures(write_config, slack):
+    path = write_config(extra=slack_section(slack, token="xoxb-not-the-one"))
+    done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
+    assert done.proc.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert failure(line, f"slack {ALERTS}") == (
+        "Slack rejected the bot token (invalid_auth)",
+        "check notifiers.slack.bot_token (the Bot User OAuth Token, xoxb-) and that the app "
+        "is installed",
+    )
+    slack.fail("chat.postMessage", api_error("channel_not_found"))
+    path = write_config(extra=slack_section(slack))
+    done = await run_bot("test-notify", "-c", path, env=env(TEST_QUERY_KEY=QUERY_KEY))
+    assert done.proc.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert failure(line, f"slack {ALERTS}") == (
+        "channel_not_found",
+        "check notifiers.slack.channel (the channel id, e.g. C0123456789) and invite the bot "
+        "to a private channel",
+    )
+
+
+async def test_test_notify_webhook_failures_name_reason_and_remedy_once(write_config):
+    """A webhook has no start-up check: a refusal, then a receiver that is gone."""
+    hook = FakeWebhook()
+    await hook.start()
+    section = f'\n[notifiers.webhook]\nurl = "{hook.url}"\n'
+    try:
+        hook.fail(reply_status(404))
+        done = await run_bot(
+            "test-notify", "-c", write_config(extra=section), env=env(TEST_QUERY_KEY=QUERY_KEY)
+        )
+    finally:
+        await hook.stop()
+    assert done.proc.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert failure(line, f"webhook 127.0.0.1:{hook.port}") == (
+        "HTTP 404 Not Found",
+        "nothing takes POSTs there: check notifiers.webhook.url",
+    )
+    done = await run_bot(
+        "test-notify", "-c", write_config(extra=section), env=env(TEST_QUERY_KEY=QUERY_KEY)
+    )  # nothing listens on that port any more
+    assert done.proc.returncode == 1, done.stderr
+    (line,) = done.stdout.splitlines()
+    reason, remedy = failure(line, f"webhook 127.0.0.1:{hook.port}")
+    assert reason.startswith("not sent: ClientConnectorError")
+    assert remedy == "check that the receiver is up and notifiers.webhook.url"
 
 
 async def test_test_notify_exits_0_when_all_accepted_and_covers_groups(write_config, tg):

@@ -195,7 +195,8 @@ class SlackNotifier(ChatNotifier):
 
     def remedy(self, error: DeliveryError) -> str:
         if error.retry_after is None and error.permanent:
-            return "check notifiers.slack.channel (an id) and /invite the bot to it"
+            _, _, hint = error.reason.partition("; ")  # _api_error's hint, if it gave one
+            return hint or "check notifiers.slack.channel (an id) and /invite the bot to it"
         return super().remedy(error)
 
     def _api_error(self, channel: str, exc: SlackApiError) -> DeliveryError:

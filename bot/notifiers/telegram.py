@@ -202,6 +202,9 @@ class TelegramNotifier(ChatNotifier):
             raise self._delivery_error(destination, exc) from None
 
     def remedy(self, error: DeliveryError) -> str:
+        _, _, hint = error.reason.partition("; ")  # _delivery_error's own advice
+        if error.permanent and hint:
+            return hint
         text = error.reason.lower()
         if "chat not found" in text:
             return "check chat_ids (/id in the chat shows its id) and add the bot to that chat"

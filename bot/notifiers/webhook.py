@@ -196,6 +196,13 @@ class WebhookNotifier(Notifier):
             remedy = f"check {setting} and the receiver"
         return DeliveryError(f"{where}: {what}; {remedy}", permanent=True)
 
+    def remedy(self, error: DeliveryError) -> str:
+        if error.permanent:  # _refused's advice, after "; "
+            return error.reason.partition("; ")[2] or super().remedy(error)
+        if error.retry_after is None:
+            return f"check that the receiver is up and notifiers.{self.name}.url"
+        return super().remedy(error)
+
     def _http(self) -> aiohttp.ClientSession:
         """The notifier's one session, made on the running loop when first needed."""
         if self._session is None or self._session.closed:
