@@ -184,7 +184,7 @@ async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.E
 
     try:
         async with App(cfg) as app:
-            reloading = asyncio.create_task(_reloads(app, path, hangup))
+            reloading = app.tasks.spawn("reloads", _reloads(app, path, hangup))
             try:
                 await app.serve(stop)
             finally:
@@ -250,9 +250,10 @@ async def _reloads(app: App, path: Path, hangup: asyncio.Event) -> None:
         hangup.clear()
         try:
             cfg = config_mod.load(path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                log_event(logger, "config.invalid", logging.ERROR, problem=problem)
+        except Exception as exc:  # whatever is wrong with the file, the service goes on
+            problems = exc.problems if isinstance(exc, ConfigError) else [f"{path}: {exc!r}"]
+            for problem in problems:
+                log_event(logger, "config.invalid", logging.ERROR, problem=secrets.redact(problem))
             log_event(
                 logger,
                 "config.kept",

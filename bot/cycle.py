@@ -361,8 +361,8 @@ class Monitor:
         fire, not a reminder, once it may be told. The number of messages queued."""
         async with self._cycle_lock:
             now = self.clock()
-            quiet = self.router.quiet
-            rows = self.store.held(now if quiet and quiet.window(now) else None)
+            hours = self.router.quiet
+            rows = self.store.held(now if hours and hours.window(now) else None)
             if not rows:
                 return 0
             silences, acks = self.store.silences(now), self.store.acks()

@@ -147,7 +147,6 @@ class Window:
                 found.append(Point(sample.at, value))
         return found
 
-
     def _past_loaded(self, account: str) -> deque[Sample] | None:
         """The account's first sample after the window start when none is loaded
         yet: it polled again after a gap in its samples (the bot was down, or its

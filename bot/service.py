@@ -142,6 +142,7 @@ class App:
     fatal: str = field(init=False, default="")  # why the service stopped on its own
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
+    _seeding: asyncio.Task[None] | None = field(init=False, default=None)
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
@@ -295,6 +296,10 @@ class App:
         return result
 
     async def _scheduled_cycle(self) -> None:
+        seeding = self._seeding
+        if seeding is not None and not seeding.done():
+            # the first cycle's forecasts start from the seed, if it comes in time
+            await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)
         try:
             await self.cycle()
         except asyncio.CancelledError:
@@ -422,6 +427,7 @@ class App:
         missed = self._digest_day(self.clock())  # at start only: not on a reload
         if missed is not None:
             await self.send_digest(missed)
+        self._seeding = self.tasks.spawn("seed", self.monitor.seed(), once=True)
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
@@ -435,7 +441,6 @@ class App:
         self._schedule_daily_jobs()
         scheduler.start()
         self._deliveries = self.tasks.spawn("delivery", self.delivery.run())
-        self.tasks.spawn("seed", self.monitor.seed(), once=True)
         await self.start_notifiers(listen=True)
         tune_gc()
         log_event(

@@ -294,7 +294,9 @@ def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp
         snaps, samples, flows = [], [], {}
         for account, spend in accounts.items():
             used[account] += spend
-            s = Snapshot(account, "u", 1e6, used[account], 1, (KeyBalance("k", 5, used[account]),), now)
+            s = Snapshot(
+                account, "u", 1e6, used[account], 1, (KeyBalance("k", 5, used[account]),), now
+            )
             samples.append(history.record(s))
             snaps.append(s)
             flows[account] = history.flow(account, now)

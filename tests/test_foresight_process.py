@@ -4,9 +4,11 @@ windows; alerts go to the log notifier (stderr)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 
@@ -160,3 +162,24 @@ async def test_a_digest_missed_while_down_goes_out_at_start_once(write_config, c
         await comet.wait_requests(polls + 2)
         assert await bot.stop() == 0
         assert len(notices(bot, "CometAPI daily digest")) == expected, bot.stderr
+
+
+async def test_run_waits_for_a_slow_seed_so_that_the_first_poll_has_a_forecast(write_config, comet):
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    keys = [{"name": "prod-api", "remain_quota": 5, "used_quota": 1}]
+
+    async def slow_seed(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.5)  # slower than the first poll would be
+        daily = {yesterday: [daily_entry("prod-api", 30.0, 40)]}
+        return web.json_response(quota(60, keys) | {"daily_quota": daily})
+
+    comet.seed_responder = slow_seed
+    comet.default = reply_balance(60, keys)
+    path = Path(write_config(rules=RUNWAY))
+    path.write_text(path.read_text().replace('interval = "1s"', 'interval = "1h"'))
+    bot = await BotProcess("run", "-c", str(path), env=ENV).start()
+    await bot.wait_for(
+        lambda lines: any("WARNING · main / total: ≈ 2.0 days left" in x for x in lines)
+    )
+    assert await bot.stop() == 0
+    assert len(comet.requests) == 1  # the first poll of the hour, not a later one

@@ -53,6 +53,13 @@ async def test_sighup_applies_a_new_threshold_and_keeps_a_broken_config_out(writ
     assert any("rules[0].bellow" in x and "unknown key" in x for x in problems)
     comet.default = reply_balance(5)  # the running config (below 10) still alerts
     await bot.wait_for(lambda lines: any("WARNING · main / total: $5.00" in x for x in lines))
+
+    path.write_text(good + "deep = " + "[" * 5000 + "]" * 5000 + "\n")  # tomllib recurses
+    hangup(bot)
+    await bot.wait_for(lambda lines: sum("config.kept" in x for x in lines) == 2)
+    path.write_text(good)  # and the next SIGHUP still works
+    hangup(bot)
+    await bot.wait_for(lambda lines: sum("config.reloaded" in x for x in lines) == 2)
     assert await bot.stop() == 0
     assert len(notices(bot, "WARNING · main / total")) == 2  # no repeat from the reloads
     assert not any("Traceback" in x for x in bot.lines)
