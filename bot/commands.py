@@ -133,6 +133,7 @@ class ChatCommands:
         source = self.source
         now = source.now()
         firing, _ = firing_events(source.state, source.rules, source.latest, now)
+        silences = self.actions.store.silences(now) if self.actions else []
         at = now.timestamp()
         views = [
             digest_view(
@@ -144,6 +145,7 @@ class ChatCommands:
                 firing,
                 now,
                 source.timezone,
+                silences,
             )
             for account in source.account_names()
         ]

@@ -32,7 +32,9 @@ from bot.render import (
     DigestView,
     SpendView,
     balance_message,
+    clock,
     status_message,
+    subject,
 )
 from bot.rules import notify_for
 from bot.samples import Sample
@@ -128,6 +130,7 @@ def digest_view(
     firing: Sequence[Event],
     now: datetime,
     tz: ZoneInfo,
+    silences: Sequence[Silence] = (),
 ) -> DigestView:
     """One account's part of the daily digest; `samples`: its last 7 days."""
     at = now.timestamp()
@@ -148,6 +151,12 @@ def digest_view(
         ),
         key=lambda item: (item[1], item[0]),
     )[:5]
+    mine = [e for e in firing if e.account == account]
+    snoozed = [
+        f"{subject(e)} ({e.rule}) until {clock(until, tz)}"
+        for e in mine
+        if (until := max((s.until for s in silences if s.covers(e.alert, now)), default=None))
+    ]
     return DigestView(
         account,
         snapshot,
@@ -157,7 +166,8 @@ def digest_view(
         top(per_key, 5),
         emptiest,
         week_of_balances(samples, now, tz),
-        [e for e in firing if e.account == account],
+        mine,
+        snoozed,
     )
 
 

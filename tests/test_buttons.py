@@ -238,11 +238,15 @@ async def test_snooze_and_unsnooze_commands_and_status_lists_them(make_config, c
         await tg.message(CHAT, "/status")
         status = (await tg.wait_sent(5))[4].text
         assert "🔕 Snoozed" in status and "main/*" in status and "by Tester" in status
+        await tg.message(CHAT, "/digest")  # the digest lists firing and snoozed alerts
+        digest = seen((await tg.wait_sent(6))[5].text)
+        assert "Firing: 1" in digest
+        assert re.search(r"Snoozed: main / total \(empty\) until \d{4}-\d\d-\d\d \d\d:\d\d", digest)
 
         await tg.message(CHAT, "/unsnooze main/*")
-        assert "Ended 1 snooze" in (await tg.wait_sent(6))[5].text
+        assert "Ended 1 snooze" in (await tg.wait_sent(7))[6].text
         await bot.poll(after=0.5)  # the first poll after it ends: one reminder
-        assert "REMINDER · CRITICAL" in seen(tg.sent[6].text)
+        assert "REMINDER · CRITICAL" in seen(tg.sent[7].text)
     finally:
         await app.__aexit__(None, None, None)
 
