@@ -368,16 +368,19 @@ class Monitor:
             silences, acks = self.store.silences(now), self.store.acks()
             alerts = self.state.alerts
             firing = {k for k, s in alerts.items() if s.firing}
+            by_name = {r.name: r for r in self.rules}
             critical = {
-                (k.account, k.subject)
+                (k.account, r.target, k.subject)
                 for k in firing
-                if self._severity(k.rule) is Severity.CRITICAL
+                if (r := by_name.get(k.rule)) and r.severity is Severity.CRITICAL
             }
 
             def quiet(key: AlertKey) -> bool:
+                rule = by_name.get(key.rule)
                 inhibited = (
-                    self._severity(key.rule) is Severity.WARNING
-                    and (key.account, key.subject) in critical
+                    rule is not None
+                    and rule.severity is Severity.WARNING
+                    and (key.account, rule.target, key.subject) in critical
                 )
                 return inhibited or key in acks or any(s.covers(key, now) for s in silences)
 
@@ -403,9 +406,6 @@ class Monitor:
             self.store.release([r.id for r in rows], items, now)
             log_event(logger, "quiet.released", held=len(rows), messages=len(items))
             return len(items)
-
-    def _severity(self, rule: str) -> Severity | None:
-        return next((r.severity for r in self.rules if r.name == rule), None)
 
     def missed(self) -> list[OutboxItem]:
         """For each destination that was never told of alerts still firing (it was

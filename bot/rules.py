@@ -161,18 +161,21 @@ def _announce(
     When that ends, a still-firing alert gets one message: a fire if it was
     never announced, else a reminder. An acknowledged alert sends no reminder."""
     now = context.now
-    severity = {r.name: r.severity for r in rules}
-    critical = {
-        (k.account, k.subject)
+    by_name = {r.name: r for r in rules}
+    critical = {  # a key named "total" is not the total
+        (k.account, r.target, k.subject)
         for k, s in alerts.items()
-        if s.firing and severity.get(k.rule) is Severity.CRITICAL
+        if s.firing and (r := by_name.get(k.rule)) and r.severity is Severity.CRITICAL
     }
     events: list[Event] = []
     for rule, key, m, event in steps:
         state = alerts.get(key)
         if state is None or not state.firing:
             continue
-        inhibited = rule.severity is Severity.WARNING and (key.account, key.subject) in critical
+        inhibited = (
+            rule.severity is Severity.WARNING
+            and (key.account, rule.target, key.subject) in critical
+        )
         if inhibited or any(s.covers(key, now) for s in context.silences):
             fresh = event is not None and event.kind is EventKind.FIRE
             announced = False if fresh else state.announced

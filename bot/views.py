@@ -36,7 +36,7 @@ from bot.render import (
     status_message,
     subject,
 )
-from bot.rules import notify_for
+from bot.rules import notify_for, shape
 from bot.samples import Sample
 
 Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
@@ -189,12 +189,17 @@ def firing_events(
     state: EngineState, rules: Sequence[Rule], latest: Latest, now: datetime
 ) -> tuple[list[Event], list[Event]]:
     """(firing alerts, accounts without data) as events carrying the current
-    value and since when, for /status and check."""
+    value and since when, for /status, check and the "still firing" message.
+    An alert its rule no longer makes (target or kind changed, account no
+    longer matched) is not one: the next poll drops it quietly."""
     by_name = {r.name: r for r in rules}
     firing = [
-        _current(alert, by_name[alert.key.rule], latest, now)
+        _current(alert, rule, latest, now)
         for alert in state.alerts.values()
-        if alert.firing and alert.key.rule in by_name
+        if alert.firing
+        and (rule := by_name.get(alert.key.rule)) is not None
+        and (not alert.shape or alert.shape == shape(rule))
+        and rule.matches_account(alert.key.account)
     ]
     unavailable = [
         Event(

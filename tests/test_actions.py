@@ -135,6 +135,22 @@ def test_a_held_reminder_after_a_held_fire_is_released_as_the_fire():
     assert [e.kind for e in second.events] == [EventKind.REMIND]  # it heard the fire
 
 
+def test_an_alert_its_rule_no_longer_makes_is_not_listed_as_firing():
+    from bot.model import AlertState
+    from bot.rules import shape
+    from bot.views import firing_events
+
+    key = AlertKey("warn", "main", "k1")
+    was = rule(name="warn", target="key", below=20, recover_above=25)
+    state = EngineState({key: AlertState(key, True, 1, 5.0, T0, T0, shape(was))})
+    latest = {"main": snap(100, T0)}.get
+    assert [e.subject for e in firing_events(state, [was], latest, T0)[0]] == ["k1"]
+    # now a total rule under the same name: no "still firing" ghost, no /status line
+    assert firing_events(state, [WARN], latest, T0)[0] == []
+    elsewhere = rule(name="warn", target="key", below=20, recover_above=25, accounts=["other*"])
+    assert firing_events(state, [elsewhere], latest, T0)[0] == []
+
+
 # --- critical inhibits warning -------------------------------------------------------
 
 
@@ -163,6 +179,16 @@ def test_an_announced_warning_goes_quiet_under_a_critical_and_gets_a_reminder_af
         [],
         [("remind", "crit")],
         [("resolve", "crit"), ("remind", "warn")],
+    ]
+
+
+def test_a_key_named_total_does_not_inhibit_the_total():
+    key = rule(name="key", target="key", below=2, recover_above=3, severity="critical")
+    named_total = Snapshot("main", "user", 15, 10.0, 5, (KeyBalance("total", 1.0, 1.0),), T0)
+    _, events = evaluate({"main": named_total}, [WARN, key], EngineState(), Context(T0, 3, {}))
+    assert sorted((e.kind.value, e.rule, e.target) for e in events) == [
+        ("fire", "key", "key"),
+        ("fire", "warn", "total"),
     ]
 
 
