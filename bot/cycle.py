@@ -136,7 +136,10 @@ class Monitor:
         grouped, kept = split_alerts(self.state.alerts, self.accounts, self.rules)
         # an account removed from the config: its alerts are dropped quietly
         cycle.kept = {k: v for k, v in kept.items() if k.account in self.accounts}
-        self.history.advance(cycle.started)
+        try:
+            self.history.advance(cycle.started)
+        except StoreError as exc:  # rates may lag; thresholds and the rest go on
+            log_event(logger, "history.unreadable", logging.ERROR, reason=str(exc))
         accounts = list(self.accounts.values())
         gate = asyncio.Event()
         gate.set()

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 HOUR, DAY = 3600.0, 86400.0
 FULL_FOR = DAY  # samples younger than this keep full resolution
@@ -109,28 +110,43 @@ def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:
 class Reader:
     """Samples read back, their layouts loaded once."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        explain: Callable[[sqlite3.DatabaseError], Exception] = lambda exc: exc,
+    ) -> None:
         self._db = db
+        self._explain = explain  # a damaged file: the error to raise instead
         self._layouts: dict[int, Layout] = {}
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
 
     def _layout(self, layout_id: int | None) -> Layout | None:
         if layout_id is None:
             return None
         if layout_id not in self._layouts:
-            row = self._db.execute(
-                "SELECT account, names, since FROM layouts WHERE id=?", (layout_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            names, since = json.loads(row[1]), json.loads(row[2])
-            self._layouts[layout_id] = Layout(row[0], tuple(names), tuple(since), layout_id)
+            rows = self._rows("SELECT account, names, since FROM layouts WHERE id=?", (layout_id,))
+            try:
+                account, names, since = rows[0][0], json.loads(rows[0][1]), json.loads(rows[0][2])
+            except (IndexError, ValueError, TypeError):
+                return None  # missing or damaged: the sample's keys go unread, nothing else
+            self._layouts[layout_id] = Layout(account, tuple(names), tuple(since), layout_id)
         return self._layouts[layout_id]
 
     def _sample(self, row: Sequence) -> Sample:
         layout = self._layout(row[6])
         keys = array("d")
-        if layout is not None and row[7] is not None:
-            keys.frombytes(row[7])
+        if layout is not None and isinstance(row[7], bytes):
+            try:
+                keys.frombytes(row[7])
+            except ValueError:  # a damaged blob
+                layout = None
+            if layout is not None and len(keys) != len(layout.names):
+                layout, keys = None, array("d")
         return Sample(row[0], row[1], row[2], row[3], row[4], row[5], layout, keys)
 
     def last(self, accounts: Iterable[str]) -> dict[str, Sample]:
@@ -139,7 +155,7 @@ class Reader:
 
     def first(self, accounts: Iterable[str]) -> dict[str, Sample]:
         """The oldest sample of each account."""
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, min(at) AS m "
             "FROM samples GROUP BY account) t ON s.account = t.a AND s.at = t.m"
         )
@@ -148,12 +164,12 @@ class Reader:
 
     def first_time_after(self, at: float) -> float | None:
         """When the first sample of any account after `at` was taken."""
-        row = self._db.execute("SELECT min(at) FROM samples WHERE at > ?", (at,)).fetchone()
-        return row[0] if row else None
+        rows = self._rows("SELECT min(at) FROM samples WHERE at > ?", (at,))
+        return rows[0][0] if rows else None
 
     def newest_before(self, at: float, accounts: Iterable[str] | None = None) -> dict[str, Sample]:
         """The newest sample at or before `at`, by account."""
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, max(at) AS m "
             "FROM samples WHERE at <= ? GROUP BY account) t ON s.account = t.a AND s.at = t.m",
             (at,),
@@ -163,15 +179,15 @@ class Reader:
 
     def first_after(self, account: str, at: float) -> Sample | None:
         """One account's first sample after `at`."""
-        row = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at > ? ORDER BY at LIMIT 1",
             (account, at),
-        ).fetchone()
-        return self._sample(row) if row else None
+        )
+        return self._sample(rows[0]) if rows else None
 
     def between(self, after: float, upto: float) -> list[Sample]:
         """Every account's samples with after < at <= upto, oldest first."""
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE at > ? AND at <= ? ORDER BY at",
             (after, upto),
         )
@@ -180,14 +196,14 @@ class Reader:
     def of(self, account: str, since: float, until: float) -> list[Sample]:
         """One account's samples from `since` to `until`, oldest first, with the
         newest before `since` first as the baseline."""
-        rows = self._db.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at < ? ORDER BY at DESC LIMIT 1",
             (account, since),
-        ).fetchall()
-        rows += self._db.execute(
+        )
+        rows += self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at >= ? AND at <= ? ORDER BY at",
             (account, since, until),
-        ).fetchall()
+        )
         return [self._sample(r) for r in rows]
 
 
@@ -206,11 +222,16 @@ class Thinning:
 
 # how much of a tier one call looks at: after a start, thinning begins at the
 # tier's old end, and one statement over all of it would hold the write lock long
-SLICE = {HOUR: DAY, DAY: 7 * DAY}
+SLICE = {HOUR: 6 * HOUR, DAY: 2 * DAY}
 
 
 def prune_batch(
-    db: sqlite3.Connection, now: float, history_days: int, thinning: Thinning, batch: int
+    db: sqlite3.Connection,
+    now: float,
+    history_days: int,
+    thinning: Thinning,
+    batch: int,
+    pause: Callable[[], None] = lambda: None,
 ) -> int:
     """Delete up to `batch` samples that aged out of their resolution (looking at
     one slice of each tier), and once a day the layouts no sample uses; the
@@ -220,6 +241,7 @@ def prune_batch(
         "WHERE at < ? LIMIT ?)",
         (now - history_days * DAY, batch),
     ).rowcount
+    pause()  # between two statements: others' writes get the lock
     behind = False
     for bucket, young, old, attr in (
         (HOUR, now - FULL_FOR, now - HOURLY_FOR, "hourly_from"),
@@ -242,6 +264,7 @@ def prune_batch(
             f"{first}LIMIT ?)",
             (start, end, bucket, bucket, batch),
         ).rowcount
+        pause()
         deleted += gone
         if gone < batch:
             setattr(thinning, attr, end)  # this slice is done

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -139,7 +140,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-PRUNE_BATCH = 5000  # rows per prune transaction: the writer never waits long
+PRUNE_BATCH = 1000  # rows per prune statement: the loop's writes never wait long for it
+PRUNE_PAUSE = 0.1  # seconds between two of them: longer than SQLite's longest busy wait
 
 
 class StoreError(Exception):
@@ -389,7 +391,7 @@ class Store:
             self._pruner = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._pruner.execute("PRAGMA busy_timeout=5000")
         except sqlite3.DatabaseError as exc:
-            raise _explain(path, exc) from None
+            raise explain(path, exc) from None
 
     def _migrate(self) -> None:
         db = self._conn
@@ -448,7 +450,7 @@ class Store:
             cursor.row_factory = sqlite3.Row
             return cursor.execute(sql, tuple(params)).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise _explain(self.path, exc) from None
+            raise explain(self.path, exc) from None
 
     def check_file(self) -> None:
         try:
@@ -483,7 +485,7 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise _explain(self.path, exc) from None
+            raise explain(self.path, exc) from None
 
     # --- engine state ------------------------------------------------------
 
@@ -726,8 +728,8 @@ class Store:
             raise StoreError(f"state file {self.path} is closed")
         outbox_cut = _ts(now - timedelta(days=OUTBOX_KEEP_DAYS))
         try:
-            deleted = samples.prune_batch(
-                db, now.timestamp(), history_days, self._thinning, PRUNE_BATCH
+            deleted = samples.prune_batch(  # pausing this thread: the loop's writes go between
+                db, now.timestamp(), history_days, self._thinning, PRUNE_BATCH, _prune_pause
             )
             deleted += db.execute(
                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at < ? "
@@ -746,7 +748,7 @@ class Store:
             )
             deleted += db.execute("DELETE FROM silences WHERE until < ?", (outbox_cut,)).rowcount
         except sqlite3.DatabaseError as exc:
-            raise _explain(self.path, exc) from None
+            raise explain(self.path, exc) from None
         return deleted
 
     # --- snoozes, acks and the messages that carry buttons ----------------------
@@ -904,7 +906,7 @@ class Store:
     def history(self) -> samples.Reader:
         """Samples read back (on the event loop's connection)."""
         if self._reader is None:
-            self._reader = samples.Reader(self._conn)
+            self._reader = samples.Reader(self._conn, lambda exc: explain(self.path, exc))
         return self._reader
 
     def meta(self, key: str) -> str | None:
@@ -1032,7 +1034,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _explain(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+def explain(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
     text = str(exc)
     if "full" in text:
         remedy = "the disk is full; free space on the volume that holds it"
@@ -1046,3 +1048,7 @@ def _explain(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
     else:
         remedy = "see the SQLite error above"
     return StoreError(f"state file {path}: {text}: {remedy}")
+
+
+def _prune_pause() -> None:
+    time.sleep(PRUNE_PAUSE)

@@ -86,7 +86,8 @@ async def test_run_with_the_health_port_taken_says_so_in_one_line(write_config, 
     no_traceback(bot)
 
 
-async def test_damaged_pages_stop_run_and_check_with_one_line(write_config, comet, tmp_path):
+@pytest.mark.parametrize("where", ["the first tables", "the history"])
+async def test_damaged_pages_stop_run_and_check_with_one_line(write_config, comet, tmp_path, where):
     comet.default = reply_balance(
         15,
         [{"name": f"key-{i}-" + "x" * 80, "remain_quota": 50, "used_quota": 1} for i in range(400)],
@@ -100,8 +101,12 @@ async def test_damaged_pages_stop_run_and_check_with_one_line(write_config, come
     db.close()
     page = 4096
     assert state.stat().st_size > 6 * page
-    with state.open("r+b") as f:  # dd if=/dev/urandom of=state.db bs=4096 seek=2 count=2
-        f.seek(2 * page)
+    db = sqlite3.connect(state)
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name='samples'").fetchone()
+    db.close()
+    seek = 2 if where == "the first tables" else root - 1  # the history's first pages
+    with state.open("r+b") as f:  # dd if=/dev/urandom of=state.db bs=4096 seek=N count=2
+        f.seek(seek * page)
         f.write(os.urandom(2 * page))
 
     run = await run_bot("run", "-c", path, env=ENV)
