@@ -19,6 +19,7 @@ from bot.check import build, unknown
 from bot.config import Config, ConfigError
 from bot.logs import LOG_FORMATS, log_event, setup_logging
 from bot.metrics import package_version
+from bot.plugins import FALLBACK
 from bot.store import StoreError, explain
 
 if TYPE_CHECKING:
@@ -90,7 +91,11 @@ def parser() -> argparse.ArgumentParser:
         ("--webhook", "alerts to a webhook"),
     ):
         init.add_argument(flag, action="store_true", help=what)
-    init.add_argument("-o", "--output", help="where to write it (default: ./rules.toml)")
+    init.add_argument(
+        "-o",
+        "--output",
+        help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
+    )
     demo = sub.add_parser(
         "demo", parents=[common], help="no credentials needed: a simulated account"
     )
@@ -109,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         from bot.starter import write_starter
 
-        return write_starter(args.output, args.telegram, args.slack, args.webhook)
+        output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
+        return write_starter(output, args.telegram, args.slack, args.webhook)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)
@@ -122,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         print(
             f"{path}: OK ({len(cfg.accounts)} accounts, {len(cfg.rules)} rules, "
-            f"notifiers: {', '.join(cfg.notifiers) or 'log'})"
+            f"notifiers: {', '.join(cfg.notifiers) or FALLBACK})"
         )
         return EXIT_OK
     if args.command == "check":

@@ -24,6 +24,7 @@ from aiohttp import web
 from bot import config as config_mod
 from bot import secrets
 from bot.logs import log_event
+from bot.plugins import FALLBACK
 from bot.web import WebServer
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,13 @@ async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
         with tempfile.TemporaryDirectory(prefix="balance-bot-demo-") as tmp:
             listen = "127.0.0.1:9464" if _free(9464) else "127.0.0.1:0"
             text = demo_config_text(interval, Path(tmp) / "demo.db", simulator.url, listen)
-            cfg = config_mod.parse(text, {**os.environ, "BALANCE_BOT_DEMO_KEY": key}, "demo config")
+            environ = {**os.environ, "BALANCE_BOT_DEMO_KEY": key}
+            try:
+                cfg = config_mod.parse(text, environ, "demo config")
+            except config_mod.ConfigError as exc:  # a bad TELEGRAM_CHAT_ID, --interval, ...
+                for problem in exc.problems:
+                    log_event(logger, "demo.invalid", logging.ERROR, problem=problem)
+                return 3
             for secret in cfg.secrets():
                 secrets.register(secret)
             log_event(
@@ -187,7 +194,7 @@ async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
                 "demo.started",
                 account=simulator.url,
                 state=tmp,
-                notifiers=", ".join(cfg.notifiers) or "log",
+                notifiers=", ".join(cfg.notifiers) or FALLBACK,
                 hint="a forecast fires after ~5s, a warning after ~10s, a critical after ~27s, "
                 "a reminder after ~30s, they resolve at ~45s, an outage follows at ~60s, "
                 "the digest at ~90s; Ctrl-C to stop",

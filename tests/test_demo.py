@@ -24,3 +24,16 @@ async def test_demo_fires_a_real_alert_and_stops_cleanly():
     assert await bot.stop() == 0
     assert "demo.started" in bot.stderr and "http.listening" in bot.stderr
     assert "Traceback" not in bot.stderr
+
+
+async def test_demo_with_a_bad_variable_or_option_says_so_in_one_line():
+    bad_chat = {"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "TELEGRAM_CHAT_ID": "@mychannel"}
+    for args, env, needle in (
+        (("demo",), bad_chat, "notifiers.telegram.chat_ids[0]"),
+        (("demo", "--interval", "soon"), {"TELEGRAM_BOT_TOKEN": ""}, "bot.interval"),
+    ):
+        bot = await BotProcess(*args, env=env).start()
+        assert await bot.wait(30) == 3
+        (line,) = [x for x in bot.stderr.splitlines() if "demo.invalid" in x]
+        assert needle in line
+        assert "Traceback" not in bot.stderr

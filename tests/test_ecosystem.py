@@ -408,3 +408,13 @@ async def test_an_odd_telegram_reply_is_one_log_line_and_the_alert_waits(write_c
     assert "Traceback" not in done.stderr
     assert any("JSONDecodeError" in x or "invalid JSON" in x for x in done.stderr.splitlines())
     assert "delivery.retry" in done.stderr and tg.sent == []
+
+
+async def test_init_writes_where_validate_will_look(tmp_path):
+    init = await run_bot("-c", "mine.toml", "init", cwd=tmp_path)
+    assert init.proc.returncode == 0 and init.stdout.startswith("wrote mine.toml")
+    shell = env(COMETAPI_QUERY_KEY=QUERY_KEY, BALANCE_BOT_CONFIG="theirs.toml")
+    assert (await run_bot("init", env=shell, cwd=tmp_path)).proc.returncode == 0
+    assert (tmp_path / "mine.toml").exists() and (tmp_path / "theirs.toml").exists()
+    validate = await run_bot("validate", env=shell, cwd=tmp_path)
+    assert validate.proc.returncode == 0 and "theirs.toml: OK" in validate.stdout
