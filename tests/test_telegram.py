@@ -358,6 +358,19 @@ async def test_balance_argument_picks_the_account(make_config, comet, tg):
     assert "main (example_user)" in check_html(answer.text)
 
 
+async def test_a_balance_answer_told_to_wait_a_second_still_arrives(make_config, comet, tg):
+    comet.default = reply_balance(42)
+    cfg = make_config(TOTAL_RULE + telegram_section(tg))
+    async with _app(cfg) as app:
+        await app.start_notifiers(listen=True)
+        tg.fail("sendMessage", retry_after(1))
+        await tg.message(USER_CHAT, "/balance")
+        (answer,) = await tg.wait_sent(1)
+    assert "main (example_user)" in check_html(answer.text)
+    refused = [c for c in tg.calls if c.method == "sendMessage" and c.status == 429]
+    assert len(refused) == 1
+
+
 async def test_joining_a_group_logs_its_chat_id(make_config, comet, tg, caplog):
     cfg = make_config(TOTAL_RULE + telegram_section(tg))
     async with _app(cfg) as app:

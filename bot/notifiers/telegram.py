@@ -65,6 +65,9 @@ from bot.notifiers.base import ChatNotifier, StartError, Unreachable, capped, sh
 from bot.notifiers.message import Limits, Message, Piece, Span, buttons, fit, pack, units
 
 # Time periods as timedelta, as PTB 23 will do by default; without this opt-in
+ANSWER_TRIES = 3  # a command's answer, per message, when Telegram asks to wait
+ANSWER_WAIT_MAX = 10.0  # seconds: a longer wait and the answer is given up (logged)
+
 # PTB 22 warns that the int form is deprecated each time it builds a RetryAfter.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
@@ -433,9 +436,20 @@ class TelegramNotifier(ChatNotifier):
                 logger, "telegram.command", command=_command(update), chat_id=incoming.chat_id
             )
         for part in capped(render_pieces(message), render):
-            await incoming.reply_text(
-                part, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW, do_quote=False
-            )
+            for attempt in range(ANSWER_TRIES):
+                try:
+                    await incoming.reply_text(
+                        part,
+                        parse_mode=ParseMode.HTML,
+                        link_preview_options=NO_PREVIEW,
+                        do_quote=False,
+                    )
+                    break
+                except RetryAfter as exc:  # Telegram said when: a short wait beats no answer
+                    wait = retry_after(exc.retry_after)
+                    if attempt + 1 == ANSWER_TRIES or wait is None or wait > ANSWER_WAIT_MAX:
+                        raise
+                    await asyncio.sleep(wait)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A failing handler is logged; polling goes on."""
