@@ -251,20 +251,8 @@ class App:
             log_event(logger, "store.read_failed", logging.WARNING, reason=str(exc))
 
     async def start_notifiers(self, listen: bool) -> None:
-        async def start(name: str, notifier: Notifier) -> None:
-            try:
-                await notifier.start(listen)
-            except Exception as exc:
-                log_event(
-                    logger,
-                    "notifier.start_failed",
-                    logging.ERROR,
-                    notifier=name,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-
         self._stack.push_async_callback(self._stop_notifiers)
-        await asyncio.gather(*(start(n, x) for n, x in self.notifiers.items()))
+        await asyncio.gather(*(_start(x, listen) for x in self.notifiers.values()))
 
     def _left(self) -> float:
         """Seconds left until the exit is due (SHUTDOWN_GRACE from the signal)."""
@@ -546,8 +534,9 @@ class App:
         await self.tell_missed()  # a destination added hears of what fires
 
     async def _swap_notifiers(self, old: Config, config: Config) -> list[str]:
-        """New instances for the notifiers whose section changed (started before
-        the old ones stop, so that alerts keep going out); the rest untouched."""
+        """New instances for the notifiers whose section changed, the rest
+        untouched. The old ones stop first: Telegram answers a second listener on
+        one token with 409 Conflict (a send meanwhile waits in the outbox)."""
         context = NotifierContext(self.commands, config.bot.zone)
         wanted = active_notifier_names(config)
         changed = [
@@ -556,25 +545,6 @@ class App:
             if n not in self.notifiers or old.notifiers.get(n) != config.notifiers.get(n)
         ]
         retired = [self.notifiers[n] for n in self.notifiers if n not in wanted or n in changed]
-        for name in changed:
-            cls = registry.load(name)
-            section = config.notifiers.get(name)
-            plugin = cls(name, section if section is not None else cls.Config(), context)
-            try:
-                await plugin.start(listen=True)
-            except Exception as exc:
-                log_event(
-                    logger,
-                    "notifier.start_failed",
-                    logging.ERROR,
-                    notifier=name,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-            self.notifiers[name] = plugin  # delivery reads this dict
-        for name in [n for n in self.notifiers if n not in wanted]:
-            del self.notifiers[name]
-        for plugin in self.notifiers.values():
-            plugin.context = context  # the time zone, for the ones kept
         for plugin in retired:
             try:
                 await asyncio.wait_for(plugin.stop(), SHUTDOWN_GRACE)
@@ -586,6 +556,16 @@ class App:
                     notifier=plugin.name,
                     reason=f"{type(exc).__name__}: {exc}",
                 )
+        for name in changed:
+            cls = registry.load(name)
+            section = config.notifiers.get(name)
+            plugin = cls(name, section if section is not None else cls.Config(), context)
+            await _start(plugin, listen=True)
+            self.notifiers[name] = plugin  # delivery reads this dict
+        for name in [n for n in self.notifiers if n not in wanted]:
+            del self.notifiers[name]
+        for plugin in self.notifiers.values():
+            plugin.context = context  # the time zone, for the ones kept
         return changed
 
     def _router(self, config: Config) -> Router:
@@ -626,3 +606,18 @@ class App:
                 )
         if self._scheduler is not None:
             log_event(logger, "bot.stopped")
+
+
+async def _start(notifier: Notifier, listen: bool) -> None:
+    """Start a notifier; one that cannot start is logged, and its sends are
+    retried from the outbox (its destinations show it in /healthz)."""
+    try:
+        await notifier.start(listen)
+    except Exception as exc:
+        log_event(
+            logger,
+            "notifier.start_failed",
+            logging.ERROR,
+            notifier=notifier.name,
+            reason=f"{type(exc).__name__}: {exc}",
+        )

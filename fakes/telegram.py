@@ -185,6 +185,7 @@ class FakeTelegram:
         self._hung: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Condition()
         self._closing = False
+        self._polls = 0  # getUpdates calls so far: a newer one ends an older one's wait
         self._server: WebServer | None = None
         self.port = 0
 
@@ -333,7 +334,10 @@ class FakeTelegram:
                 return response
         if method != "getUpdates":
             await self._record(call)
-        return web.json_response({"ok": True, "result": await handler(params)})
+        result = await handler(params)
+        if isinstance(result, web.Response):
+            return result
+        return web.json_response({"ok": True, "result": result})
 
     async def _record(self, call: Call) -> None:
         async with self._changed:
@@ -361,7 +365,12 @@ class FakeTelegram:
     async def _api_getMyCommands(self, _: dict[str, Any]) -> list[dict[str, Any]]:
         return self.commands
 
-    async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]] | web.Response:
+        """A long poll. As Telegram does, a second poll with the same token ends
+        the one still waiting with 409 Conflict (two bot processes, or a new
+        listener started before the old one stopped)."""
+        self._polls += 1
+        mine = self._polls
         offset = _int(params.get("offset")) or 0
         timeout = float(params.get("timeout") or 0)
         allowed = _json(params.get("allowed_updates"))
@@ -376,9 +385,13 @@ class FakeTelegram:
             if not self._deliverable() and timeout > 0 and not self._closing:
                 try:
                     async with asyncio.timeout(timeout):
-                        await self._changed.wait_for(lambda: self._deliverable() or self._closing)
+                        await self._changed.wait_for(
+                            lambda: self._deliverable() or self._closing or self._polls != mine
+                        )
                 except TimeoutError:
                     pass
+                if self._polls != mine and not self._deliverable():
+                    return conflict()()
             return self._deliverable()[:100]
 
     def _deliverable(self) -> list[dict[str, Any]]:
