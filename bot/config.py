@@ -57,6 +57,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # $VAR: sent literally, never meant
+# after `$`, these start something meant for a shell ($VAR, ${VAR-x}, $(cmd)); "$5" is text
+_SHELLISH = re.compile(r"\$[{(A-Za-z_]")
+_ACCEPTED = "write ${VAR} or ${VAR:-default}"
+# deeper than any real config; tomllib's recursion fails far deeper, dotted keys never
+MAX_DEPTH = 32
 
 
 class ConfigError(Exception):
@@ -289,6 +294,14 @@ class RuleSection(_Section):
     def _repeat(cls, v: float | None) -> float | None:
         return v or None  # "0" means never
 
+    @field_validator("accounts", "keys")
+    @classmethod
+    def _not_empty(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if not v:  # matches nothing: the rule could never fire
+            every = "account" if info.field_name == "accounts" else "key"
+            raise ValueError(f"must not be empty (leave it out for every {every})")
+        return v
+
     @field_validator("keys", "exclude_keys")
     @classmethod
     def _key_only(cls, v: list[str], info: ValidationInfo) -> list[str]:
@@ -453,8 +466,8 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         raise ConfigError(
             [f"{path}: file not found (pass -c/--config FILE or set {CONFIG_ENV})"]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except (OSError, UnicodeDecodeError, ValueError, MemoryError) as exc:
+        raise ConfigError([f"{path}: cannot read: {_reason(exc)}"]) from None
     cfg = parse(text, environ, source=str(path))
     state = cfg.bot.state_path
     if not environ.get(STATE_ENV) and not state.is_absolute():
@@ -469,6 +482,12 @@ def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "con
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{source}: invalid TOML: {exc}"]) from None
+    except Exception as exc:  # RecursionError, ValueError (a 5,000-digit int), MemoryError...
+        raise ConfigError([f"{source}: invalid TOML: {_reason(exc)}"]) from None
+    if (deep := _too_deep(raw)) is not None:  # all that follows recurses
+        raise ConfigError(
+            [f"{format_path(deep)}: nested too deeply (more than {MAX_DEPTH} levels)"]
+        )
     problems: dict[str, str] = {}
     injected: dict[str, str] = {}
     sources: dict[str, set[str]] = {}  # path -> the variables its value came from
@@ -491,6 +510,36 @@ def parse(text: str, environ: Mapping[str, str] = os.environ, source: str = "con
             ]
         )
     return _build(doc, sections)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line for a user (no traceback, no Python advice)."""
+    if isinstance(exc, RecursionError):
+        return "values nested too deeply"
+    if isinstance(exc, MemoryError):
+        return "too large (out of memory)"
+    text = " ".join(str(exc).split()).removesuffix(
+        "; use sys.set_int_max_str_digits() to increase the limit"
+    )
+    return text or type(exc).__name__
+
+
+def _too_deep(data: Any) -> tuple[Any, ...] | None:
+    """The path of a value nested more than MAX_DEPTH levels, if any (iteratively:
+    dotted keys such as `a.a.a...` make any depth without recursing in tomllib)."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, dict):
+            items: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if len(loc) >= MAX_DEPTH:
+            return loc
+        stack.extend(((*loc, k), v) for k, v in items)
+    return None
 
 
 SECRET_FIELDS = frozenset({"key", "token", "bot_token", "app_token", "secret", "urls"})
@@ -556,8 +605,10 @@ def _interpolate(
     value: Any, loc: tuple[Any, ...], env: Mapping[str, str], found: Interpolation
 ) -> Any:
     """Substitute ${VAR} and ${VAR:-default} (the default when VAR is unset or
-    empty, as in POSIX). An unset or empty ${VAR}, or a $VAR without braces
-    (which would be sent literally), is a problem that names the variable."""
+    empty, as in POSIX). An unset or empty ${VAR} is a problem that names the
+    variable; so is any other shell form ($VAR, ${VAR-x}, ${VAR:=x}, $(cmd), an
+    unclosed ${), which would be sent literally. What the environment puts in is
+    taken verbatim, `$` and all."""
     if isinstance(value, dict):
         return {k: _interpolate(v, (*loc, k), env, found) for k, v in value.items()}
     if isinstance(value, list):
@@ -565,11 +616,9 @@ def _interpolate(
     if not isinstance(value, str) or "$" not in value:
         return value
     path = format_path(loc)
-    bare = _BARE_VAR.search(value)
-    if bare:
-        found.problems[path] = (
-            f"${bare[1]} is not replaced by the environment: write ${{{bare[1]}}} (with braces)"
-        )
+    problem = _unreplaced(value)
+    if problem:
+        found.problems[path] = problem
         return value
 
     def substitute(match: re.Match[str]) -> str:
@@ -586,6 +635,54 @@ def _interpolate(
         return match[0]
 
     return _VAR.sub(substitute, value)
+
+
+def _unreplaced(value: str) -> str | None:
+    """The first `$` form in `value` that is not a valid ${VAR} or ${VAR:-default}
+    (whose default holds no such form either), as a problem; None if there is none."""
+    at = 0
+    while (start := _SHELLISH.search(value, at)) is not None:
+        i = start.start()
+        token = _VAR.match(value, i)
+        if token and not (token[2] and _SHELLISH.search(token[2])):
+            at = token.end()
+            continue
+        if bare := _BARE_VAR.match(value, i):
+            return (
+                f"${bare[1]} is not replaced by the environment: write ${{{bare[1]}}} (with braces)"
+            )
+        snippet = _bracketed(value, i)
+        if snippet is None:
+            closing = "brace" if value[i + 1] == "{" else "parenthesis"
+            return f"{_clip(value[i:])} has no closing {closing}: {_ACCEPTED}"
+        hint = ""
+        if value[i + 1] == "(":
+            hint = " (no command substitution)"
+        elif token or re.match(r"\$\{[A-Za-z_]\w*:-", snippet):
+            hint = " (a default cannot hold another $ form)"
+        elif dash := re.fullmatch(r"\$\{([A-Za-z_]\w*)-(.*)\}", snippet, re.DOTALL):
+            hint = f" (did you mean ${{{dash[1]}:-{dash[2]}}}?)"
+        return f"{_clip(snippet)} is not replaced by the environment{hint}: {_ACCEPTED}"
+    return None
+
+
+def _bracketed(value: str, i: int) -> str | None:
+    """`${...}` or `$(...)` starting at `i`, nesting counted; None if unclosed."""
+    opening = value[i + 1]
+    closing = "}" if opening == "{" else ")"
+    depth = 0
+    for j in range(i + 1, len(value)):
+        if value[j] == opening:
+            depth += 1
+        elif value[j] == closing:
+            depth -= 1
+            if depth == 0:
+                return value[i : j + 1]
+    return None
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 Problems = list[tuple[tuple[Any, ...], str]]

@@ -350,3 +350,87 @@ def test_validate_on_random_documents_exits_0_or_3_without_a_traceback(tmp_path_
         assert "problem" in err.getvalue() and ": " in err.getvalue()
     else:
         assert "OK" in out.getvalue()
+
+
+# --- a file tomllib cannot take, odd $ forms, empty globs --------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("x = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("x = " + "{a=" * 3000 + "1" + "}" * 3000, "nested too deeply"),
+        ("x = 1" + "0" * 5000, "digits"),  # ValueError out of int()
+    ],
+)
+def test_file_tomllib_cannot_parse_is_one_config_error(tmp_path, value, expected):
+    from bot.config import load
+
+    path = tmp_path / "deep.toml"
+    path.write_text(BASE + value + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, {})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}: ") and expected in problem and "\n" not in problem
+
+
+def test_deep_dotted_key_is_named_by_its_path():
+    """tomllib builds `x.a.a.a…` without recursing; what follows must not recurse either."""
+    found = problems("x." + ".".join(["a"] * 3000) + " = 1\n" + BASE)
+    (problem,) = found
+    assert problem.startswith("x.a.a.a.a") and "nested too deeply" in problem, problem
+
+
+def test_validate_deeply_nested_file_exits_3_without_traceback(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text(BASE + "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    done = cli("validate", "-c", str(path))
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"{path}: " in done.stderr and "nested too deeply" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("${K-fallback}", "accounts[0].url: ${K-fallback} is not replaced by the environment"),
+        ("${K:=x}", "accounts[0].url: ${K:=x} is not replaced by the environment"),
+        ("${K", "accounts[0].url: ${K has no closing brace"),
+        ("$(K)", "accounts[0].url: $(K) is not replaced by the environment"),
+        ("$K", "accounts[0].url: $K is not replaced by the environment: write ${K}"),
+        ("${K:-${J}}", "accounts[0].url: ${K:-${J}} is not replaced by the environment"),
+        ("${K:-$J}", "accounts[0].url: ${K:-$J} is not replaced by the environment"),
+        ("https://${K}/$(J)", "accounts[0].url: $(J) is not replaced by the environment"),
+        ("${ K }", "accounts[0].url: ${ K } is not replaced by the environment"),
+    ],
+)
+def test_dollar_forms_that_would_be_sent_literally(value, expected):
+    text = BASE.replace("[[rules]]", f'url = "{value}"\n\n[[rules]]')
+    found = problems(text, {"K": "h.example", "J": "x"})
+    assert len(found) == 1 and found[0].startswith(expected), found
+    assert "${VAR}" in found[0] or "${K}" in found[0], found  # says what is accepted
+
+
+def test_dollar_before_anything_else_and_dollars_in_values_are_fine():
+    text = BASE.replace('name = "low"', 'name = "price in $5, $ and $$ and $-${N}$"')
+    text = text.replace('"k-0123456789"', '"${K}"')
+    cfg = parse(text, {"K": "k-$(cmd)${X}$Y-${Z", "N": "1"})
+    assert cfg.rules[0].name == "price in $5, $ and $$ and $-1$"
+    assert cfg.accounts[0].key == "k-$(cmd)${X}$Y-${Z"  # the environment's value, verbatim
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("accounts = []", "rules[0].accounts: must not be empty (leave it out for every account)"),
+        (
+            'target = "key"\nkeys = []',
+            "rules[0].keys: must not be empty (leave it out for every key)",
+        ),
+    ],
+)
+def test_empty_globs_could_never_fire(rule, expected):
+    text = BASE.replace('target = "total"\n', "" if "target" in rule else 'target = "total"\n')
+    assert problems(text.replace("below = 20", f"below = 20\n{rule}")) == [expected]
+    keyed = BASE.replace('"total"', '"key"').replace("below = 20", "below = 20\nexclude_keys = []")
+    assert parse(keyed, {}).rules[0].exclude_keys == ()
