@@ -290,6 +290,8 @@ class App:
             await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)
         try:
             await self.cycle()
+            if self.monitor.cycles_done == 1:  # start-up's garbage is gone: give it back
+                _trim_heap()
         except asyncio.CancelledError:
             if not self.tasks.closing:
                 raise

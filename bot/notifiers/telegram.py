@@ -18,6 +18,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
+import aiohttp
 import httpx
 from pydantic import Field, SecretStr
 from telegram import (
@@ -552,7 +553,10 @@ def _who(user: User) -> str:
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+    """The verifying context aiohttp made at import (the system's CA store, as
+    for CometAPI and Slack): one set of certificates in memory, not two (~1 MB)."""
+    shared = getattr(aiohttp.connector, "_SSL_CONTEXT_VERIFIED", None)
+    return shared if isinstance(shared, ssl.SSLContext) else httpx.create_ssl_context()
 
 
 def _tls() -> dict[str, Any]:
