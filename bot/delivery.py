@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.backoff import Backoff
@@ -175,12 +176,10 @@ class Delivery:
                 cap = self._delays.get(row.id, self.backoff.maximum)
                 if wait > cap:  # the clock stepped back: wait the delay from now, no more
                     self.store.reschedule(row.id, now + timedelta(seconds=cap))
-                    log_event(
-                        logger,
+                    self._log(
+                        row,
                         "delivery.clock_stepped",
                         logging.WARNING,
-                        notifier=row.notifier,
-                        destination=self._label(row),
                         reason=f"a retry was due in {wait:.0f}s, more than its {cap:.0f}s delay",
                     )
                     wait = cap
@@ -202,6 +201,12 @@ class Delivery:
             waiting_edits.add(row.edit_of)
         return soonest
 
+    def _log(self, about: OutboxRow, event: str, level: int, **fields: Any) -> None:
+        """A log line about a row, naming its notifier and destination."""
+        log_event(
+            logger, event, level, notifier=about.notifier, destination=self._label(about), **fields
+        )
+
     def _label(self, row: OutboxRow) -> str:
         """How logs name a row's destination: the notifier's label, never a URL."""
         notifier = self.notifiers.get(row.notifier)
@@ -211,12 +216,10 @@ class Delivery:
         """A row this version cannot read (written by another version) fails with
         its reason; the rows after it go on."""
         self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
-        log_event(
-            logger,
+        self._log(
+            row,
             "delivery.unreadable",
             logging.ERROR,
-            notifier=row.notifier,
-            destination=self._label(row),
             row=row.id,
             reason=row.problem,
         )
@@ -230,12 +233,10 @@ class Delivery:
                 self.clock(),
                 "notifier or destination no longer configured",
             )
-            log_event(
-                logger,
+            self._log(
+                row,
                 "delivery.dropped",
                 logging.WARNING,
-                notifier=row.notifier,
-                destination=self._label(row),
                 reason="no longer configured",
             )
             return None
@@ -283,11 +284,10 @@ class Delivery:
         self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self._delays.pop(row.id, None)
         self.on_outcome(Outcome(row.notifier, row.destination, "delivered"))
-        log_event(
-            logger,
+        self._log(
+            row,
             "delivery.sent",
-            notifier=row.notifier,
-            destination=self._label(row),
+            logging.INFO,
             events=len(row.events),
             messages=len(pieces) - row.parts_sent,
             attempts=row.attempts + 1,
@@ -323,8 +323,10 @@ class Delivery:
         else:
             self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
             self._delays.pop(row.id, None)
-            log_event(
-                logger, "delivery.edited", notifier=row.notifier, destination=self._label(row)
+            self._log(
+                row,
+                "delivery.edited",
+                logging.INFO,
             )
             return None
         if permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
@@ -333,12 +335,10 @@ class Delivery:
             status = OutboxStatus.FAILED if permanent else OutboxStatus.DROPPED
             self.store.mark_done(row.id, status, self.clock(), redact(reason))
             self._delays.pop(row.id, None)
-            log_event(
-                logger,
+            self._log(
+                row,
                 "delivery.edit_failed",
                 logging.WARNING,
-                notifier=row.notifier,
-                destination=self._label(row),
                 reason=redact(reason),
             )
             return None
@@ -348,16 +348,15 @@ class Delivery:
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
     ) -> float | None:
         reason = redact(reason)
-        fields = {"notifier": row.notifier, "destination": self._label(row), "reason": reason}
         if permanent:
             self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
             self._delays.pop(row.id, None)
             self.on_outcome(Outcome(row.notifier, row.destination, "failed", reason))
-            log_event(
-                logger,
+            self._log(
+                row,
                 "delivery.failed",
                 logging.ERROR,
-                **fields,
+                reason=reason,
                 events=len(row.events),
                 hint="fix the notifier settings; this message will not be retried",
             )
@@ -367,11 +366,11 @@ class Delivery:
         self.store.mark_retry(row.id, attempts, self.clock() + timedelta(seconds=delay), reason)
         self._delays[row.id] = delay
         self.on_outcome(Outcome(row.notifier, row.destination, "retry", reason))
-        log_event(
-            logger,
+        self._log(
+            row,
             "delivery.retry",
             logging.WARNING,
-            **fields,
+            reason=reason,
             attempt=attempts,
             retry_in=round(delay, 1),
         )
