@@ -7,6 +7,7 @@ query key travels in the URL, and aiohttp's own exception texts print URLs.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import json
 import logging
@@ -186,7 +187,7 @@ class CometClient:
                     return await self._fetch_once(account, min(self._timeout, max(left, 0.1)))
         except FetchError as exc:
             # the upstream may echo the key in an error body
-            exc.reason = redact(exc.reason.replace(account.key, MASK))
+            exc.reason = redact(_safe_chars(exc.reason).replace(account.key, MASK))
             exc.args = (exc.reason,)
             raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -333,14 +334,43 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
 
 
 def _hint(body: bytes, secret: str = "") -> str:
-    """The start of a body, for an error text: redacted first, then cut."""
-    return f": {clean_text(body[:HINT_SOURCE].decode('utf-8', 'replace'), secret, 120)}"
+    """The start of a body (its first HINT_SOURCE bytes), for an error text:
+    redacted first, then cut. The body is read on by the secret's length, so a
+    secret that starts before the cut is masked whole, never shown in part."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    head = _safe_chars(decoder.decode(body[:HINT_SOURCE], final=len(body) <= HINT_SOURCE))
+    if secret and len(body) > HINT_SOURCE:
+        more = body[HINT_SOURCE : HINT_SOURCE + len(secret.encode("utf-8", "replace"))]
+        head = _mask_before(head, _safe_chars(decoder.decode(more, final=True)), secret)
+    return f": {clean_text(head, secret, 120)}"
+
+
+def _mask_before(head: str, tail: str, secret: str) -> str:
+    """`head` with every `secret` that starts in it masked, in `head + tail`."""
+    text = head + tail
+    out: list[str] = []
+    pos = 0
+    while (found := text.find(secret, pos)) != -1 and found < len(head):
+        out += (text[pos:found], MASK)
+        pos = found + len(secret)
+    out.append(text[pos : len(head)])
+    return "".join(out)
+
+
+def _safe_chars(text: str) -> str:
+    """`text` with each whitespace character a space, then cleaned like a name:
+    lone surrogates replaced, control, line-separator and bidi characters removed.
+    One character in, at most one out: nothing is moved across a cut."""
+    if text.isascii() and text.isprintable():
+        return text
+    return clean_name("".join(" " if c.isspace() else c for c in text))
 
 
 def clean_text(text: str, secret: str, limit: int) -> str:
-    """`text` on one line, without `secret` or anything shaped like a token, then
-    cut to `limit` characters: cut after redacting, so no part of a key survives."""
-    text = " ".join(text.split())
+    """`text` from upstream on one line, cleaned like a name (README, "Chat"),
+    without `secret` or anything shaped like a token, then cut to `limit`
+    characters: cut after redacting, so no part of a key survives."""
+    text = " ".join(_safe_chars(text).split())
     if secret:
         text = text.replace(secret, MASK)
     text = redact(text)
@@ -558,13 +588,17 @@ def unique_subjects(names: list[str]) -> list[str]:
     if len(real) == len(names):
         return names
     taken: set[str] = set()
+    # per name, the k its search starts from: every smaller one is real or taken,
+    # and taken only grows, so 20,000 keys of one name cost 20,000 steps, not 2e8
+    next_k: dict[str, int] = {}
     out: list[str] = []
     for name in names:
         if name in taken:
-            k = 2
-            while f"{name} #{k}" in real or f"{name} #{k}" in taken:
+            k = next_k.get(name, 2)
+            while (numbered := f"{name} #{k}") in real or numbered in taken:
                 k += 1
-            name = f"{name} #{k}"
+            next_k[name] = k + 1
+            name = numbered
         taken.add(name)
         out.append(name)
     return out

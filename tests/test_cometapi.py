@@ -273,3 +273,31 @@ async def test_accounts_are_polled_concurrently_with_a_limit(comet):
         results = await poll_all(CometClient(session, 2, FAST), accounts, concurrency=4)
     assert len(results) == 12 and all(r.total_quota == 1 for r in results.values())
     assert peak == 4
+
+
+# a key straddling the cut of an error body (HINT_SOURCE bytes) is masked whole, never in part
+LONG_KEY = "QueryKey9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e6b4d2f0a9c7"  # 51 characters, not sk-
+
+
+def key_parts(reason: str) -> list[str]:
+    return [LONG_KEY[i : i + 8] for i in range(len(LONG_KEY) - 7) if LONG_KEY[i : i + 8] in reason]
+
+
+@pytest.mark.parametrize("filler", [b" ", b"\n", b"\x00"], ids=["spaces", "newlines", "NULs"])
+async def test_a_key_across_the_cut_of_an_error_body_never_shows_in_part(mocked, filler):
+    assert len(LONG_KEY) == 51
+    key = LONG_KEY.encode()
+    async with CometClient.new_session() as session:
+        client = CometClient(session, 2.0, FAST)
+        for offset in range(4000, 4101):
+            html = b"<p>" + filler * (offset - 3) + key + b" and the rest</p>"
+            plain = filler * offset + key + b" and the rest"
+            assert html.index(key) == plain.index(key) == offset
+            mocked.get(MOCK_PATTERN, status=400, body=plain, content_type="text/plain")
+            mocked.get(MOCK_PATTERN, status=200, body=html, content_type="text/html")
+            for status in (400, 200):
+                failure = await client.poll(Account(name="main", key=LONG_KEY, url=MOCK_URL))
+                assert isinstance(failure, PollFailure)
+                assert failure.kind is FailureKind.BAD_RESPONSE
+                assert f"HTTP {status}" in failure.reason or status == 200
+                assert key_parts(failure.reason) == [], (offset, status, failure.reason)

@@ -15,6 +15,8 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import store as store_mod
 from bot.backoff import Backoff
@@ -151,6 +153,55 @@ def test_names_lose_control_and_bidi_characters_and_keep_the_rest():
         T0,
     )
     assert snap.username == "ab" and [k.name for k in snap.keys] == ["k"]
+
+
+# an upstream error text is no safer than a name: cleaned the same way
+NASTY = {
+    "a lone surrogate": "\ud800",
+    "ESC": "\x1b[31m",
+    "NUL": "\x00",
+    "a bidi override": "\u202e",
+}
+UNSAFE = re.compile("[\ud800-\udfff\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def error_replies(text: str) -> dict[str, object]:
+    raw = text.encode("utf-8", "surrogatepass")  # a surrogate's bytes: invalid UTF-8
+    return {
+        "200 success false": reply_json({"success": False, "message": text}),
+        "200 error": reply_json({"error": text}),
+        "200 html": reply_raw(b"<html><body>" + raw + b"</body></html>", content_type="text/html"),
+        "400 plain": reply_raw(raw, status=400, content_type="text/plain"),
+        "404 html": reply_raw(b"<h1>" + raw + b"</h1>", status=404, content_type="text/html"),
+    }
+
+
+@pytest.mark.parametrize("nasty", NASTY.values(), ids=NASTY.keys())
+async def test_an_upstream_error_text_loses_surrogates_control_and_bidi_characters(comet, nasty):
+    async with CometClient.new_session() as session:
+        client = CometClient(session, 2, FAST)
+        for how, reply in error_replies(f"bad {nasty} thing").items():
+            comet.default = reply
+            failure = await client.poll(Account("main", QUERY_KEY, comet.url))
+            assert isinstance(failure, PollFailure), how
+            assert failure.kind is FailureKind.BAD_RESPONSE, how
+            assert "bad" in failure.reason and "thing" in failure.reason, (how, failure.reason)
+            assert not UNSAFE.search(failure.reason), (how, failure.reason)
+            failure.reason.encode("utf-8")  # storable: no lone surrogate
+
+
+async def test_a_lone_surrogate_in_an_error_message_does_not_stop_the_commit(
+    make_config, comet, odd
+):
+    comet.default = reply_balance(5)
+    odd.default = reply_raw(b'{"success": false, "message": "bad \\ud800\\u202e thing"}')
+    async with App(make_config(odd_account(odd) + TOTAL_RULE), retry=FAST) as app:
+        for _ in range(2):
+            result = await app.cycle(notify=False)
+            assert result.committed
+            failure = result.results["odd"]
+            assert isinstance(failure, PollFailure)
+            assert failure.reason.endswith("CometAPI answered: bad \ufffd thing")
 
 
 # --- 2. every configured destination hears of every firing alert -------------------------
@@ -331,6 +382,60 @@ def test_duplicate_names_get_the_smallest_free_number():
     assert unique_subjects(["x #2", "x", "x"]) == ["x #2", "x", "x #3"]
 
 
+def unique_subjects_reference(names: list[str]) -> list[str]:
+    """unique_subjects as it was (quadratic for many keys of one name): the reference."""
+    real = set(names)
+    taken: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        if name in taken:
+            k = 2
+            while f"{name} #{k}" in real or f"{name} #{k}" in taken:
+                k += 1
+            name = f"{name} #{k}"
+        taken.add(name)
+        out.append(name)
+    return out
+
+
+TRICKY_NAMES = [
+    "",
+    "a",
+    "b",
+    " #2",
+    " #3",
+    "a #2",
+    "a #3",
+    "a #4",
+    "a #2 #2",
+    "a #1",
+    "a #0",
+    "b #2",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY_NAMES), max_size=60))
+def test_duplicate_names_are_numbered_as_before(names):
+    assert unique_subjects(names) == unique_subjects_reference(names)
+
+
+@pytest.mark.parametrize("name", ["a", ""])
+def test_20000_keys_of_one_name_are_numbered_without_quadratic_work(name):
+    names = [name] * 20_000 + [f"{name} #{k}" for k in range(3, 40_000, 7)]
+    real = set(names)
+    expected = [name]
+    k = 2
+    for _ in range(19_999):
+        while f"{name} #{k}" in real:
+            k += 1
+        expected.append(f"{name} #{k}")
+        k += 1
+    out = unique_subjects(names)
+    assert out[:20_000] == expected and out[20_000:] == names[20_000:]
+    assert len(set(out)) == len(out)
+
+
 async def test_duplicate_key_names_do_not_flap(make_config, comet):
     keys = [{"name": n, "remain_quota": 1, "used_quota": 1} for n in ("a", "a", "a #2")]
     comet.default = reply_balance(100, keys)
@@ -425,6 +530,13 @@ async def test_an_unreadable_outbox_row_is_failed_with_its_reason(make_config, c
 
 async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypatch):
     monkeypatch.setattr(store_mod, "PRUNE_BATCH", 500)
+    pauses = 0
+
+    def pause() -> None:  # between two statements the prune thread lets others write
+        nonlocal pauses
+        pauses += 1
+
+    monkeypatch.setattr(store_mod, "_prune_pause", pause)
     comet.default = reply_balance(100)
     async with App(make_config(TOTAL_RULE), retry=FAST) as app:
         old = (T0 - timedelta(days=400)).timestamp()
@@ -451,6 +563,7 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
         assert left.fetchone()[0] == 0
         assert app.store._conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
     assert ticks > 40  # the loop ran between and during the batches
+    assert pauses >= 3 * 40  # after each of a batch's statements
 
 
 # --- 17. a clock that steps back, redirects -----------------------------------------------
