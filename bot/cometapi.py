@@ -544,14 +544,20 @@ def _parse_keys(raw: Any) -> tuple[KeyBalance, ...]:
 
 def parse_daily(body: bytes, first: date, last: date) -> list[DailyUse]:
     """The complete days first..last of a body's daily_quota: {"YYYY-MM-DD":
-    [{token_name, quota_used, request_count}]}. A day not listed used nothing;
-    anything else unexpected raises."""
+    [{token_name, quota_used, request_count}]}. A day not listed used nothing,
+    but a daily_quota that lists none of them says nothing (a rate of $0 from it
+    would read as "not depleting"); anything else unexpected raises."""
     data = json.loads(body)
     if isinstance(data, dict) and isinstance(data.get("data"), dict):
         data = data["data"]
     daily = data.get("daily_quota") if isinstance(data, dict) else None
     if not isinstance(daily, dict):
         raise FetchError(FailureKind.BAD_RESPONSE, "no daily_quota in the answer")
+    asked = {(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
+    if not asked.intersection(daily):
+        raise FetchError(
+            FailureKind.BAD_RESPONSE, f"daily_quota lists no day from {first} to {last}"
+        )
     days = []
     day = first
     while day <= last:

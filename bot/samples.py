@@ -236,18 +236,22 @@ def prune_batch(
     """Delete up to `batch` samples that aged out of their resolution (looking at
     one slice of each tier), and once a day the layouts no sample uses; the
     number deleted (0: nothing left to do)."""
-    deleted = db.execute(
-        "DELETE FROM samples WHERE (account, at) IN (SELECT account, at FROM samples "
-        "WHERE at < ? LIMIT ?)",
-        (now - history_days * DAY, batch),
-    ).rowcount
-    pause()  # between two statements: others' writes get the lock
+    deleted = _delete(
+        db, "SELECT account, at FROM samples WHERE at < ?", (now - history_days * DAY,), batch
+    )
+    if deleted:
+        pause()  # between two statements that wrote: others' writes get the lock
     behind = False
     for bucket, young, old, attr in (
         (HOUR, now - FULL_FOR, now - HOURLY_FOR, "hourly_from"),
         (DAY, now - HOURLY_FOR, now - history_days * DAY, "daily_from"),
     ):
         start = max(old, getattr(thinning, attr) - bucket)
+        (oldest,) = db.execute("SELECT min(at) FROM samples WHERE at >= ?", (start,)).fetchone()
+        if oldest is None or oldest >= young:  # nothing to look at in this tier yet
+            setattr(thinning, attr, young)
+            continue
+        start = max(start, oldest // bucket * bucket)  # skip the empty slices before it
         end = min(young, start + SLICE[bucket])
         # a sample is thinned out if a later one of its account falls in the same
         # bucket; in the hourly tier an account's first sample stays: /spend 7d
@@ -257,14 +261,16 @@ def prune_batch(
             if bucket == HOUR
             else ""
         )
-        gone = db.execute(
-            "DELETE FROM samples WHERE (account, at) IN (SELECT s.account, s.at FROM samples s "
-            "WHERE s.at >= ? AND s.at < ? AND EXISTS (SELECT 1 FROM samples t WHERE "
-            "t.account = s.account AND t.at > s.at AND t.at < (CAST(s.at / ? AS INTEGER) + 1) * ?) "
-            f"{first}LIMIT ?)",
-            (start, end, bucket, bucket, batch),
-        ).rowcount
-        pause()
+        gone = _delete(
+            db,
+            "SELECT s.account, s.at FROM samples s WHERE s.at >= ? AND s.at < ? AND EXISTS "
+            "(SELECT 1 FROM samples t WHERE t.account = s.account AND t.at > s.at AND "
+            f"t.at < (CAST(s.at / ? AS INTEGER) + 1) * ?) {first}",
+            (start, end, bucket, bucket),
+            batch,
+        )
+        if gone:
+            pause()
         deleted += gone
         if gone < batch:
             setattr(thinning, attr, end)  # this slice is done
@@ -276,6 +282,17 @@ def prune_batch(
         )
         thinning.layouts_at = now
     return deleted or int(behind)  # slices left to look at count as work to do
+
+
+def _delete(db: sqlite3.Connection, rows: str, params: tuple[Any, ...], batch: int) -> int:
+    """Delete up to `batch` of the samples the SELECT `rows` finds (account, at).
+    It is read first: in WAL mode a read takes no lock, and a DELETE that finds
+    nothing would still hold the write lock while it looks."""
+    if db.execute(f"{rows} LIMIT 1", params).fetchone() is None:
+        return 0
+    return db.execute(
+        f"DELETE FROM samples WHERE (account, at) IN ({rows} LIMIT ?)", (*params, batch)
+    ).rowcount
 
 
 def migrate_history(db: sqlite3.Connection) -> None:

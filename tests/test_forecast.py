@@ -193,6 +193,10 @@ def test_daily_quota_is_read_for_the_days_asked_and_nothing_else():
     )
     days = parse_daily(body, date(2025, 12, 31), date(2026, 1, 2))
     assert [(d.day.day, d.total) for d in days] == [(31, 0.0), (1, 1.5), (2, 0.0)]
+    # only days not asked for (today, the future), or none: no seed, not a seed of $0
+    for daily in ({"2026-01-03": [{"token_name": "a", "quota_used": 2}]}, {}):
+        with pytest.raises(FetchError, match="lists no day from 2025-12-31 to 2026-01-02"):
+            parse_daily(daily_body(daily), date(2025, 12, 31), date(2026, 1, 2))
 
 
 @pytest.mark.parametrize(

@@ -563,7 +563,7 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
         assert left.fetchone()[0] == 0
         assert app.store._conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
     assert ticks > 40  # the loop ran between and during the batches
-    assert pauses >= 3 * 40  # after each of a batch's statements
+    assert pauses >= 40  # after each statement that deleted
 
 
 # --- 17. a clock that steps back, redirects -----------------------------------------------
