@@ -1,4 +1,4 @@
-"""What people do to alerts from a chat (SPEC 5, Snooze and acknowledge):
+"""What people do to alerts from a chat (README, "How alerts behave"):
 /snooze, /unsnooze and the buttons of alert messages. Silences and acks are
 stored (they survive restarts and apply to every notifier); the engine reads
 them at the next poll. A pressed message is edited through the outbox.

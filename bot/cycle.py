@@ -131,7 +131,7 @@ class Monitor:
         with something to say is committed at once, its outbox rows with it, and
         delivery is woken: its alert leaves within milliseconds of its data.
         Everything else of the cycle is committed, and leaves grouped, at its
-        end: at most two messages per destination per cycle (SPEC 5, Grouping)."""
+        end: at most two messages per destination per cycle (README, "How alerts behave")."""
         cycle = _Cycle(self.clock(), self.store.silences(self.clock()), self.store.acks())
         grouped, kept = split_alerts(self.state.alerts, self.accounts, self.rules)
         # an account removed from the config: its alerts are dropped quietly

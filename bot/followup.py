@@ -1,6 +1,6 @@
 """Messages that follow their alerts: the edit of a message sent with buttons,
 saying which of its alerts resolved, who snoozed them until when, and who
-acknowledged them (SPEC 6, Buttons). Its buttons go once all have resolved.
+acknowledged them (docs/telegram.md, docs/slack.md). Its buttons go once all have resolved.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where each event goes, and when (SPEC 5): a rule's notifiers or
+"""Where each event goes, and when (README, "How alerts behave"): a rule's notifiers or
 "notifier:group"s; a resolve only where its fire or a reminder went; and in
 quiet hours, what is not urgent held until they end, then released as one
 message per destination with what still holds.

@@ -481,7 +481,7 @@ class App:
     # --- SIGHUP -----------------------------------------------------------------
 
     async def reload(self, config: Config) -> None:
-        """Apply a new, valid config without losing state (SPEC 7): accounts,
+        """Apply a new, valid config without losing state (README, "Operations"): accounts,
         rules, thresholds, digest, quiet hours and notifiers from the next poll;
         a new interval reschedules the poll; a chat listener restarts only if its
         section changed. `state_path` and `http_listen` need a restart."""

@@ -1,5 +1,5 @@
 """`balance-bot init`: a starter config that validates as soon as the
-variables it names are set (SPEC 3). Every option is in rules.example.toml,
+variables it names are set (README, "Commands"). Every option is in rules.example.toml,
 installed with the package next to this module."""
 
 from __future__ import annotations

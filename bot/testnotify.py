@@ -1,5 +1,5 @@
 """`balance-bot test-notify`: one short test message to every configured
-destination, at once, one attempt each (SPEC 3); neither the state file nor
+destination, at once, one attempt each (README, "Commands"); neither the state file nor
 the outbox is touched. One line per destination; exit 0 when all took it."""
 
 from __future__ import annotations

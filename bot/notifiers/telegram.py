@@ -150,8 +150,9 @@ class TelegramNotifier(ChatNotifier):
         return {g: [str(c) for c in chats] for g, chats in self.config.groups.items()}
 
     def allowed(self, chat_id: int | None, user_id: int | None) -> bool:
-        """SPEC 6: the chat must be allowed and, if allowed_users is set, the user
-        listed (a channel post, with no user, then never is)."""
+        """Access (docs/telegram.md): the chat must be allowed and, if
+        allowed_users is set, the user listed (a channel post, with no user,
+        then never is)."""
         config = self.config
         chats = config.allowed_chats or [
             *config.chat_ids,
