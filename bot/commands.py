@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -128,8 +128,9 @@ class ChatCommands:
             views.append(spend_view(account, samples, remaining, now, period))
         return spend_message(views, text)
 
-    def digest(self) -> Message:
-        """The daily digest, as of now."""
+    def digest(self, day: date | None = None) -> Message:
+        """The daily digest, as of now; `day`: the date it is for (a scheduled
+        one sent late, after midnight, is still yesterday's)."""
         source = self.source
         now = source.now()
         firing, _ = firing_events(source.state, source.rules, source.latest, now)
@@ -149,7 +150,8 @@ class ChatCommands:
             )
             for account in source.account_names()
         ]
-        return digest_message(views, now.astimezone(source.timezone).date().isoformat())
+        day = day or now.astimezone(source.timezone).date()
+        return digest_message(views, day.isoformat())
 
     async def _fetch(self, names: list[str]) -> dict[str, tuple[Snapshot | None, str]]:
         """Fresh data of every account at once, each within request_timeout; one

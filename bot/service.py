@@ -348,7 +348,7 @@ class App:
         digest = self.config.digest
         if digest is None or self.store.meta(DIGEST_SENT) == day.isoformat():
             return False
-        message = self.commands.digest()
+        message = self.commands.digest(day)
         queues = self.monitor.queues_of(digest.notify or ())
         items = [OutboxItem(n, d, (), MessageKind.DIGEST, message) for n, d in queues]
         self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})

@@ -26,7 +26,7 @@ from fakes.telegram import bad_request, migrated, retry_after, server_error
 from fakes.webhook import FakeWebhook, reply_status
 from tests.conftest import ALERTS, BOT_TOKEN, QUERY_KEY, RULES, TG_TOKEN
 from tests.helpers import FAST, T0, Clock
-from tests.process import ROOT, run_bot
+from tests.process import ROOT, BotProcess, run_bot
 
 CHAT, OTHER = 111111, -100222222
 
@@ -41,8 +41,8 @@ def env(**extra: str) -> dict[str, str]:
 
 
 async def test_readme_steps_init_validate_check_with_only_the_query_key(tmp_path, comet):
-    """`balance-bot init`, export what it prints, `validate`, `test-notify`, then a
-    first `check` (the README's steps, `run` aside): no file edited."""
+    """`balance-bot init`, export what it prints, `validate`, `test-notify`, `run`
+    (the README's steps), and a `check`: no file edited."""
     comet.default = reply_balance(50)
     shell = env(COMETAPI_QUERY_KEY=QUERY_KEY, COMETAPI_URL=comet.url)
     init = await run_bot("init", env=shell, cwd=tmp_path)
@@ -55,6 +55,11 @@ async def test_readme_steps_init_validate_check_with_only_the_query_key(tmp_path
     assert "rules.toml: OK (1 accounts, 4 rules, notifiers: log)" in validate.stdout
     tried = await run_bot("test-notify", env=shell, cwd=tmp_path)
     assert tried.proc.returncode == 0 and tried.stdout.splitlines() == ["log: ok"]
+    port = {"BALANCE_BOT_HTTP_LISTEN": "127.0.0.1:0"}  # the starter's 9464 may be taken here
+    service = await BotProcess("run", env={**shell, **port}, cwd=tmp_path).start()
+    await service.wait_for(lambda lines: any("bot.started" in x for x in lines))
+    await comet.wait_requests(1)  # the first poll, at once
+    assert await service.stop() == 0
     check = await run_bot("check", env=shell, cwd=tmp_path)
     assert check.proc.returncode == 0, check.stderr
     assert check.stdout.startswith("BALANCE OK - ")

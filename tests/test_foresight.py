@@ -127,3 +127,17 @@ async def test_a_threshold_alert_says_how_long_the_money_lasts(make_config, come
         "WARNING · main / key drain: $4.75 left (below $5.00; resolves at $5.50), "
         "≈ 0.1 days left at $72.00/day"
     )
+
+
+async def test_a_digest_sent_after_midnight_for_the_day_before_is_titled_with_that_day(
+    make_config, comet
+):
+    comet.default = Spending()
+    clock = Clock(datetime(2026, 3, 2, 0, 30, tzinfo=UTC))  # yesterday's 23:30 was missed
+    cfg = make_config(RULES + '\n[digest]\nat = "23:30"\n')
+    async with App(cfg, retry=FAST, clock=clock) as app:
+        day = app._digest_day(clock())
+        assert day is not None and day.isoformat() == "2026-03-01"
+        assert await app.send_digest(day)
+        (row,) = app.store.pending()
+    assert row.message is not None and row.message.title == "CometAPI daily digest, 2026-03-01"
