@@ -111,11 +111,11 @@ class BotSection(_Section):
     history_days: int = Field(default=90, ge=1)
     quiet_hours: str = ""
 
-    @field_validator("quiet_hours")
+    @field_validator("quiet_hours", "http_listen")
     @classmethod
-    def _quiet(cls, v: str) -> str:
-        if v:
-            parse_quiet_hours(v)
+    def _parses(cls, v: str, info: ValidationInfo) -> str:
+        if v:  # "" is off; anything else must parse
+            (parse_quiet_hours if info.field_name == "quiet_hours" else split_listen)(v)
         return v
 
     @field_validator("interval")
@@ -130,13 +130,6 @@ class BotSection(_Section):
     def _timeout(cls, v: float) -> float:
         if not 0 < v <= 30:
             raise ValueError(f"must be between 0s and 30s, not {v:g}s")
-        return v
-
-    @field_validator("http_listen")
-    @classmethod
-    def _listen(cls, v: str) -> str:
-        if v:
-            split_listen(v)
         return v
 
     @field_validator("burn_window")

@@ -174,30 +174,17 @@ class TelegramNotifier(ChatNotifier):
         ]
 
     async def send(self, destination: str, payload: Post | str) -> str:
-        post = Post(payload) if isinstance(payload, str) else payload
         try:
-            sent = await self._app.bot.send_message(
-                chat_id=int(destination),
-                text=post.text,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=NO_PREVIEW,
-                reply_markup=_keyboard(post),
-            )
+            sent = await self._app.bot.send_message(chat_id=int(destination), **_text(payload))
         except TelegramError as exc:
             raise self._delivery_error(destination, exc) from None
         return str(sent.message_id)
 
     async def edit(self, destination: str, message_id: str, payload: Post | str) -> None:
         """editMessageText; without buttons in the new text the keyboard goes."""
-        post = Post(payload) if isinstance(payload, str) else payload
         try:
             await self._app.bot.edit_message_text(
-                chat_id=int(destination),
-                message_id=int(message_id),
-                text=post.text,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=NO_PREVIEW,
-                reply_markup=_keyboard(post),
+                chat_id=int(destination), message_id=int(message_id), **_text(payload)
             )
         except BadRequest as exc:
             if "not modified" in str(exc).lower():
@@ -546,6 +533,18 @@ def _keyboard(post: Post) -> InlineKeyboardMarkup | None:
         return None
     row = [InlineKeyboardButton(label, callback_data=data) for label, data in post.buttons]
     return InlineKeyboardMarkup([row])
+
+
+def _text(payload: Post | str) -> dict[str, Any]:
+    """What sendMessage and editMessageText both take: HTML text, no link
+    previews, the buttons (none: the keyboard goes)."""
+    post = Post(payload) if isinstance(payload, str) else payload
+    return {
+        "text": post.text,
+        "parse_mode": ParseMode.HTML,
+        "link_preview_options": NO_PREVIEW,
+        "reply_markup": _keyboard(post),
+    }
 
 
 def _who(user: User) -> str:
