@@ -379,6 +379,66 @@ async def test_slack_snooze_button_acks_in_time_updates_the_message_and_stops_re
         await app.__aexit__(None, None, None)
 
 
+async def test_slack_reminders_resume_once_after_a_snooze_and_ack_stops_them(
+    make_config, comet, slack
+):
+    comet.default = reply_balance(3)
+    clock = Clock()
+    app, bot = await started(make_config(CRITICAL + slack_section(slack)), clock)
+    try:
+        await slack.wait_connections(1)
+        await bot.poll()
+        (alert,) = await slack.wait_posted(1)
+        snooze, _, ack = actions_of(alert.blocks)
+        await slack.wait_responses(
+            await slack.block_action(ALERTS, alert.ts, "s1h", snooze["value"])
+        )
+        await bot.deliver()
+        await bot.poll(after=2.5)
+        assert len(slack.posted) == 1  # snoozed
+        await bot.poll(after=3600)  # it ended: one reminder
+        assert len(slack.posted) == 2 and "REMINDER · CRITICAL" in str(slack.posted[1].blocks)
+        (answer,) = await slack.wait_responses(
+            await slack.block_action(ALERTS, alert.ts, "ack", ack["value"])
+        )
+        assert answer["text"].startswith("Acknowledged")
+        await bot.deliver()
+        assert "Acknowledged by @someone" in str(slack.updated[-1].blocks)
+        for _ in range(3):
+            await bot.poll(after=2.5)
+        assert len(slack.posted) == 2  # no reminder after the ack
+        comet.default = reply_balance(50)
+        await bot.poll(after=1)
+        assert "RESOLVED" in str(slack.posted[2].blocks)
+    finally:
+        await app.__aexit__(None, None, None)
+
+
+async def test_a_button_pressed_after_a_restart_still_acts(make_config, comet, tg):
+    comet.default = reply_balance(3)
+    clock = Clock()
+    cfg = make_config(CRITICAL + telegram(tg))
+    app, bot = await started(cfg, clock)
+    try:
+        await bot.poll()
+        (alert,) = await tg.wait_sent(1)
+    finally:
+        await app.__aexit__(None, None, None)
+    app, bot = await started(cfg, clock)  # the button's short id is resolved from the file
+    try:
+        answer = await tg.wait_answer(
+            await tg.callback(CHAT, alert.message_id, keyboard(alert)[0][1])
+        )
+        assert answer.text and answer.text.startswith("Snoozed 1 alert until ")
+        await bot.deliver()
+        (edit,) = await tg.wait_edits(1)
+        assert edit.message_id == alert.message_id and "🔕 Snoozed by" in seen(edit.text)
+        await bot.poll(after=3)
+        assert len(tg.sent) == 1
+    finally:
+        await app.__aexit__(None, None, None)
+
+
 async def test_slack_press_from_a_channel_or_user_not_allowed_is_refused(make_config, comet, slack):
     comet.default = reply_balance(3)
     clock = Clock()
