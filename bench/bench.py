@@ -1,21 +1,44 @@
 """balance-bot benchmark: cycle throughput against a bare aiohttp loop, rule-engine
-speed, start-up time, memory and alert latency. Prints Markdown tables.
+speed, start-up time, memory, alert latency and state-file growth. Prints
+Markdown tables.
 
-    .venv/bin/python bench/bench.py           # the full run (about 6 minutes)
+    .venv/bin/python bench/bench.py           # the full run (7 to 12 minutes)
     .venv/bin/python bench/bench.py --quick   # smoke run (< 60 s)
-    .venv/bin/python bench/bench.py --only rules --only latency
+    .venv/bin/python bench/bench.py --only cycle --only latency
+    .venv/bin/python bench/bench.py --code /tmp/bench-efc75a2 --label efc75a2
+    .venv/bin/python bench/bench.py --only profile   # not part of the full run
 
-- cycle: a bare aiohttp loop and the bot's full cycle (fetch, parse, evaluate,
-  persist, queue events: `App.cycle()`) over the same URLs at the same
-  concurrency, N accounts x 50 keys on a loopback fake CometAPI;
+Parts (`--only` selects them; all but `profile` run by default):
+
+- cycle: the bot's full cycle (`App.cycle()` in-process: fetch, parse, evaluate,
+  history, persist) and a bare aiohttp loop that GETs the same URLs at the same
+  concurrency (the bot's default max_concurrency) and decodes each body with
+  `json.loads`, side by side: N = 100, 1,000, 5,000 accounts x K = 50 keys and
+  N = 1,000 x K = 500, each with the balances steady and with them moving on
+  every poll; wall time and the CPU time of this process per account, the bare
+  loop measured before and after the cycles; plus a context row with a 50 ms
+  upstream;
 - rules: `evaluate()` on 10,000 keys x 5 rules;
 - start: the real `balance-bot run` spawned, to its first completed poll;
 - idle: its RSS with Telegram and Slack configured (against fakes) and listening;
-- peak: its peak RSS over cycles of N = 5,000 accounts;
-- latency: a cycle that detects a crossing, to the fake Telegram receiving it.
+- peak: its peak RSS over cycles of N = 5,000 accounts x 50 keys, the second
+  firing 2,500 alerts, and their sends; then after one GET /metrics;
+- latency: detection (the cycle's first `evaluate_account` whose outcome has
+  events) to the fake Telegram receiving the cycle's first sendMessage, N = 1,
+  100, 1,000, 5,000, one account crossing and 500 (half at N = 100), with the
+  number of messages per destination per cycle and how many were splits;
+- state: the state file (database + WAL) after 60 in-process cycles of
+  N = 1,000 x 50 keys with moving balances;
+- profile (only when named): in-process cycles at N = 1,000 x 50 moving: the
+  garbage collector's time (`gc.callbacks`) and the stages that are function
+  calls (parse, history, rule engine, commit) timed by wrapping them, then
+  cProfile, own time grouped (HTTP client, JSON decode and model, history, rule
+  engine, SQLite commit, logging, event loop) and the top entries.
 
 Every fake server (CometAPI, Telegram, Slack) runs in a separate process
 (bench/fake_upstream.py), so its CPU does not share the measured event loop.
+`--code DIR` (or $BENCH_CODE) imports `bot` and `fakes` from DIR, e.g. a
+`git archive` export of a commit, in this process and in every child process.
 See bench/RESULTS.md for what each figure means and the latest results.
 """
 
@@ -24,18 +47,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import datetime as dt
 import gc
 import json
+import logging
 import os
 import platform
+import pstats
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +70,18 @@ from typing import Any
 SCRIPT = Path(__file__).resolve()
 BENCH = SCRIPT.parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT), str(BENCH)]  # `bot`, `fakes` and `fake_upstream`
+
+
+def code_dir() -> Path:
+    """Where `bot` and `fakes` come from: --code DIR, $BENCH_CODE, or this checkout."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--code", default=os.environ.get("BENCH_CODE", ""))
+    known, _ = pre.parse_known_args(sys.argv[1:] if __name__ == "__main__" else [])
+    return Path(known.code).resolve() if known.code else ROOT
+
+
+CODE = code_dir()
+sys.path[:0] = [str(CODE), str(BENCH)]  # `bot`, `fakes` and `fake_upstream`
 
 import aiohttp  # noqa: E402
 from fake_upstream import (  # noqa: E402
@@ -56,6 +94,8 @@ from fake_upstream import (  # noqa: E402
     quota_body,
 )
 
+import bot.cycle as bot_cycle  # noqa: E402
+import bot.service as bot_service  # noqa: E402
 from bot import config as bot_config  # noqa: E402
 from bot import secrets  # noqa: E402
 from bot.cometapi import parse_quota  # noqa: E402
@@ -71,23 +111,35 @@ from bot.model import (  # noqa: E402
 from bot.rules import Context, evaluate, measures  # noqa: E402
 from bot.service import App  # noqa: E402
 
-KEYS = 50  # keys per account in the throughput runs
+KEYS = 50  # keys per account in most runs
 CONCURRENCY = Settings().max_concurrency  # the bot's default, used by both loops
 TELEGRAM_CHAT = 111111
+PARTS = ("cycle", "rules", "start", "idle", "peak", "latency", "state", "profile")
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "profile")
 
-TARGET_RATIO = 1.25  # full cycle time / bare loop time
+TARGET_RATIO = 1.5  # SPEC 8: full cycle time / decode-loop time, N = 1,000 x 50, moving
+TARGET_RATIO_AT = (1000, 50, True)  # (accounts, keys, moving) the target applies to
 TARGET_EVALS = 500_000  # subject evaluations per second
 TARGET_FIRST_POLL = 1.5  # seconds from spawn to the first completed poll
 TARGET_IDLE_RSS = 70.0  # MB
-TARGET_LATENCY = 50.0  # ms from detection to sendMessage at the fake Telegram
+TARGET_PEAK_RSS = 200.0  # MB, N = 5,000 x 50
+TARGET_LATENCY = 20.0  # ms from detection to the first sendMessage, at every N
+TARGET_MESSAGES = 2  # per destination per cycle, beyond splits forced by the 4,096 limit
 
 
 @dataclass(frozen=True)
 class Plan:
     """How much to measure: the full run, or the --quick smoke run."""
 
-    sizes: tuple[int, ...] = (100, 1000, 5000)
-    runs: dict[int, int] = field(default_factory=lambda: {100: 5, 1000: 5, 5000: 3})
+    # (accounts, keys, runs): each with steady and with moving balances
+    throughput: tuple[tuple[int, int, int], ...] = (
+        (100, 50, 5),
+        (1000, 50, 5),
+        (5000, 50, 3),
+        (1000, 500, 3),
+    )
+    # context, not a target: the comparison with a simulated upstream latency
+    slow_upstream: tuple[int, float, int] | None = (1000, 50.0, 2)  # (accounts, ms, runs)
     rule_keys: int = 10_000
     rule_repeats: int = 7
     first_poll_runs: int = 5
@@ -95,22 +147,24 @@ class Plan:
     idle_baseline: bool = True  # also the idle RSS of `run` with the log notifier only
     peak_accounts: int = 5000
     peak_interval: int = 20  # s; the second cycle of the peak RSS run starts this much later
-    latency_samples: int = 10
-    # (accounts, only one of them crosses); else half of them cross at once
-    latency_cases: tuple[tuple[int, bool], ...] = (
-        (1, False),
-        (100, True),
-        (1000, True),
-        (1000, False),
+    # (accounts, accounts that cross, samples)
+    latency_cases: tuple[tuple[int, int, int], ...] = (
+        (1, 1, 10),
+        (100, 1, 10),
+        (100, 50, 10),
+        (1000, 1, 10),
+        (1000, 500, 10),
+        (5000, 1, 6),
+        (5000, 500, 6),
     )
-    # context, not a target: the same comparison with a simulated upstream latency
-    slow_upstream: tuple[int, float] | None = (1000, 50.0)  # (accounts, ms per request)
+    state_file: tuple[int, int, int] = (1000, 50, 60)  # (accounts, keys, polls)
+    profile: tuple[int, int, int] = (1000, 50, 5)  # (accounts, keys, cycles)
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(
-            sizes=(100, 500),
-            runs={100: 1, 500: 1},
+            throughput=((100, 50, 1), (300, 50, 1), (100, 500, 1)),
+            slow_upstream=None,
             rule_keys=10_000,
             rule_repeats=2,
             first_poll_runs=1,
@@ -118,9 +172,9 @@ class Plan:
             idle_baseline=False,
             peak_accounts=500,
             peak_interval=4,
-            latency_samples=4,
-            latency_cases=((1, False), (100, True), (100, False)),
-            slow_upstream=None,
+            latency_cases=((1, 1, 2), (100, 1, 2), (100, 50, 2)),
+            state_file=(100, 50, 5),
+            profile=(200, 50, 2),
         )
 
 
@@ -146,8 +200,8 @@ class FakeUpstream:
             str(self.keys),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(CODE)},
+            cwd=CODE,
         )
         assert self._proc.stdout is not None
         line = await asyncio.wait_for(self._proc.stdout.readline(), 120)
@@ -187,6 +241,13 @@ class FakeUpstream:
         """low: the even-numbered accounts (below `upto`, if given) at $10, below the
         $20 rule; the others at $100."""
         await self.control(f"phase?low={int(low)}" + (f"&upto={upto}" if upto else ""))
+
+    async def set_moving(self, moving: bool) -> None:
+        """moving: every answer moves the account's figures a little; else they hold."""
+        await self.control(f"move?on={int(moving)}")
+
+    async def cpu_seconds(self) -> float:
+        return float((await self.control("stats"))["cpu_seconds"])
 
 
 # --- configs ------------------------------------------------------------------------
@@ -249,109 +310,193 @@ def load_config(text: str) -> bot_config.Config:
     return cfg
 
 
-# --- 1 + 2: bare loop vs full cycle ----------------------------------------------------
+# --- the garbage collector as the bot sets it -------------------------------------
+
+
+def gc_setting() -> str:
+    """What `balance-bot run` does to the garbage collector once started."""
+    if getattr(bot_service, "tune_gc", None) is None:
+        return "Python's defaults (the bot does not tune the collector)"
+    thresholds = getattr(bot_service, "GC_THRESHOLDS", None)
+    return f"the bot's `tune_gc()` (gc.freeze(), thresholds {thresholds})"
+
+
+@contextlib.contextmanager
+def restored_gc() -> Iterator[None]:
+    """Undo whatever the code inside does to the collector (`App.serve` may tune it)."""
+    thresholds = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+@contextlib.contextmanager
+def bot_gc() -> Iterator[None]:
+    """The collector as `balance-bot run` sets it after start-up (bot.service.tune_gc,
+    in the code measured if it has one), undone afterwards."""
+    with restored_gc():
+        tune = getattr(bot_service, "tune_gc", None)
+        if tune is not None:
+            tune()
+        yield
+
+
+class GcTimer:
+    """Wall time spent in the garbage collector, through gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+# --- cycle: the full cycle beside a bare loop that decodes ---------------------------
 
 
 @dataclass
 class Throughput:
     accounts: int
+    keys: int
+    moving: bool
     delay_ms: float  # simulated upstream latency per request
     runs: int
-    bare_seconds: list[float]
-    cycle_seconds: list[float]
-    cycle_cpu_seconds: list[float]
-    fake_busy: list[float]  # share of wall time the fake server spent on CPU in the bare loop
-    events: int  # per measured cycle
+    bare_seconds: list[float] = field(default_factory=list)
+    bare_cpu: list[float] = field(default_factory=list)  # process_time of this process
+    cycle_seconds: list[float] = field(default_factory=list)
+    cycle_cpu: list[float] = field(default_factory=list)
+    fake_busy: list[float] = field(default_factory=list)  # the fake's CPU / wall, both loops
+    events: int = 0  # alerts per timed cycle (none expected)
+
+    @property
+    def label(self) -> str:
+        return f"{self.accounts:,} x {self.keys}"
+
+    @property
+    def balances(self) -> str:
+        return "moving" if self.moving else "steady"
 
     @property
     def bare_rate(self) -> float:
-        return self.accounts / statistics.median(self.bare_seconds)
+        return self.accounts / median(self.bare_seconds)
 
     @property
     def cycle_rate(self) -> float:
-        return self.accounts / statistics.median(self.cycle_seconds)
+        return self.accounts / median(self.cycle_seconds)
 
     @property
     def ratio(self) -> float:
-        """How many times longer the full cycle takes than the bare loop."""
-        return self.bare_rate / self.cycle_rate
+        """How many times longer the full cycle takes than the bare loop (wall)."""
+        return median(self.cycle_seconds) / median(self.bare_seconds)
+
+    @property
+    def bare_cpu_us(self) -> float:
+        return median(self.bare_cpu) / self.accounts * 1e6
+
+    @property
+    def cycle_cpu_us(self) -> float:
+        return median(self.cycle_cpu) / self.accounts * 1e6
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.cycle_cpu_us / self.bare_cpu_us
+
+    @property
+    def targeted(self) -> bool:
+        return (self.accounts, self.keys, self.moving) == TARGET_RATIO_AT and not self.delay_ms
 
 
-async def bare_loop(session: aiohttp.ClientSession, urls: list[str], concurrency: int) -> float:
-    """The floor: the same GETs, the same concurrency, read the body, nothing else."""
+async def bare_loop(
+    session: aiohttp.ClientSession, urls: list[str], concurrency: int
+) -> tuple[float, float]:
+    """The floor: the same GETs at the same concurrency, each body read and decoded
+    with json.loads, nothing else. Wall and CPU seconds."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(url: str) -> None:
         async with gate, session.get(url) as resp:
-            await resp.read()
+            json.loads(await resp.read())
 
-    started = time.perf_counter()
+    cpu, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(url) for url in urls))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def measure_throughput(
-    fake: FakeUpstream, accounts: int, runs: int, delay_ms: float = 0.0
+    fake: FakeUpstream, accounts: int, runs: int, moving: bool, delay_ms: float = 0.0
 ) -> Throughput:
-    """The bare loop `runs` times before the full cycle and `runs` times after it
-    (so that a change in the machine's load shows in both), each time on its own:
-    no App alive, so that the App's heap does not slow it down through the
-    garbage collector. Per run of the full cycle: an untimed cycle that puts every
-    account at $100 (resolving the last run's alerts), and the timed cycle in
-    which half the accounts are at $10: fetch, parse, evaluate, persist, and queue
-    accounts/2 FIRE events. Both loops are warmed up once."""
+    """The bare loop `runs` times before the full cycle and `runs` times after it (so
+    that a change in the machine's load shows in both), each time on its own: no App
+    alive, so that the App's heap does not slow it down through the collector.
+    The full cycle: two untimed cycles (the first one inserts every account; both
+    warm up connections and code paths), then `runs` timed ones. Every account
+    stays above the rules' thresholds: no alert fires; steady, the figures are
+    the same at every poll; moving, every answer moves them. Both loops run
+    under the collector settings of `balance-bot run` (gc_setting())."""
+    t = Throughput(accounts, fake.keys, moving, delay_ms, runs)
     urls = [f"{fake.comet_url}?key={key_for(i)}" for i in range(accounts)]
-    bare: list[float] = []
-    busy: list[float] = []
-    cycle: list[float] = []
-    cpu: list[float] = []
-    events = 0
     await fake.control(f"delay?ms={delay_ms:g}")
+    await fake.set_low(False)
+    await fake.set_moving(moving)
 
     async def bare_runs() -> None:
         async with aiohttp.ClientSession() as session:
             await bare_loop(session, urls, CONCURRENCY)  # warm-up: connections, code paths
-            for _ in range(runs):
-                gc.collect()
-                before = await fake.control("stats")
-                bare.append(await bare_loop(session, urls, CONCURRENCY))
-                after = await fake.control("stats")
-                busy.append((after["cpu_seconds"] - before["cpu_seconds"]) / bare[-1])
+            with bot_gc():
+                for _ in range(runs):
+                    gc.collect()
+                    fake_cpu = await fake.cpu_seconds()
+                    wall, cpu = await bare_loop(session, urls, CONCURRENCY)
+                    t.fake_busy.append((await fake.cpu_seconds() - fake_cpu) / wall)
+                    t.bare_seconds.append(wall)
+                    t.bare_cpu.append(cpu)
 
     await bare_runs()
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
         cfg = load_config(config_text(fake.comet_url, accounts, Path(tmp) / "state.db"))
         async with App(cfg) as app:
-            # warm-up: connections, first inserts, the daily prune, code paths
-            for low in (False, True):
-                await fake.set_low(low)
+            for _ in range(2):
                 await app.cycle()
-            for _ in range(runs):
-                await fake.set_low(False)
-                await app.cycle()
-                await fake.set_low(True)
-                gc.collect()
-                cpu_started, started = time.process_time(), time.perf_counter()
-                result = await app.cycle()
-                cycle.append(time.perf_counter() - started)
-                cpu.append(time.process_time() - cpu_started)
-                fired = [e for e in result.events if e.kind is EventKind.FIRE]
-                if not result.committed or len(fired) != (accounts + 1) // 2:
-                    raise RuntimeError(f"cycle of {accounts}: unexpected result {result.events!r}")
-                events = len(fired)
-            if not app.store.backlog().get("log"):
-                raise RuntimeError("no events were queued in the outbox")
+            with bot_gc():
+                for _ in range(runs):
+                    gc.collect()
+                    fake_cpu = await fake.cpu_seconds()
+                    cpu, started = time.process_time(), time.perf_counter()
+                    result = await app.cycle()
+                    wall = time.perf_counter() - started
+                    t.cycle_cpu.append(time.process_time() - cpu)
+                    t.cycle_seconds.append(wall)
+                    t.fake_busy.append((await fake.cpu_seconds() - fake_cpu) / wall)
+                    failed = [r for r in result.results.values() if not isinstance(r, Snapshot)]
+                    if not result.committed or failed or len(result.results) != accounts:
+                        raise RuntimeError(f"cycle of {accounts}: not committed, or {failed[:3]}")
+                    t.events = max(t.events, len(result.events))
     gc.collect()
     await bare_runs()
-    await fake.set_low(False)
+    await fake.set_moving(False)
     await fake.control("delay?ms=0")
-    return Throughput(accounts, delay_ms, runs, bare, cycle, cpu, busy, events)
+    return t
 
 
 def json_floor(repeats: int = 2000) -> tuple[float, float]:
-    """Microseconds, per account at K keys, of the stdlib JSON work any full cycle
-    does on top of the bare loop: decoding the body, and encoding the snapshot
-    that is stored in the state file."""
+    """Microseconds, per account at K keys, of the stdlib JSON work a full cycle would
+    do on top of the bare loop: decoding the body (which the bare loop now does
+    too), and encoding the snapshot that is stored in the state file."""
     body = quota_body(0, KEYS, HIGH_TOTAL)
     doc = parse_quota("acct", body, dt.datetime.now(dt.UTC)).to_dict()
     times = []
@@ -530,10 +675,10 @@ class BotRun:
         self.spawned_at = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
             *self.args,
-            cwd=ROOT,
+            cwd=CODE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},  # the `bot` next to this bench/
+            env={**os.environ, "PYTHONPATH": str(CODE)},  # the `bot` measured (--code)
         )
         self._reader = asyncio.create_task(self._read())
         return self
@@ -579,6 +724,14 @@ class BotRun:
         if not match:
             raise RuntimeError(f"no {name}= in {line!r}")
         return match.group(1)
+
+    def problems(self) -> list[str]:
+        """Its log lines at WARNING or above, other than alerts (alert.*)."""
+        return [
+            line
+            for _, line in self.lines
+            if re.match(r"\S+ (WARNING|ERROR|CRITICAL) ", line) and " alert." not in line
+        ]
 
     def status(self, field_name: str) -> float:
         """A /proc/<pid>/status memory field (VmRSS, VmHWM) in MB."""
@@ -631,6 +784,7 @@ class IdleRss:
     rss_mb: float
     hwm_mb: float
     log_only_rss_mb: float | None
+    problems: list[str] = field(default_factory=list)  # WARNING+ log lines but alerts
 
 
 async def idle_rss_of(fake: FakeUpstream, extra: str, ready: list[str], idle: float) -> IdleRss:
@@ -642,7 +796,7 @@ async def idle_rss_of(fake: FakeUpstream, extra: str, ready: list[str], idle: fl
             for needle in ready:
                 await bot.wait_line(needle)
             await asyncio.sleep(idle)
-            return IdleRss(bot.status("VmRSS"), bot.status("VmHWM"), None)
+            return IdleRss(bot.status("VmRSS"), bot.status("VmHWM"), None, bot.problems())
 
 
 async def measure_idle_rss(fake: FakeUpstream, idle: float, baseline: bool) -> IdleRss:
@@ -669,8 +823,12 @@ class PeakRss:
     accounts: int
     first_hwm_mb: float  # VmHWM after the first cycle (every account new, nothing fires)
     peak_mb: float  # VmHWM after the second cycle (half the accounts cross) and its sends
-    rss_mb: float  # VmRSS at the end
+    rss_mb: float  # VmRSS then
     telegram_messages: int  # sendMessage calls the second cycle's alerts took
+    scraped_mb: float = 0.0  # VmHWM after one GET /metrics, next
+    metrics_mb: float = 0.0  # the size of that /metrics page
+    metrics_seconds: float = 0.0  # and how long it took
+    problems: list[str] = field(default_factory=list)  # WARNING+ log lines but alerts
 
 
 async def wait_cycle(
@@ -686,19 +844,18 @@ async def wait_cycle(
             await asyncio.sleep(0.25)
 
 
-async def wait_backlog_empty(http: aiohttp.ClientSession, base: str, within: float) -> None:
-    """Until /metrics shows no queued message for any notifier."""
+def pending(state: Path) -> int:
+    """Messages still queued in the bot's outbox, read from its state file (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=5)) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
+
+
+async def wait_outbox_empty(state: Path, within: float) -> None:
+    """Until the outbox has nothing pending. The state file is read rather than
+    /metrics: at N = 5,000 x 50 one /metrics page is ~20 MB and its rendering
+    raises the bot's RSS by itself (measured separately)."""
     async with asyncio.timeout(within):
-        while True:
-            async with http.get(f"{base}/metrics") as resp:
-                text = await resp.text()
-            backlog = [
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("balance_bot_outbox_backlog{")
-            ]
-            if backlog and not any(backlog):
-                return
+        while pending(state):  # noqa: ASYNC110 - another process: nothing to wait on
             await asyncio.sleep(0.25)
 
 
@@ -706,8 +863,10 @@ async def measure_peak_rss(fake: FakeUpstream, accounts: int, interval: int) -> 
     """`balance-bot run` with N accounts and both notifiers: a first cycle with every
     account at $100, then the fake puts half of them at $10 and the second cycle
     (`interval` s later) fires N/2 alerts, which go out to the fake Telegram and
-    Slack. VmHWM of the process once that is all done."""
+    Slack. VmHWM of the process once that is all done (only /healthz was asked
+    meanwhile); then once more after one GET /metrics, as a Prometheus scrape."""
     await fake.set_low(False)
+    await fake.set_moving(False)
     with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
         path = Path(tmp) / "rules.toml"
         extra = telegram_toml(fake) + slack_toml(fake)
@@ -723,79 +882,380 @@ async def measure_peak_rss(fake: FakeUpstream, accounts: int, interval: int) -> 
             sent = len((await fake.control("stats"))["telegram_received"])
             await fake.set_low(True)
             await wait_cycle(http, base, first, interval + 300)
-            await wait_backlog_empty(http, base, 300)
+            await wait_outbox_empty(state, 300)
             sent = len((await fake.control("stats"))["telegram_received"]) - sent
             peak, rss = bot.status("VmHWM"), bot.status("VmRSS")
+            started = time.perf_counter()
+            async with http.get(f"{base}/metrics") as resp:
+                page = await resp.read()
+            scrape_seconds = time.perf_counter() - started
+            scraped = bot.status("VmHWM")
+            problems = bot.problems()
     await fake.set_low(False)
-    return PeakRss(accounts, first_hwm, peak, rss, sent)
+    result = PeakRss(accounts, first_hwm, peak, rss, sent, scraped, len(page) / 1e6, scrape_seconds)
+    result.problems = problems
+    return result
+
+
+# --- log lines of the in-process App ---------------------------------------------------
+
+
+class LogWatch(logging.Handler):
+    """Counts the in-process bot's log events at WARNING or above, alerts aside."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = record.getMessage()
+        if not event.startswith("alert."):
+            key = f"{record.levelname} {event}"
+            self.counts[key] = self.counts.get(key, 0) + 1
 
 
 # --- detection to send ---------------------------------------------------------------
+
+SPLIT = re.compile(r" \((\d+)/(\d+)\)$")  # the "(i/n)" of a message Telegram's limit split
 
 
 @dataclass
 class Latency:
     accounts: int
-    events: int  # alerts per sample (accounts that cross)
-    detect_ms: list[float]  # poll results in hand (evaluation starts) -> first sendMessage
-    cycle_ms: list[float]  # cycle start (first request) -> first sendMessage
+    crossing: int  # accounts that cross per sample
+    detect_ms: list[float] = field(default_factory=list)  # detection -> first sendMessage
+    cycle_ms: list[float] = field(default_factory=list)  # cycle start -> first sendMessage
+    messages: list[int] = field(default_factory=list)  # sendMessage to the chat per cycle
+    splits: list[int] = field(default_factory=list)  # of which parts 2..n of a split message
+    edits: list[int] = field(default_factory=list)  # editMessageText calls per cycle
+
+    @property
+    def grouped(self) -> list[int]:
+        """Messages per cycle, counting a split message once."""
+        return [m - s for m, s in zip(self.messages, self.splits, strict=True)]
 
 
 async def measure_latency(
-    fake: FakeUpstream, accounts: int, samples: int, one: bool = False
+    fake: FakeUpstream, accounts: int, crossing: int, samples: int
 ) -> Latency:
     """In-process `App.serve` (what `balance-bot run` runs) with the Telegram notifier
-    started and listening. Each sample flips the balances (half the accounts cross,
-    or only the first one if `one`; down on even samples, back up on odd ones),
-    runs a cycle and takes the time from the moment the cycle has its poll results
-    and starts evaluating them (detection), and from the cycle's start, to the fake
-    Telegram receiving the first sendMessage of it. The next sample starts once the
-    outbox is empty."""
-    crossing = 1 if one else (accounts + 1) // 2
+    started and listening, balances moving. Each sample moves `crossing` accounts
+    (the even-numbered ones from 0) across the $20 rule, down on even samples
+    (FIRE) and back up on odd ones (RESOLVE), and runs a cycle. Detection: the
+    moment the cycle's first `bot.cycle.evaluate_account` call whose outcome has
+    events returned (the module attribute is wrapped). First send: the fake
+    Telegram's receive time of the cycle's first sendMessage (CLOCK_MONOTONIC, shared
+    by both processes). The next sample starts once the outbox is empty."""
+    upto = None if crossing * 2 >= accounts else crossing * 2 - 1
+    lat = Latency(accounts, crossing)
     await fake.set_low(False)
-    detect_ms: list[float] = []
-    cycle_ms: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        state = Path(tmp) / "state.db"
-        text = config_text(fake.comet_url, accounts, state, "1h", "", telegram_toml(fake))
-        async with App(load_config(text)) as app:
-            detected: list[float] = []
-            apply = app.monitor._apply  # fetch is done; evaluate, persist, queue
+    await fake.set_moving(True)
+    detected: list[float] = []
+    evaluate_account = bot_cycle.evaluate_account
 
-            def timed_apply(*args: Any, **kwargs: Any) -> Any:
-                detected.append(time.monotonic())
-                return apply(*args, **kwargs)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        outcome = evaluate_account(*args, **kwargs)
+        if outcome.events and not detected:
+            detected.append(time.monotonic())
+        return outcome
 
-            app.monitor._apply = timed_apply  # type: ignore[method-assign]
-            stop, ready = asyncio.Event(), asyncio.Event()
-            serving = asyncio.create_task(app.serve(stop, lambda _: ready.set()))
-            await asyncio.wait_for(ready.wait(), 60)
-            await app.monitor.wait_cycles(1)  # the scheduler's first cycle: nothing to send
-            for i in range(samples):
-                received = len((await fake.control("stats"))["telegram_received"])
-                await fake.set_low(i % 2 == 0, 1 if one else None)
-                gc.collect()
-                started = time.monotonic()
-                result = await app.cycle()
-                if len(result.events) != crossing:
-                    raise RuntimeError(f"unexpected events: {result.events!r}")
+    bot_cycle.evaluate_account = timed  # type: ignore[assignment]
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, restored_gc():
+            state = Path(tmp) / "state.db"
+            text = config_text(fake.comet_url, accounts, state, "1h", "", telegram_toml(fake))
+            async with App(load_config(text)) as app:
+                stop, ready = asyncio.Event(), asyncio.Event()
+                serving = asyncio.create_task(app.serve(stop, lambda _: ready.set()))
+                await asyncio.wait_for(ready.wait(), 60)
+                await app.monitor.wait_cycles(1)  # the scheduler's first cycle: nothing to send
                 await outbox_empty(app)
-                first = (await fake.control("stats"))["telegram_received"][received]
-                detect_ms.append((first - detected[-1]) * 1000)
-                cycle_ms.append((first - started) * 1000)
-            stop.set()
-            await asyncio.wait_for(serving, 30)
+                for i in range(samples):
+                    before = await fake.control("stats")
+                    await fake.set_low(i % 2 == 0, upto)
+                    gc.collect()
+                    detected.clear()
+                    started = time.monotonic()
+                    result = await app.cycle()
+                    kind = EventKind.FIRE if i % 2 == 0 else EventKind.RESOLVE
+                    if sum(e.kind is kind for e in result.events) != crossing or not detected:
+                        raise RuntimeError(f"unexpected events: {result.events[:5]!r}")
+                    await outbox_empty(app)
+                    after = await fake.control("stats")
+                    sent = [m for m in after["telegram"][len(before["telegram"]) :]]
+                    to_chat = [m for m in sent if str(m[1]) == str(TELEGRAM_CHAT)]
+                    if not to_chat:
+                        raise RuntimeError("no sendMessage for the cycle")
+                    first = min(m[0] for m in to_chat)
+                    lat.detect_ms.append((first - detected[0]) * 1000)
+                    lat.cycle_ms.append((first - started) * 1000)
+                    lat.messages.append(len(to_chat))
+                    lat.splits.append(sum(_split_part(m[2]) for m in to_chat))
+                    edits = after["telegram_edits"][len(before["telegram_edits"]) :]
+                    lat.edits.append(len(edits))
+                stop.set()
+                await asyncio.wait_for(serving, 30)
+    finally:
+        bot_cycle.evaluate_account = evaluate_account
     await fake.set_low(False)
-    return Latency(accounts, crossing, detect_ms, cycle_ms)
+    await fake.set_moving(False)
+    return lat
 
 
-async def outbox_empty(app: App, within: float = 60.0) -> None:
+def _split_part(title: str) -> bool:
+    """Part 2..n of a message split at Telegram's 4,096-character limit."""
+    match = SPLIT.search(title)
+    return match is not None and int(match[1]) > 1
+
+
+async def outbox_empty(app: App, within: float = 120.0) -> None:
     """Wait until every queued message went out. The first look is 0.5 s later, so
     that our polling does not compete with the delivery being timed."""
     await asyncio.sleep(0.5)
     async with asyncio.timeout(within):
         while app.store.backlog().get("telegram"):  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.1)
+
+
+# --- the state file after moving polls ---------------------------------------------------
+
+
+@dataclass
+class StateFile:
+    accounts: int
+    keys: int
+    polls: int
+    db_mb: float  # as the bot left them after the last poll (App still open)
+    wal_mb: float
+    closed_mb: float  # database + WAL after the App closed
+    samples: int  # rows in the history table, if it has one
+    poll_seconds: list[float]
+
+    @property
+    def total_mb(self) -> float:
+        return self.db_mb + self.wal_mb
+
+
+def _size_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6 if path.exists() else 0.0
+
+
+async def measure_state_file(fake: FakeUpstream, accounts: int, polls: int) -> StateFile:
+    """`polls` in-process cycles (App.cycle(), as scheduled) of N accounts with the
+    balances moving at every poll: the state file's size (database + WAL)."""
+    await fake.set_low(False)
+    await fake.set_moving(True)
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
+        path = Path(tmp) / "state.db"
+        wal = path.with_name(path.name + "-wal")
+        async with App(load_config(config_text(fake.comet_url, accounts, path))) as app:
+            with bot_gc():
+                for _ in range(polls):
+                    started = time.perf_counter()
+                    result = await app.cycle()
+                    times.append(time.perf_counter() - started)
+                    if not result.committed:
+                        raise RuntimeError("a cycle was not committed")
+            db_mb, wal_mb = _size_mb(path), _size_mb(wal)
+        closed = _size_mb(path) + _size_mb(wal)
+        samples = 0
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if "samples" in tables:
+                samples = db.execute("SELECT count(*) FROM samples").fetchone()[0]
+    await fake.set_moving(False)
+    return StateFile(accounts, fake.keys, polls, db_mb, wal_mb, closed, samples, times)
+
+
+# --- profile of in-process cycles ------------------------------------------------------
+
+# (group, a pattern of a cProfile entry's "path:line(function)"), the first match wins;
+# built-in functions count in the group of the function that called them
+GROUPS: tuple[tuple[str, str], ...] = (
+    (
+        "JSON decode + model",
+        r"json/decoder|json/__init__.py:\d+\(loads\)|bot/model.py"
+        r"|cometapi.py:\d+\((_?parse|_number|_amount|_key|clean|unique)",
+    ),
+    (
+        "SQLite commit (with JSON encode)",
+        r"bot/store.py|bot/samples.py|sqlite3|json/encoder|json/__init__.py:\d+\(dumps\)",
+    ),
+    ("history", r"bot/history.py|bot/forecast.py"),
+    ("rule engine", r"bot/rules.py|bot/routing.py|bot/views.py|fnmatch"),
+    (
+        "HTTP client (aiohttp, yarl, retries)",
+        r"aiohttp|yarl|multidict|stamina|tenacity|bot/cometapi.py|propcache|http/",
+    ),
+    ("logging, redaction, metrics", r"logging/|bot/logs.py|bot/secrets.py|bot/metrics.py|prom"),
+    ("event loop, sockets", r"asyncio/|selectors|socket|ssl"),
+    ("cycle glue (bot/cycle.py, bot/service.py)", r"bot/cycle.py|bot/service.py"),
+)
+
+
+def group_of(where: str) -> str:
+    for group, pattern in GROUPS:
+        if re.search(pattern, where):
+            return group
+    return "other"
+
+
+@dataclass
+class Profile:
+    accounts: int
+    keys: int
+    cycles: int
+    wall_s: float  # per cycle, not profiled
+    cpu_s: float
+    gc_s: float  # per cycle, in the collector (gc.callbacks), not profiled
+    gc_collections: list[int]
+    stages: list[tuple[str, float]]  # per cycle, not profiled: wrapped functions
+    profiled_s: float  # per cycle, total own time under cProfile
+    groups: list[tuple[str, float]]  # own time per cycle
+    top_own: list[tuple[str, str, float, float]]  # (group, function, own s, cumulative s)
+    top_cumulative: list[tuple[str, str, float, float]]
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    """A cProfile entry as "path:line(function)", the path from site-packages, the
+    stdlib or the measured code's root; a built-in as its name."""
+    file, line, function = key
+    if file == "~":
+        return function
+    path = file.split("site-packages/")[-1].split("/lib/python3.11/")[-1]
+    if file.startswith(str(CODE) + "/"):
+        path = file[len(str(CODE)) + 1 :]
+    return f"{path}:{line}({function})"
+
+
+def grouped_profile(stats: pstats.Stats, cycles: int) -> tuple[dict[str, float], list[Any]]:
+    """Own time per group and cycle, and (group, entry, own, cumulative) rows. A
+    built-in, comprehension or lambda has no group of its own: its time goes to
+    the groups of its callers, in proportion."""
+    table: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
+    memo: dict[tuple[str, int, str], str] = {}
+
+    def inherits(key: tuple[str, int, str]) -> bool:
+        return key[0] == "~" or key[2].startswith("<")
+
+    def group(key: tuple[str, int, str], depth: int = 0) -> str:
+        """The entry's group; one inheriting it: its heaviest caller's."""
+        if key not in memo:
+            callers = table.get(key, (0, 0, 0, 0, {}))[4]
+            if not inherits(key):
+                memo[key] = group_of(_where(key))
+            elif callers and depth < 20:
+                heaviest = max(callers.items(), key=lambda c: c[1][2])[0]
+                memo[key] = group(heaviest, depth + 1)
+            else:
+                memo[key] = "other"
+        return memo[key]
+
+    groups: dict[str, float] = {}
+    rows = []
+    for key, (_, _, own, cumulative, callers) in table.items():
+        if inherits(key) and callers:
+            for caller, (_, _, seconds, _) in callers.items():
+                name = group(caller)
+                groups[name] = groups.get(name, 0.0) + seconds / cycles
+        else:
+            groups[group(key)] = groups.get(group(key), 0.0) + own / cycles
+        if "bench/bench.py" not in key[0]:
+            rows.append((group(key), _where(key), own / cycles, cumulative / cycles))
+    return groups, rows
+
+
+class Stages:
+    """Wall time spent in named functions, wrapped where the cycle looks them up
+    (module attributes, instance attributes); each wrapper costs about a µs."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._undo: list[tuple[object, str, Any]] = []
+
+    def wrap(self, owner: object, name: str, stage: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        seconds = self.seconds
+        seconds.setdefault(stage, 0.0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[stage] += time.perf_counter() - started
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, original))
+
+    def undo(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
+def wrap_stages(app: App) -> Stages:
+    """The cycle's stages that are plain function calls; the rest of a cycle is
+    fetching (aiohttp), the event loop, logging and the cycle's own code."""
+    import bot.cometapi as bot_cometapi  # the code measured
+
+    stages = Stages()
+    stages.wrap(bot_cometapi, "_parse", "parse: JSON decode + model")
+    for name in ("advance", "record", "flow"):
+        stages.wrap(app.monitor.history, name, "history (advance, record, flow)")
+    stages.wrap(bot_cycle, "evaluate_account", "rule engine (evaluate_account)")
+    stages.wrap(app.store, "commit_cycle", "SQLite commit (commit_cycle)")
+    return stages
+
+
+async def measure_profile(fake: FakeUpstream, accounts: int, cycles: int) -> Profile:
+    """In-process cycles of N accounts with moving balances: `cycles` timed with the
+    collector's time taken through gc.callbacks, then `cycles` under cProfile."""
+    await fake.set_low(False)
+    await fake.set_moving(True)
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        cfg = load_config(config_text(fake.comet_url, accounts, Path(tmp) / "state.db"))
+        async with App(cfg) as app:
+            for _ in range(2):
+                await app.cycle()
+            with bot_gc():
+                stages = wrap_stages(app)
+                try:
+                    with GcTimer() as timer:
+                        for _ in range(cycles):
+                            cpu, started = time.process_time(), time.perf_counter()
+                            await app.cycle()
+                            walls.append(time.perf_counter() - started)
+                            cpus.append(time.process_time() - cpu)
+                finally:
+                    stages.undo()
+                profiler = cProfile.Profile()
+                for _ in range(cycles):
+                    profiler.enable()
+                    await app.cycle()
+                    profiler.disable()
+    await fake.set_moving(False)
+    groups, rows = grouped_profile(pstats.Stats(profiler), cycles)
+    top_own = sorted(rows, key=lambda r: -r[2])[:20]
+    top_cumulative = sorted(rows, key=lambda r: -r[3])[:25]
+    return Profile(
+        accounts,
+        fake.keys,
+        cycles,
+        median(walls),
+        median(cpus),
+        timer.seconds / cycles,
+        timer.collections,
+        [(name, seconds / cycles) for name, seconds in stages.seconds.items()],
+        sum(groups.values()),
+        sorted(groups.items(), key=lambda g: -g[1]),
+        top_own,
+        top_cumulative,
+    )
 
 
 # --- report --------------------------------------------------------------------------
@@ -805,17 +1265,22 @@ async def outbox_empty(app: App, within: float = 60.0) -> None:
 class Report:
     plan: Plan
     command: str
+    label: str
     throughput: list[Throughput] = field(default_factory=list)
-    slow: Throughput | None = None
+    slow: list[Throughput] = field(default_factory=list)
     json_us: tuple[float, float] | None = None  # json.loads of a body, json.dumps of a snapshot
     rules: list[RuleEngine] = field(default_factory=list)
     first_poll: list[FirstPoll] = field(default_factory=list)
     idle: IdleRss | None = None
     peak: PeakRss | None = None
     latencies: list[Latency] = field(default_factory=list)
+    state: StateFile | None = None
+    profile: Profile | None = None
+    logs: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
-def machine() -> str:
+def machine(label: str) -> str:
     cpu, mem = "unknown CPU", ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -825,14 +1290,26 @@ def machine() -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kib = int(Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1])
         mem = f", {kib / 1024**2:.0f} GiB RAM"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     return (
         f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-        f"bot at {commit or '?'}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+        f"SQLite {sqlite3.sqlite_version}, bot at {label} ({CODE}), "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     )
+
+
+def code_label() -> str:
+    """The commit of this checkout, if `bot` comes from it; else the directory's name."""
+    if CODE != ROOT:
+        return CODE.name
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "bot"], capture_output=True, text=True
+    ).stdout.strip()
+    return f"{commit or '?'}{' with uncommitted changes in bot/' if dirty else ''}"
 
 
 def verdict(ok: bool) -> str:
@@ -847,103 +1324,221 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def render(report: Report) -> str:
-    out = [f"Machine: {machine()}", f"Command: `{report.command}`", ""]
-    if report.throughput or report.slow:
-        out.append(
-            f"Cycle throughput: K = {KEYS} keys per account, max_concurrency = {CONCURRENCY} "
-            "(the bot's default) for both loops, the same URLs; median of the runs (the "
-            "bare loop runs that many times before the full cycle and again after it)."
-        )
-        out.append("")
-        out.append(
-            "| accounts N | runs | bare aiohttp loop (acc/s) | full cycle (acc/s) "
-            "| full/bare time | target | |\n|---:|---:|---:|---:|---:|---|---|"
-        )
+def _secs(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "] s"
+
+
+def _ms(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def summary(report: Report) -> list[str]:
+    """Every figure with a target, against it."""
+    out = ["| figure | result | target | |", "|---|---:|---|---|"]
     for t in report.throughput:
-        out.append(
-            f"| {t.accounts:,} | {t.runs} | {fmt_rate(t.bare_rate)} | {fmt_rate(t.cycle_rate)} "
-            f"| {t.ratio:.2f}x | ≤ {TARGET_RATIO}x | {verdict(t.ratio <= TARGET_RATIO)} |"
-        )
-    if report.slow:
-        t = report.slow
-        out.append(
-            f"| {t.accounts:,}, upstream answering after {t.delay_ms:g} ms (context) "
-            f"| {t.runs} | {fmt_rate(t.bare_rate)} | {fmt_rate(t.cycle_rate)} "
-            f"| {t.ratio:.2f}x | (≤ {TARGET_RATIO}x) | {verdict(t.ratio <= TARGET_RATIO)} |"
-        )
-    if report.json_us and report.throughput:
-        loads, dumps = report.json_us
-        t = report.throughput[-1]
-        bare_us = median(t.bare_seconds) / t.accounts * 1e6
-        out.append("")
-        out.append(
-            f"For scale, per account: the bare loop takes {bare_us:.0f} µs (N = {t.accounts:,}); "
-            f"the stdlib alone takes {loads:.0f} µs to decode a {KEYS}-key body (json.loads) "
-            f"and {dumps:.0f} µs to encode the snapshot stored in the state file "
-            f"(json.dumps), {(loads + dumps) / bare_us:.2f}x the bare loop's time together."
-        )
-    out.append("")
-    out.append("| measurement | result | target | |\n|---|---:|---|---|")
-    for r in report.rules:
-        out.append(
-            f"| rule engine, {r.label}: {r.keys:,} keys x {r.rules} rules = "
-            f"{r.evaluations:,} subject evaluations per poll, steady state "
-            f"| {fmt_rate(r.steady_rate)}/s | ≥ {TARGET_EVALS:,}/s "
-            f"| {verdict(r.steady_rate >= TARGET_EVALS)} |"
-        )
-        out.append(
-            f"| rule engine, {r.label}: the same from an empty state ({r.firing:,} alerts "
-            f"fire) | {fmt_rate(r.first_rate)}/s | ≥ {TARGET_EVALS:,}/s "
-            f"| {verdict(r.first_rate >= TARGET_EVALS)} |"
-        )
-    for f in report.first_poll:
-        ok = median(f.to_poll_ok)
-        out.append(
-            f"| `balance-bot run` spawned → first poll completed (`poll.ok`), {f.label}; "
-            f"median of {len(f.to_poll_ok)} | {ok:.2f} s | ≤ {TARGET_FIRST_POLL} s "
-            f"| {verdict(ok <= TARGET_FIRST_POLL)} |"
-        )
-    if report.idle:
-        i = report.idle
-        out.append(
-            f"| idle RSS of `balance-bot run`, Telegram + Slack listening, "
-            f"{report.plan.idle_seconds:g} s after start-up | {i.rss_mb:.1f} MB "
-            f"| ≤ {TARGET_IDLE_RSS:g} MB | {verdict(i.rss_mb <= TARGET_IDLE_RSS)} |"
-        )
-        if i.log_only_rss_mb is not None:
+        if t.targeted:
             out.append(
-                f"| idle RSS of `balance-bot run`, log notifier only (comparison) "
-                f"| {i.log_only_rss_mb:.1f} MB | | |"
+                f"| full cycle / bare decode loop, N = {t.label}, balances moving (wall; "
+                f"CPU per account) | {t.ratio:.2f}x; {t.cpu_ratio:.2f}x | ≤ {TARGET_RATIO}x "
+                f"| {verdict(t.ratio <= TARGET_RATIO)} |"
             )
-    if report.peak:
-        p = report.peak
-        out.append(
-            f"| peak RSS (VmHWM) of `balance-bot run`, N = {p.accounts:,}, Telegram + Slack: "
-            f"first cycle, then a cycle firing {p.accounts // 2:,} alerts and their sends "
-            f"| {p.peak_mb:.1f} MB | — | |"
-        )
     for lat in report.latencies:
         med = median(lat.detect_ms)
-        plural = "s" if lat.events != 1 else ""
         out.append(
-            f"| detection → first sendMessage at the fake Telegram, N = {lat.accounts:,}, "
-            f"{lat.events:,} alert{plural} per cycle; median of {len(lat.detect_ms)} "
-            f"(max {max(lat.detect_ms):.1f} ms) | {med:.1f} ms | ≤ {TARGET_LATENCY:g} ms "
+            f"| detection → first sendMessage, N = {lat.accounts:,}, {lat.crossing:,} "
+            f"crossing (median; max) | {med:.1f} ms; {max(lat.detect_ms):.1f} ms "
+            f"| ≤ {TARGET_LATENCY:g} ms | {verdict(med <= TARGET_LATENCY)} |"
+        )
+    if report.latencies:
+        most = max(max(lat.grouped) for lat in report.latencies)
+        out.append(
+            f"| messages per destination per cycle, splits at the 4,096 limit aside (most "
+            f"in any cycle) | {most} | ≤ {TARGET_MESSAGES} | {verdict(most <= TARGET_MESSAGES)} |"
+        )
+    if report.idle:
+        rss = report.idle.rss_mb
+        out.append(
+            f"| idle RSS, `balance-bot run`, Telegram + Slack | {rss:.1f} MB "
+            f"| ≤ {TARGET_IDLE_RSS:g} MB | {verdict(rss <= TARGET_IDLE_RSS)} |"
+        )
+    if report.peak:
+        p = report.peak
+        ok = p.peak_mb <= TARGET_PEAK_RSS
+        out.append(
+            f"| peak RSS, `balance-bot run`, N = {p.accounts:,} x {KEYS}, cycles and sends "
+            f"| {p.peak_mb:.1f} MB | ≤ {TARGET_PEAK_RSS:g} MB | {verdict(ok)} |"
+        )
+        ok = p.scraped_mb <= TARGET_PEAK_RSS
+        out.append(
+            f"| the same after one GET /metrics ({p.metrics_mb:.1f} MB page, "
+            f"{p.metrics_seconds:.1f} s) | {p.scraped_mb:.1f} MB | ≤ {TARGET_PEAK_RSS:g} MB "
+            f"| {verdict(ok)} |"
+        )
+    if report.state:
+        s = report.state
+        out.append(
+            f"| state file after {s.polls} moving polls, N = {s.accounts:,} x {s.keys} "
+            f"(database + WAL) | {s.total_mb:.1f} MB | — | |"
+        )
+    for r in report.rules:
+        ok = min(r.steady_rate, r.first_rate) >= TARGET_EVALS
+        out.append(
+            f"| rule engine, {r.label} (steady; empty state) | {fmt_rate(r.steady_rate)}/s; "
+            f"{fmt_rate(r.first_rate)}/s | ≥ {TARGET_EVALS:,}/s | {verdict(ok)} |"
+        )
+    for f in report.first_poll:
+        first = median(f.to_poll_ok)
+        out.append(
+            f"| first poll after spawn, {f.label} | {first:.2f} s | ≤ {TARGET_FIRST_POLL} s "
+            f"| {verdict(first <= TARGET_FIRST_POLL)} |"
+        )
+    return out
+
+
+def render_throughput(report: Report) -> list[str]:
+    out = [
+        f"Cycle vs bare loop: max_concurrency = {CONCURRENCY} (the bot's default) for both, "
+        "the same URLs; the bare loop decodes every body with json.loads. No alert fires. "
+        "Median of the runs (the bare loop runs that many times before the cycles and again "
+        f"after them). CPU: this process's CPU time per account. Collector: {gc_setting()}.",
+        "",
+        "| N x K | balances | runs | bare (acc/s) | full cycle (acc/s) | cycle/bare, wall "
+        "| bare CPU (µs/acc) | cycle CPU (µs/acc) | cycle/bare, CPU | target | |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for t in [*report.throughput, *report.slow]:
+        label = t.label + (f", upstream {t.delay_ms:g} ms (context)" if t.delay_ms else "")
+        target = f"≤ {TARGET_RATIO}x" if t.targeted else ""
+        out.append(
+            f"| {label} | {t.balances} | {t.runs} | {fmt_rate(t.bare_rate)} "
+            f"| {fmt_rate(t.cycle_rate)} | {t.ratio:.2f}x | {t.bare_cpu_us:.0f} "
+            f"| {t.cycle_cpu_us:.0f} | {t.cpu_ratio:.2f}x | {target} "
+            f"| {verdict(t.ratio <= TARGET_RATIO) if t.targeted else ''} |"
+        )
+    if report.json_us:
+        loads, dumps = report.json_us
+        out.extend(
+            [
+                "",
+                f"For scale: the stdlib takes {loads:.0f} µs to decode one {KEYS}-key body "
+                f"(json.loads) and {dumps:.0f} µs to encode one stored snapshot (json.dumps).",
+            ]
+        )
+    return out
+
+
+def render_latency(report: Report) -> list[str]:
+    out = [
+        "Detection → first send: in-process `App.serve()` with the Telegram notifier "
+        "started and listening, balances moving; detection = the cycle's first "
+        "`evaluate_account` with events; send = the fake Telegram receiving the cycle's "
+        "first sendMessage. Samples alternate FIRE and RESOLVE cycles.",
+        "",
+        "| N | crossing | samples | detection → send, median (max) | cycle start → send, "
+        "median | messages per cycle (splits among them) | edits per cycle | target | |",
+        "|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
+    for lat in report.latencies:
+        med = median(lat.detect_ms)
+        counts = sorted(set(zip(lat.messages, lat.splits, strict=True)))
+        messages = ", ".join(f"{m} ({s})" for m, s in counts)
+        out.append(
+            f"| {lat.accounts:,} | {lat.crossing:,} | {len(lat.detect_ms)} "
+            f"| {med:.1f} ms ({max(lat.detect_ms):.1f}) | {median(lat.cycle_ms):.1f} ms "
+            f"| {messages} | {min(lat.edits)} to {max(lat.edits)} | ≤ {TARGET_LATENCY:g} ms "
             f"| {verdict(med <= TARGET_LATENCY)} |"
         )
-    out.extend(["", "Raw figures:", ""])
-    for t in [*report.throughput, *([report.slow] if report.slow else [])]:
-        delay = f" ({t.delay_ms:g} ms upstream latency)" if t.delay_ms else ""
+    return out
+
+
+def render_profile(p: Profile) -> list[str]:
+    out = [
+        f"Profile: N = {p.accounts:,} x {p.keys}, balances moving, {p.cycles} cycles. "
+        f"Not profiled: {p.wall_s * 1000:.0f} ms wall, {p.cpu_s * 1000:.0f} ms CPU per "
+        f"cycle (median), of which {p.gc_s * 1000:.0f} ms ({p.gc_s / p.wall_s:.0%}) in the "
+        f"garbage collector (gc.callbacks; collections per generation over {p.cycles} "
+        f"cycles: {p.gc_collections}). The stages that are function calls, timed by "
+        "wrapping them (mean per cycle; the rest is fetching, the event loop, logging and "
+        "the cycle's own code):",
+        "",
+        "| stage | per cycle | share of the wall time |",
+        "|---|---:|---:|",
+    ]
+    out.extend(f"| {g} | {s * 1000:.0f} ms | {s / p.wall_s:.0%} |" for g, s in p.stages)
+    rest = p.wall_s - sum(s for _, s in p.stages)
+    out.extend(
+        [
+            f"| the rest: fetch (aiohttp), event loop, logging, cycle code "
+            f"| {rest * 1000:.0f} ms | {rest / p.wall_s:.0%} |",
+            "",
+            f"Under cProfile (which inflates many small calls: {p.profiled_s * 1000:.0f} ms "
+            "of own time per cycle), own time by group; a built-in, comprehension or lambda "
+            "counts in its callers' groups:",
+            "",
+            "| group | own time per cycle | share |",
+            "|---|---:|---:|",
+        ]
+    )
+    out.extend(
+        f"| {g} | {s * 1000:.0f} ms | {s / p.profiled_s:.0%} |" for g, s in p.groups if s > 0
+    )
+    for title, rows in (("own", p.top_own), ("cumulative", p.top_cumulative)):
+        out.extend(
+            [
+                "",
+                f"Top entries by {title} time (per cycle):",
+                "",
+                "| group | function | own | cumulative |",
+                "|---|---|---:|---:|",
+            ]
+        )
+        out.extend(
+            f"| {g} | `{w}` | {own * 1000:.1f} ms | {cum * 1000:.1f} ms |"
+            for g, w, own, cum in rows
+        )
+    return out
+
+
+def render(report: Report) -> str:
+    out = [
+        f"Machine: {machine(report.label)}",
+        f"Command: `{report.command}` ({report.seconds:.0f} s)",
+        "",
+    ]
+    rows = summary(report)
+    if len(rows) > 2:  # a figure with a target was measured
+        out.extend([*rows, ""])
+    if report.throughput or report.slow:
+        out.extend([*render_throughput(report), ""])
+    if report.latencies:
+        out.extend([*render_latency(report), ""])
+    if report.state:
+        s = report.state
+        out.extend(
+            [
+                f"State file: {s.polls} in-process cycles of N = {s.accounts:,} x {s.keys}, "
+                f"balances moving: database {s.db_mb:.1f} MB + WAL {s.wal_mb:.1f} MB = "
+                f"**{s.total_mb:.1f} MB** as the bot left them ({s.closed_mb:.1f} MB once the "
+                f"App closed); {s.samples:,} history rows; a cycle took "
+                f"{median(s.poll_seconds):.2f} s (median).",
+                "",
+            ]
+        )
+    if report.profile:
+        out.extend([*render_profile(report.profile), ""])
+    out.extend(["Raw figures:", ""])
+    for t in [*report.throughput, *report.slow]:
+        delay = f", {t.delay_ms:g} ms upstream latency" if t.delay_ms else ""
         out.append(
-            f"- N={t.accounts}{delay}: bare {_secs(t.bare_seconds)}; "
-            f"full cycle {_secs(t.cycle_seconds)} (CPU {_secs(t.cycle_cpu_seconds)}); "
-            f"{t.events} FIRE events queued per timed cycle; the fake server's CPU was "
-            f"busy {max(t.fake_busy):.0%} of the bare loop's time at most"
+            f"- {t.label}, {t.balances}{delay}: bare {_secs(t.bare_seconds)} "
+            f"(CPU {_secs(t.bare_cpu)}); full cycle {_secs(t.cycle_seconds)} "
+            f"(CPU {_secs(t.cycle_cpu)}); alerts per timed cycle {t.events}; the fake's "
+            f"CPU busy {max(t.fake_busy):.0%} of the wall time at most"
         )
     for r in report.rules:
         out.append(
-            f"- rule engine, {r.label}: steady {_secs(r.steady_seconds)}; "
+            f"- rule engine, {r.label}: {r.evaluations:,} subject evaluations per call, "
+            f"{r.firing:,} alerts fire from empty; steady {_secs(r.steady_seconds)}; "
             f"empty state {_secs(r.first_seconds)}"
         )
     for f in report.first_poll:
@@ -952,32 +1547,42 @@ def render(report: Report) -> str:
             f"spawn → poll.ok {_secs(f.to_poll_ok)}"
         )
     if report.idle:
-        out.append(f"- idle, Telegram + Slack: VmHWM {report.idle.hwm_mb:.1f} MB")
+        i = report.idle
+        base = f"; log notifier only {i.log_only_rss_mb:.1f} MB" if i.log_only_rss_mb else ""
+        out.append(
+            f"- idle, Telegram + Slack: VmRSS {i.rss_mb:.1f} MB, VmHWM {i.hwm_mb:.1f} MB{base}"
+        )
     if report.peak:
         p = report.peak
         out.append(
             f"- peak, N={p.accounts}: VmHWM after the first cycle {p.first_hwm_mb:.1f} MB, "
-            f"after the second and its sends {p.peak_mb:.1f} MB ({p.telegram_messages} "
-            f"Telegram messages); VmRSS then {p.rss_mb:.1f} MB"
+            f"after the second (firing {p.accounts // 2:,} alerts) and its sends "
+            f"{p.peak_mb:.1f} MB ({p.telegram_messages} Telegram messages); "
+            f"VmRSS then {p.rss_mb:.1f} MB; VmHWM after one GET /metrics {p.scraped_mb:.1f} MB "
+            f"(a {p.metrics_mb:.1f} MB page in {p.metrics_seconds:.2f} s)"
         )
     for lat in report.latencies:
         out.append(
-            f"- detection → send, N={lat.accounts} (ms): "
-            f"{', '.join(f'{x:.1f}' for x in lat.detect_ms)}; cycle start → send (ms): "
-            f"{', '.join(f'{x:.1f}' for x in lat.cycle_ms)}"
+            f"- detection → send, N={lat.accounts}, {lat.crossing} crossing (ms): "
+            f"{_ms(lat.detect_ms)}; cycle start → send (ms): {_ms(lat.cycle_ms)}; "
+            f"sendMessage per cycle {lat.messages}, splits {lat.splits}, edits {lat.edits}"
         )
+    problems = [*(report.idle.problems if report.idle else [])]
+    problems += report.peak.problems if report.peak else []
+    counts = ", ".join(f"{k} x{n}" for k, n in sorted(report.logs.items())) or "none"
+    out.append(f"- in-process bot log events at WARNING or above (alerts aside): {counts}")
+    out.append(
+        f"- `balance-bot run` (idle, peak) log lines at WARNING or above (alerts aside): "
+        f"{len(problems)}" + "".join(f"\n  - `{line[:300]}`" for line in problems[:10])
+    )
     return "\n".join(out)
-
-
-def _secs(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.3f}" for v in values) + "] s"
 
 
 # --- main ----------------------------------------------------------------------------
 
 
 async def run(plan: Plan, only: set[str], progress: Callable[[str], None], report: Report) -> None:
-    wanted = (lambda name: name in only) if only else (lambda name: True)
+    wanted = (lambda name: name in only) if only else (lambda name: name in DEFAULT_PARTS)
     if wanted("rules"):
         for label, toml in (
             ("5 rules on every key", ALL_KEYS_RULES_TOML),
@@ -985,17 +1590,28 @@ async def run(plan: Plan, only: set[str], progress: Callable[[str], None], repor
         ):
             progress(f"rule engine, {label}")
             report.rules.append(measure_rules(label, toml, plan.rule_keys, plan.rule_repeats))
-    accounts = max((*plan.sizes, plan.peak_accounts))
-    async with FakeUpstream(accounts, KEYS) as fake:
+    sizes = [n for n, k, _ in plan.throughput if k == KEYS] if wanted("cycle") else []
+    sizes += [n for n, _, _ in plan.latency_cases] if wanted("latency") else []
+    sizes += [plan.peak_accounts] if wanted("peak") else []
+    sizes += [plan.state_file[0]] if wanted("state") else []
+    sizes += [plan.profile[0]] if wanted("profile") and plan.profile[1] == KEYS else []
+    async with FakeUpstream(max(sizes, default=1), KEYS) as fake:
         if wanted("cycle"):
-            for n in plan.sizes:
-                progress(f"bare loop vs full cycle, N={n}")
-                report.throughput.append(await measure_throughput(fake, n, plan.runs[n]))
+            for n, keys, runs in plan.throughput:
+                async with contextlib.AsyncExitStack() as stack:
+                    source = fake
+                    if keys != KEYS:
+                        source = await stack.enter_async_context(FakeUpstream(n, keys))
+                    for moving in (False, True):
+                        what = "moving" if moving else "steady"
+                        progress(f"bare loop vs full cycle, N={n} x {keys}, {what}")
+                        t = await measure_throughput(source, n, runs, moving)
+                        report.throughput.append(t)
             report.json_us = json_floor()
             if plan.slow_upstream:
-                n, delay = plan.slow_upstream
+                n, delay, runs = plan.slow_upstream
                 progress(f"bare loop vs full cycle, N={n}, {delay:g} ms upstream latency")
-                report.slow = await measure_throughput(fake, n, 3, delay)
+                report.slow.append(await measure_throughput(fake, n, runs, True, delay))
         if wanted("start"):
             progress("start-up to first poll")
             report.first_poll = await measure_first_poll(fake, plan.first_poll_runs)
@@ -1006,10 +1622,22 @@ async def run(plan: Plan, only: set[str], progress: Callable[[str], None], repor
             progress(f"peak RSS, N={plan.peak_accounts}")
             report.peak = await measure_peak_rss(fake, plan.peak_accounts, plan.peak_interval)
         if wanted("latency"):
-            for n, one in plan.latency_cases:
-                progress(f"detection to send, N={n}, {'one' if one else 'half'} crossing")
-                lat = await measure_latency(fake, n, plan.latency_samples, one)
+            for n, crossing, samples in plan.latency_cases:
+                progress(f"detection to send, N={n}, {crossing} crossing")
+                lat = await measure_latency(fake, n, crossing, samples)
                 report.latencies.append(lat)
+        if wanted("state"):
+            n, _, polls = plan.state_file
+            progress(f"state file after {polls} moving polls, N={n}")
+            report.state = await measure_state_file(fake, n, polls)
+        if wanted("profile"):
+            n, keys, cycles = plan.profile
+            progress(f"profile, N={n} x {keys}, moving")
+            async with contextlib.AsyncExitStack() as stack:
+                source = fake
+                if keys != KEYS:
+                    source = await stack.enter_async_context(FakeUpstream(n, keys))
+                report.profile = await measure_profile(source, n, cycles)
 
 
 def main() -> int:
@@ -1019,14 +1647,22 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        choices=["cycle", "rules", "start", "idle", "peak", "latency"],
-        help="run only these measurements (repeatable)",
+        choices=PARTS,
+        help="run only these measurements (repeatable); `profile` runs only if named",
     )
+    parser.add_argument(
+        "--code",
+        default=os.environ.get("BENCH_CODE", ""),
+        help="import `bot` and `fakes` from this directory (e.g. a `git archive` export)",
+    )
+    parser.add_argument("--label", default="", help="what the code is (e.g. a commit hash)")
     args = parser.parse_args()
     # The in-process measurements log as `balance-bot run` does by default (INFO),
     # into /dev/null: every line is still formatted and redacted, but no terminal
-    # I/O is measured.
+    # I/O is measured. A second handler counts warnings and errors.
     setup_logging("human", "INFO", open(os.devnull, "w"))  # noqa: SIM115
+    watch = LogWatch()
+    logging.getLogger().addHandler(watch)
     plan = Plan.quick() if args.quick else Plan()
     command = " ".join(["python bench/bench.py", *sys.argv[1:]])
     started = time.perf_counter()
@@ -1034,8 +1670,10 @@ def main() -> int:
     def progress(what: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {what} ...", file=sys.stderr, flush=True)
 
-    report = Report(plan, command)
+    report = Report(plan, command, args.label or code_label())
     asyncio.run(run(plan, set(args.only), progress, report))
+    report.seconds = time.perf_counter() - started
+    report.logs = watch.counts
     progress("done")
     print(render(report))
     return 0

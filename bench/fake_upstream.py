@@ -12,12 +12,26 @@ prints one JSON line with the ports, then serves until stdin closes:
   ``/_bench/phase?low=1`` puts the even-numbered accounts at $10 (below the
   benchmark's $20 rule), ``&upto=K`` only those below K, ``low=0`` puts every
   account at $100;
+  ``/_bench/move?on=1`` makes the balances move: from then on every answer for
+  an account moves its figures a little from the previous answer (total_quota
+  and each limited key's remain_quota down by $0.0001, total_used_quota and each
+  limited key's used_quota up by as much), ``on=0`` holds them still (steady);
   ``/_bench/delay?ms=50`` holds every /user/quota answer back that long
   (simulated upstream latency); ``/_bench/stats`` reports the request count,
   the CLOCK_MONOTONIC time of the first request since ``/_bench/reset``, this
-  process's CPU seconds, and when the fake Telegram received each sendMessage.
+  process's CPU seconds, and when the fake Telegram received each sendMessage
+  (``telegram_received``; ``telegram`` adds the chat and the first line of
+  each, ``telegram_edits`` the times of editMessageText calls).
 - the fake Telegram Bot API and fake Slack of ``fakes`` (aiohttp), on
   their own ports, for the notifier measurements.
+
+Moving balances stay cheap: every body is pre-encoded once per account and
+phase as a template whose moving numbers end in four marker bytes (their last
+four decimals), and an answer is the template with the markers replaced by the
+account's poll counter (up) and 9999 minus it (down): two ``bytes.replace``
+calls, the same in the steady mode (whose counter just does not advance), so
+that both modes cost the fake the same CPU. The counter stops at 9,999 answers
+per account.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import resource
 import sys
 import time
@@ -39,6 +54,8 @@ SLACK_BOT_TOKEN = "xoxb-bench-0000000000-bench-bot-token"
 SLACK_APP_TOKEN = "xapp-1-bench-0000000000-bench-app-token"
 SLACK_CHANNEL = "C0BENCH0001"
 LOW_TOTAL, HIGH_TOTAL = 10.0, 100.0
+UP, DOWN = b"\x01" * 4, b"\x02" * 4  # markers: the last four decimals of a moving number
+MAX_MOVES = 9999
 
 
 def key_for(index: int) -> str:
@@ -46,31 +63,57 @@ def key_for(index: int) -> str:
     return f"sk-bench-{index:05d}-0123456789abcdef"
 
 
-def quota_body(index: int, keys: int, total: float) -> bytes:
-    """A /user/quota body shaped like CometAPI's (README, "Polling"), with `keys` keys: the
-    query-only token (remain 0), one unlimited key, and limited keys well
-    above the benchmark's key rule ($1)."""
+def _entries(index: int, keys: int, moving: bool) -> list[dict[str, Any]]:
+    """The keys of account `index`: the query-only token (remain 0), one unlimited
+    key, and limited keys well above the benchmark's key rule ($1). If `moving`,
+    the limited keys' figures are placeholders for `quota_template`."""
     entries: list[dict[str, Any]] = [
         {"name": "balance-query", "remain_quota": 0, "used_quota": 0},
         {"name": "unlimited-batch", "remain_quota": 999999999, "used_quota": -1},
     ]
     prefixes = ("prod", "staging", "dev", "ml")
     for j in range(max(keys - len(entries), 0)):
+        remain = 5.0 + (index * 7 + j * 13) % 400 / 4
+        used = 0.5 + (index + j) % 97 / 3
         entries.append(
             {
                 "name": f"{prefixes[j % len(prefixes)]}-service-{j:03d}",
-                "remain_quota": round(5.0 + (index * 7 + j * 13) % 400 / 4, 6),
-                "used_quota": round(0.5 + (index + j) % 97 / 3, 6),
+                "remain_quota": f"<<{int(remain)}D>>" if moving else round(remain, 6),
+                "used_quota": f"<<{int(used)}U>>" if moving else round(used, 6),
             }
         )
-    body = {
+    return entries[:keys]
+
+
+def _body(index: int, keys: int, total: Any, used: Any, moving: bool) -> dict[str, Any]:
+    return {
         "username": f"bench_user_{index:05d}",
         "total_quota": total,
-        "total_used_quota": 21.065912,
+        "total_used_quota": used,
         "request_count": 1221 + index,
-        "keys": entries[:keys],
+        "keys": _entries(index, keys, moving),
     }
-    return json.dumps(body).encode()
+
+
+def quota_body(index: int, keys: int, total: float) -> bytes:
+    """A /user/quota body shaped like CometAPI's (README, "Polling"), with `keys` keys."""
+    return json.dumps(_body(index, keys, total, 21.065912, False)).encode()
+
+
+_PLACEHOLDER = re.compile(rb'"<<(\d+)([UD])>>"')
+
+
+def quota_template(index: int, keys: int, total: float) -> bytes:
+    """`quota_body` with moving numbers: total_quota and every limited key's
+    remain_quota end in the DOWN marker, total_used_quota and every used_quota
+    in the UP marker (each `<integer part>.` + four marker bytes)."""
+    text = json.dumps(_body(index, keys, f"<<{int(total) - 1}D>>", "<<21U>>", True)).encode()
+    return _PLACEHOLDER.sub(lambda m: m[1] + b"." + (UP if m[2] == b"U" else DOWN), text)
+
+
+def render(template: bytes, moves: int) -> bytes:
+    """A template (or a whole response holding one) after `moves` moves."""
+    return template.replace(UP, b"%04d" % moves).replace(DOWN, b"%04d" % (MAX_MOVES - moves))
 
 
 def _response(status: str, body: bytes, content_type: str = "application/json") -> bytes:
@@ -80,16 +123,30 @@ def _response(status: str, body: bytes, content_type: str = "application/json") 
     return head.encode() + body
 
 
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0][:200]
+
+
 class TimedTelegram(FakeTelegram):
-    """FakeTelegram that notes when each sendMessage arrived (CLOCK_MONOTONIC)."""
+    """FakeTelegram that notes when each sendMessage (and edit) arrived
+    (CLOCK_MONOTONIC), to which chat, and the message's first line (its title,
+    with an "(i/n)" marker if Telegram's 4,096-character limit split it)."""
 
     def __init__(self, token: str) -> None:
         super().__init__(token)
         self.received: list[float] = []
+        self.messages_in: list[tuple[float, Any, str]] = []
+        self.edited: list[float] = []
 
     async def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.received.append(time.monotonic())
+        now = time.monotonic()
+        self.received.append(now)
+        self.messages_in.append((now, params.get("chat_id"), _first_line(str(params.get("text")))))
         return await super()._api_sendMessage(params)
+
+    async def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.edited.append(time.monotonic())
+        return await super()._api_editMessageText(params)
 
 
 class Comet:
@@ -97,12 +154,15 @@ class Comet:
 
     def __init__(self, accounts: int, keys: int, telegram: TimedTelegram) -> None:
         self.index = {key_for(i): i for i in range(accounts)}
-        self.high = [_response("200 OK", quota_body(i, keys, HIGH_TOTAL)) for i in range(accounts)]
+        high = [_response("200 OK", quota_template(i, keys, HIGH_TOTAL)) for i in range(accounts)]
+        self.high = high
         self.low = [
-            _response("200 OK", quota_body(i, keys, LOW_TOTAL if i % 2 == 0 else HIGH_TOTAL))
+            _response("200 OK", quota_template(i, keys, LOW_TOTAL)) if i % 2 == 0 else high[i]
             for i in range(accounts)
         ]
         self.bodies = self.high
+        self.moves = [0] * accounts  # answers so far that moved each account's balances
+        self.moving = False
         self.delay = 0.0  # seconds before each /user/quota answer (simulated upstream latency)
         self.telegram = telegram
         self.requests = 0
@@ -119,7 +179,12 @@ class Comet:
             if self.first_request_at is None:
                 self.first_request_at = time.monotonic()
             index = self.index.get(query.get("key", [""])[0])
-            return (self.rejected if index is None else self.bodies[index]), self.delay
+            if index is None:
+                return self.rejected, self.delay
+            moves = self.moves[index]
+            if self.moving and moves < MAX_MOVES:
+                self.moves[index] = moves = moves + 1
+            return render(self.bodies[index], moves), self.delay
         return self.control(parts.path, query), 0.0
 
     def control(self, path: str, query: dict[str, list[str]]) -> bytes:
@@ -131,6 +196,9 @@ class Comet:
                 self.bodies = self.low[:upto] + self.high[upto:]
             else:
                 self.bodies = self.low
+            return self._json({"ok": True})
+        if path == "/_bench/move":
+            self.moving = query.get("on", ["0"])[0] == "1"
             return self._json({"ok": True})
         if path == "/_bench/delay":
             self.delay = float(query.get("ms", ["0"])[0]) / 1000
@@ -146,6 +214,8 @@ class Comet:
                     "first_request_at": self.first_request_at,
                     "cpu_seconds": usage.ru_utime + usage.ru_stime,
                     "telegram_received": self.telegram.received,
+                    "telegram": self.telegram.messages_in,
+                    "telegram_edits": self.telegram.edited,
                 }
             )
         return self.not_found
@@ -197,7 +267,8 @@ class CometProtocol(asyncio.Protocol):
 
 
 async def serve(accounts: int, keys: int) -> None:
-    telegram = await TimedTelegram(TELEGRAM_TOKEN).start()
+    telegram = TimedTelegram(TELEGRAM_TOKEN)
+    await telegram.start()
     slack = FakeSlack(SLACK_BOT_TOKEN, SLACK_APP_TOKEN)
     slack.add_channel(SLACK_CHANNEL, "alerts")
     await slack.start()
