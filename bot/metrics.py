@@ -6,11 +6,19 @@ poll cycle pays nothing for them, and keys that vanish leave no stale series.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -103,8 +111,11 @@ class _Balances(Collector):
 
 class Metrics:
     def __init__(self, snapshots: Callable[[], Iterable[Snapshot]] = tuple) -> None:
-        r = self.registry = CollectorRegistry()
-        r.register(_Balances(lambda: self.snapshots(), lambda: self.burn()))
+        # the instruments (thread-safe) apart from the balances (read from live state)
+        r = self._instruments = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self.registry.register(_Balances(lambda: self.snapshots(), lambda: self.burn()))
+        self.registry.register(r)
         self.snapshots = snapshots
         self.burn: Callable[[], Mapping[str, float | None]] = dict  # burn rates by account
         self.poll_failures = Counter(
@@ -140,6 +151,17 @@ class Metrics:
         self._rule_labels: set[tuple[str, str]] = set()
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
+
+    def page(self) -> Callable[[], bytes]:
+        """The /metrics page, to render in a worker thread: called on the event
+        loop, it copies what the balances are read from (the state the loop
+        changes); the instruments lock for themselves. At 5,000 accounts the
+        rendering takes about a second that the loop then does not wait."""
+        snaps, burn = list(self.snapshots()), dict(self.burn())
+        page = CollectorRegistry()
+        page.register(_Balances(lambda: snaps, lambda: burn))
+        page.register(self._instruments)
+        return functools.partial(generate_latest, page)
 
     def observe_polls(self, results: Mapping[str, PollResult]) -> None:
         for account, result in results.items():

@@ -1,12 +1,14 @@
-"""GET /healthz and GET /metrics on the application's own event loop."""
+"""GET /healthz and GET /metrics, served on the application's event loop (the metrics page
+rendered in a worker thread)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bot.metrics import Metrics
 
@@ -19,7 +21,7 @@ def make_app(health: Health, metrics: Metrics) -> web.Application:
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics_page(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        body = await asyncio.to_thread(metrics.page())  # polls and sends go on meanwhile
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

@@ -202,3 +202,31 @@ async def test_the_health_port_taken_is_one_clear_error(make_config, comet):
     finally:
         blocker.close()
     assert app._scheduler is None and not comet.requests  # nothing had started
+
+
+async def test_the_metrics_page_renders_off_the_event_loop(serve, comet, monkeypatch):
+    """A page of thousands of series takes about a second to render: in a worker
+    thread, so /healthz (and polls, sends, commands) answer meanwhile."""
+    import threading
+
+    from bot import metrics as metrics_mod
+
+    comet.default = reply_balance(100)
+    served = await serve()
+    await cycles(served, 1)
+    rendering, finish = threading.Event(), threading.Event()
+    real = metrics_mod.generate_latest
+
+    def slow(registry):  # stands for a big page: holds its thread until told
+        rendering.set()
+        finish.wait(10)
+        return real(registry)
+
+    monkeypatch.setattr(metrics_mod, "generate_latest", slow)
+    page = asyncio.create_task(served.get("/metrics"))
+    await asyncio.to_thread(rendering.wait, 10)
+    status, _ = await served.get("/healthz")  # answered while the page is still rendering
+    assert status == 200 and not page.done()
+    finish.set()
+    status, body = await page
+    assert status == 200 and 'cometapi_balance_usd{account="main"} 100.0' in body
