@@ -390,6 +390,7 @@ class Monitor:
             unavailable = {a for a, h in self.state.health.items() if h.unavailable}
             items = release(rows, lambda e: still_holds(e, firing, unavailable, quiet))
             told = {e.alert for item in items for e in item.events if e.kind is EventKind.FIRE}
+            told |= {alert for alert, _, _ in self.store.told()}  # announced elsewhere
             untold = {
                 e.alert
                 for r in rows

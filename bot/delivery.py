@@ -96,13 +96,18 @@ class Delivery:
         # the delay each retry was given in this process: a clock stepping back
         # must not stretch it (after a restart, backoff.maximum bounds it instead)
         self._delays: dict[int, float] = {}
+        self._nudges: dict[Queue, asyncio.Event] = {}  # per worker: look again now
 
     @property
     def _stopping(self) -> bool:
         return self._stop.is_set()
 
     def wake(self) -> None:
+        """New rows: workers start for new destinations, and those sleeping
+        until an edit's retry look again (an edit never holds back an alert)."""
         self._wake.set()
+        for nudge in self._nudges.values():
+            nudge.set()
 
     def expect_send(self) -> asyncio.Event:
         """An event set once the next send attempt is over: the cycle holds its
@@ -113,7 +118,7 @@ class Delivery:
     def stop(self) -> None:
         """Finish the sends under way, start no new ones."""
         self._stop.set()
-        self._wake.set()
+        self.wake()
 
     async def run(self) -> None:
         """Deliver until stop(). Each destination has its own worker, so one that
@@ -142,7 +147,9 @@ class Delivery:
         return self.store.queues()
 
     async def _work(self, queue: Queue) -> None:
+        nudge = self._nudges.setdefault(queue, asyncio.Event())
         while not self._stopping:
+            nudge.clear()
             try:
                 wait = await self._pass(queue)
                 if wait is None and not self.store.pending(queue):
@@ -150,9 +157,9 @@ class Delivery:
             except Exception as exc:  # the store failed (disk full?): try again later
                 log_event(logger, "delivery.error", logging.ERROR, reason=redact(str(exc)))
                 wait = self.backoff.initial
-            if wait:
+            if wait:  # until the row is due, new rows come (wake) or the stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                    await asyncio.wait_for(nudge.wait(), timeout=wait)
 
     async def _pass(self, queue: Queue) -> float | None:
         async with self._locks.setdefault(queue, asyncio.Lock()):

@@ -284,7 +284,7 @@ class App:
         return result
 
     async def _scheduled_cycle(self) -> None:
-        seeding = self._seeding
+        seeding, self._seeding = self._seeding, None
         if seeding is not None and not seeding.done():
             # the first cycle's forecasts start from the seed, if it comes in time
             await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from bot.notifiers.message import Message
 from bot.samples import Sample
 
 OUTBOX_KEEP_DAYS = 30
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Each entry migrates from version i to i + 1: SQL, or a function run in the
 # same transaction. Never edit a released entry: append a new one.
@@ -638,16 +639,17 @@ class Store:
         }
 
     def told_at(self) -> dict[Told, datetime]:
-        """told(), with when each destination's first message of the alert was queued."""
+        """told(), with when each destination's first message of the alert was
+        queued (long ago, once pruning has taken that row: the alert is still told)."""
         return {
             (
                 AlertKey(r["rule"], r["account"], r["subject"]),
                 r["notifier"],
                 r["destination"],
-            ): datetime.fromisoformat(r["created_at"])
+            ): datetime.fromisoformat(r["created_at"]) if r["created_at"] else LONG_AGO
             for r in self._rows(
                 "SELECT t.rule, t.account, t.subject, t.notifier, t.destination, o.created_at "
-                "FROM told t JOIN outbox o ON o.id = t.outbox_id"
+                "FROM told t LEFT JOIN outbox o ON o.id = t.outbox_id"
             )
         }
 

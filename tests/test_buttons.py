@@ -589,6 +589,35 @@ async def test_a_warning_whose_held_fire_was_left_out_fires_not_reminds_later(
         await app.__aexit__(None, None, None)
 
 
+async def test_an_acked_alert_is_not_fired_again_after_a_held_catch_up_is_left_out(
+    make_config, comet, tg
+):
+    """A chat added in quiet hours gets its catch-up held; the alert is acked in
+    the chat that heard it. The release leaves the catch-up out, and the alert,
+    announced elsewhere, is not fired again to everyone."""
+    clock = Clock(datetime.fromisoformat("2026-03-10T21:00:00+00:00"))
+    comet.default = reply_balance(15)
+    rules = WARNING.replace('repeat = "2s"', "")
+    app, bot = await started(make_config(rules + telegram(tg)), clock)
+    try:
+        await bot.poll()
+        (alert,) = await tg.wait_sent(1)  # told to CHAT before quiet hours
+        clock.now = datetime.fromisoformat("2026-03-10T23:00:00+00:00")
+        quiet = 'quiet_hours = "22:00-07:00"'
+        await app.reload(make_config(rules + telegram(tg, chats=(CHAT, GROUP)), bot=quiet))
+        await bot.deliver()
+        assert len(tg.sent) == 1  # GROUP's catch-up is held
+        await tg.wait_answer(await tg.callback(CHAT, alert.message_id, keyboard(alert)[2][1]))
+        await bot.deliver()
+        clock.now = datetime.fromisoformat("2026-03-11T07:00:00+00:00")
+        await app.release_held()
+        await bot.deliver()
+        await bot.poll(after=60)
+        assert not any("WARNING · main / total" in seen(m.text) for m in tg.sent[1:])
+    finally:
+        await app.__aexit__(None, None, None)
+
+
 async def test_quiet_hours_removed_by_a_reload_release_what_they_held(
     make_config, comet, tg, tmp_path
 ):

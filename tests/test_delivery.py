@@ -236,3 +236,42 @@ async def test_a_hung_destination_holds_up_no_other(store):
         await task
     assert sorted(dest for dest, _ in n.sent) == ["a", "b"]
     assert store.pending() == []
+
+
+async def test_a_sleeping_worker_wakes_for_an_alert_queued_behind_a_failing_edit(store):
+    """run(): the worker of a destination whose edit backs off (30 s here) looks
+    again when a new alert is queued: the alert goes out now, the edit at its time."""
+    from bot.model import MessageKind
+    from bot.store import SentMessage
+
+    notifier = Scripted(destinations=("a",))
+    edited = asyncio.Event()
+
+    async def edit(destination: str, message_id: str, payload: object) -> None:
+        edited.set()
+        raise RuntimeError("the platform's edit is broken")
+
+    notifier.edit = edit  # type: ignore[method-assign]
+    now = datetime.now(UTC)
+    sent = SentMessage(
+        "fake", "a", 1, 0, "p1", MessageKind.ALERTS, (event("x"),), (event("x").alert,)
+    )
+    message_id = store.record_message(sent, now)
+    edit_row = OutboxItem(
+        "fake", "a", (), MessageKind.ALERTS, Message("edited", ()), edit_of=message_id
+    )
+    store.commit_cycle(Commit(EngineState(), EngineState(), [], [edit_row], now))
+    worker = Delivery(store, {"fake": notifier}, Backoff(initial=30, maximum=300, jitter=0))
+    running = asyncio.create_task(worker.run())
+    try:
+        worker.wake()
+        await asyncio.wait_for(edited.wait(), 5)  # failed: its worker now sleeps ~30 s
+        enqueue(store, ("a", "new-alert"))
+        worker.wake()
+        await asyncio.wait_for(notifier.got_one.wait(), 5)
+        assert [destination for destination, _ in notifier.sent] == ["a"]  # the new alert
+        (left,) = store.pending()
+        assert left.edit_of == message_id and left.attempts == 1  # the edit: not retried early
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 5)

@@ -219,3 +219,37 @@ def test_prune_keeps_recent_history_and_pending_outbox(store):
         pass
     assert store._conn.execute("SELECT total FROM samples").fetchall() == [(2.0,)]
     assert len(store.pending()) == 1
+
+
+def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatch):
+    """An alert firing for longer than the outbox keeps its rows (30 days), reminded
+    daily: `told` points at its first message, which pruning removes; the
+    destination must still count as told (its resolve goes there)."""
+    from dataclasses import replace
+
+    from bot import store as store_mod
+    from bot.model import AlertKey, EventKind
+    from bot.store import OutboxItem, OutboxStatus
+
+    monkeypatch.setattr(store_mod, "_prune_pause", lambda: None)
+
+    store = Store.open(tmp_path / "s.db")
+    try:
+        f = fire()
+        store.enqueue([OutboxItem("log", "default", (f,))], T0)
+        (row,) = store.pending()
+        store.mark_done(row.id, OutboxStatus.DELIVERED, T0)
+        # daily reminders for 40 days, all delivered
+        for day in range(1, 41):
+            at = T0 + timedelta(days=day)
+            store.enqueue([OutboxItem("log", "default", (replace(f, kind=EventKind.REMIND),))], at)
+            (r,) = store.pending()
+            store.mark_done(r.id, OutboxStatus.DELIVERED, at)
+        now = T0 + timedelta(days=40, hours=1)
+        while store.prune(now, 90):
+            pass
+        key = AlertKey("low", "main", "total")
+        assert (key, "log", "default") in store.told()
+        assert (key, "log", "default") in store.told_at(), "resolve would be routed nowhere"
+    finally:
+        store.close()
