@@ -94,22 +94,23 @@ from fake_upstream import (  # noqa: E402
     quota_body,
 )
 
-import bot.cycle as bot_cycle  # noqa: E402
-import bot.service as bot_service  # noqa: E402
+import bot.app.cycle as bot_cycle  # noqa: E402
+import bot.app.service as bot_service  # noqa: E402
 from bot import config as bot_config  # noqa: E402
-from bot import secrets  # noqa: E402
-from bot.cometapi import parse_quota  # noqa: E402
+from bot.app.service import App  # noqa: E402
+from bot.common import secrets  # noqa: E402
+from bot.common.logs import setup_logging  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.logs import setup_logging  # noqa: E402
-from bot.model import (  # noqa: E402
+from bot.engine.model import (  # noqa: E402
     EngineState,
     EventKind,
     KeyBalance,
     Rule,
     Snapshot,
 )
-from bot.rules import Context, evaluate, measures  # noqa: E402
-from bot.service import App  # noqa: E402
+from bot.engine.rules import measures  # noqa: E402
+from bot.notify.plan import Context, evaluate  # noqa: E402
+from bot.upstream.cometapi import parse_quota  # noqa: E402
 
 KEYS = 50  # keys per account in most runs
 CONCURRENCY = Settings().max_concurrency  # the bot's default, used by both loops
@@ -334,7 +335,7 @@ def restored_gc() -> Iterator[None]:
 
 @contextlib.contextmanager
 def bot_gc() -> Iterator[None]:
-    """The collector as `balance-bot run` sets it after start-up (bot.service.tune_gc,
+    """The collector as `balance-bot run` sets it after start-up (bot.app.service.tune_gc,
     in the code measured if it has one), undone afterwards."""
     with restored_gc():
         tune = getattr(bot_service, "tune_gc", None)
@@ -942,7 +943,7 @@ async def measure_latency(
     started and listening, balances moving. Each sample moves `crossing` accounts
     (the even-numbered ones from 0) across the $20 rule, down on even samples
     (FIRE) and back up on odd ones (RESOLVE), and runs a cycle. Detection: the
-    moment the cycle's first `bot.cycle.evaluate_account` call whose outcome has
+    moment the cycle's first `bot.app.cycle.evaluate_account` call whose outcome has
     events returned (the module attribute is wrapped). First send: the fake
     Telegram's receive time of the cycle's first sendMessage (CLOCK_MONOTONIC, shared
     by both processes). The next sample starts once the outbox is empty."""
@@ -1075,22 +1076,25 @@ async def measure_state_file(fake: FakeUpstream, accounts: int, polls: int) -> S
 GROUPS: tuple[tuple[str, str], ...] = (
     (
         "JSON decode + model",
-        r"json/decoder|json/__init__.py:\d+\(loads\)|bot/model.py"
+        r"json/decoder|json/__init__.py:\d+\(loads\)|bot/engine/model.py"
         r"|cometapi.py:\d+\((_?parse|_number|_amount|_key|clean|unique)",
     ),
     (
         "SQLite commit (with JSON encode)",
-        r"bot/store.py|bot/samples.py|sqlite3|json/encoder|json/__init__.py:\d+\(dumps\)",
+        r"bot/state/sqlite/store.py|bot/state/sqlite/samples.py|sqlite3|json/encoder|json/__init__.py:\d+\(dumps\)",
     ),
-    ("history", r"bot/history.py|bot/forecast.py"),
-    ("rule engine", r"bot/rules.py|bot/routing.py|bot/views.py|fnmatch"),
+    ("history", r"bot/app/history.py|bot/engine/forecast.py"),
+    ("rule engine", r"bot/engine/rules.py|bot/notify/routing.py|bot/app/views.py|fnmatch"),
     (
         "HTTP client (aiohttp, yarl, retries)",
-        r"aiohttp|yarl|multidict|stamina|tenacity|bot/cometapi.py|propcache|http/",
+        r"aiohttp|yarl|multidict|stamina|tenacity|bot/upstream/cometapi.py|propcache|http/",
     ),
-    ("logging, redaction, metrics", r"logging/|bot/logs.py|bot/secrets.py|bot/metrics.py|prom"),
+    (
+        "logging, redaction, metrics",
+        r"logging/|bot/common/logs.py|bot/common/secrets.py|bot/ops/metrics.py|prom",
+    ),
     ("event loop, sockets", r"asyncio/|selectors|socket|ssl"),
-    ("cycle glue (bot/cycle.py, bot/service.py)", r"bot/cycle.py|bot/service.py"),
+    ("cycle glue (bot/app/cycle.py, bot/app/service.py)", r"bot/app/cycle.py|bot/app/service.py"),
 )
 
 
@@ -1200,7 +1204,7 @@ class Stages:
 def wrap_stages(app: App) -> Stages:
     """The cycle's stages that are plain function calls; the rest of a cycle is
     fetching (aiohttp), the event loop, logging and the cycle's own code."""
-    import bot.cometapi as bot_cometapi  # the code measured
+    import bot.upstream.cometapi as bot_cometapi  # the code measured
 
     stages = Stages()
     stages.wrap(bot_cometapi, "_parse", "parse: JSON decode + model")

@@ -5,16 +5,16 @@ the rate queries cost per account. Prints Markdown tables.
     .venv/bin/python bench/history.py           # the full run (about 11 minutes)
     .venv/bin/python bench/history.py --quick   # smoke run (< 60 s), smaller numbers
 
-Every sample goes through the bot's own code: `bot.history.advance()` turns a
+Every sample goes through the bot's own code: `bot.app.history.advance()` turns a
 poll (a `Snapshot`) into the next ledger and the `Sample` to store, and
 `Store.commit_cycle()` commits a cycle's snapshots and samples in one
-transaction; `Store.prune()` downsamples (bot/samples.py). The population:
+transaction; `Store.prune()` downsamples (bot/state/sqlite/samples.py). The population:
 accounts with 50 limited keys named like `prod-api-012`, every key's used figure
 growing by a random small amount every 5-minute poll.
 
 - growth, literal: a small population polled every 5 minutes for 16 simulated
   days, every poll committed, into two state files: one pruned every simulated
-  hour, one once a day as the bot does (bot/cycle.py, PRUNE_EVERY); the rows
+  hour, one once a day as the bot does (bot/app/cycle.py, PRUNE_EVERY); the rows
   left are checked against the downsampling rule, computed independently here;
 - growth, steady state: 1,000 accounts x 50 keys at 90 days, built by committing
   only the polls the rule keeps at that moment (the same advance() and
@@ -56,17 +56,17 @@ BENCH = SCRIPT.parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]  # `bot`, and bench/bench.py as `bench`
 
-from bot.history import History, Ledger, advance  # noqa: E402
-from bot.model import EngineState, KeyBalance, Snapshot  # noqa: E402
-from bot.samples import Sample  # noqa: E402
-from bot.store import PRUNE_BATCH, Commit, Store  # noqa: E402
+from bot.app.history import History, Ledger, advance  # noqa: E402
+from bot.engine.model import EngineState, KeyBalance, Snapshot  # noqa: E402
+from bot.state.sqlite.samples import Sample  # noqa: E402
+from bot.state.sqlite.store import PRUNE_BATCH, Commit, Store  # noqa: E402
 
 KEYS = 50
 INTERVAL = 300.0  # s between polls
 HISTORY_DAYS = 90  # [bot] history_days' default
 BUDGET_MB = 500.0  # the state file after 90 days at 1,000 accounts x 50 moving keys
 HOUR, DAY = 3600.0, 86400.0
-# The rule as the README and bot/samples.py state it, written out again here
+# The rule as the README and bot/state/sqlite/samples.py state it, written out again here
 # (not imported) so that the check below is independent of the code it checks.
 FULL_DAYS, HOURLY_DAYS = 1, 14
 T0 = datetime(2026, 1, 1, 0, 0, 7, tzinfo=UTC).timestamp()  # polls are not on the hour
@@ -559,7 +559,7 @@ BURN_WINDOW, SPEND_WINDOW = DAY, HOUR
 def rates(
     plan: Plan, state: Steady, population: Population, progress: Callable[[str], None]
 ) -> Rates:
-    """Cycles on the 90-day file as bot/cycle.py runs them: History.advance(),
+    """Cycles on the 90-day file as bot/app/cycle.py runs them: History.advance(),
     then record() and flow() for every account; every key's rate on demand."""
     writer = state.writer
     assert writer is not None
@@ -687,7 +687,7 @@ def render_literal(lit: Literal) -> list[str]:
         f"**Literal simulation**: {lit.accounts} accounts x {KEYS} moving keys, every 5-minute "
         f"poll of {lit.days} days ({lit.polls:,} cycles, {lit.polls * lit.accounts:,} samples "
         "committed), in two files, one pruned every simulated hour and one once a day "
-        f"(bot/cycle.py's PRUNE_EVERY). {lit.seconds:.0f} s, in a process of its own while the "
+        f"(bot/app/cycle.py's PRUNE_EVERY). {lit.seconds:.0f} s, in a process of its own while the "
         "steady-state build below ran (not during its timed commits).",
         "",
         "| | pruned every hour | pruned once a day |",

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import config as config_mod
-from bot import secrets
-from bot.check import build, unknown
+from bot.app.check import build, unknown
+from bot.common import secrets
+from bot.common.logs import LOG_FORMATS, log_event, setup_logging
+from bot.common.plugins import FALLBACK
 from bot.config import Config, ConfigError
-from bot.logs import LOG_FORMATS, log_event, setup_logging
-from bot.metrics import package_version
-from bot.plugins import FALLBACK
-from bot.store import StoreError, explain
+from bot.ops.metrics import package_version
+from bot.state.sqlite.store import StoreError, explain
 
 if TYPE_CHECKING:
-    from bot.service import App
+    from bot.app.service import App
 
 logger = logging.getLogger("bot")
 
@@ -108,11 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = args.log_format or os.environ.get(LOG_FORMAT_ENV) or None
     setup_logging(fmt or "human", args.log_level)
     if args.command == "demo":
-        from bot.demo import run_demo
+        from bot.app.demo import run_demo
 
         return _run_async(lambda stop, _: run_demo(stop, args.interval))
     if args.command == "init":
-        from bot.starter import write_starter
+        from bot.app.starter import write_starter
 
         output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
         return write_starter(output, args.telegram, args.slack, args.webhook)
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return asyncio.run(_check(cfg, args.json, not args.no_notify))
     if args.command == "test-notify":
-        from bot.testnotify import test_notify
+        from bot.app.testnotify import test_notify
 
         return asyncio.run(test_notify(cfg))
     return _run_async(lambda stop, hangup: _serve(cfg, path, stop, hangup))
@@ -187,7 +187,7 @@ def _run_async(main_coro: Main) -> int:
 
 
 async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event) -> int:
-    from bot.service import App, StartupError
+    from bot.app.service import App, StartupError
 
     try:
         async with App(cfg) as app:
@@ -208,7 +208,7 @@ async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.E
 
 
 async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
-    from bot.service import App
+    from bot.app.service import App
 
     try:
         async with App(cfg) as app:

@@ -1,7 +1,7 @@
 """TOML file -> validated -> plain frozen values for the rest of the program.
 
 pydantic validates the document; everything downstream sees only `Config`,
-`Settings`, `bot.model.Account` and `bot.model.Rule`. Every problem is
+`Settings`, `bot.engine.model.Account` and `bot.engine.model.Rule`. Every problem is
 reported at once, each named by its TOML path, e.g.
 ``rules[1].recover_above: must be greater than below (5.0)``.
 """
@@ -31,8 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from bot import plugins
-from bot.model import (
+from bot.common import plugins
+from bot.common.secrets import MASK, MIN_LENGTH, redact
+from bot.engine.model import (
     Account,
     Below,
     DaysLeft,
@@ -44,7 +45,6 @@ from bot.model import (
     Unit,
     globs,
 )
-from bot.secrets import MASK, MIN_LENGTH, redact
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web import WebServer
+from bot.ops.web import WebServer
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

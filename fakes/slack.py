@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.web import WebServer
+from bot.ops.web import WebServer
 
 TEAM_ID = "T0FAKE0001"
 APP_ID = "A0FAKE0001"

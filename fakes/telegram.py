@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web import WebServer
+from bot.ops.web import WebServer
 
 BOT_ID = 7000000001
 BOT_USERNAME = "BalanceTestBot"

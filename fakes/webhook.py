@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from bot.web import WebServer
+from bot.ops.web import WebServer
 
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot import config as config_mod
-from bot import secrets
+from bot.common import secrets
 from bot.config import Config
 from fakes.cometapi import FakeCometAPI
 from fakes.slack import FakeSlack

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.backoff import Backoff
-from bot.cometapi import RetryPolicy
+from bot.common.backoff import Backoff
 from bot.config import build_rule
-from bot.model import Rule
+from bot.engine.model import Rule
+from bot.upstream.cometapi import RetryPolicy
 
 # one attempt, no real waiting: a failed poll is failed at once
 FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)

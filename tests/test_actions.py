@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import ConfigError, build_rule, parse
-from bot.followup import follow_up
-from bot.model import (
+from bot.engine.model import (
     Ack,
     AlertKey,
+    AlertState,
     EngineState,
     Event,
     EventKind,
@@ -30,10 +30,12 @@ from bot.model import (
 )
 from bot.notifiers.message import Message, Section, Span, alert_ref, buttons, trimmed
 from bot.notifiers.telegram import render_pieces
-from bot.render import events_message
-from bot.routing import QuietHours, Router, release, still_holds, urgent
-from bot.rules import Context, evaluate
-from bot.store import OutboxRow, SentMessage, Store
+from bot.notify.followup import follow_up
+from bot.notify.plan import Context, evaluate
+from bot.notify.render import events_message
+from bot.notify.routing import QuietHours, Router, may_release, release
+from bot.notify.suppression import Facts, Say, waits
+from bot.state.sqlite.store import OutboxRow, SentMessage, Store
 from tests.helpers import T0, rule
 
 STEP = timedelta(minutes=5)
@@ -129,16 +131,16 @@ def test_an_ack_also_stops_the_reminder_after_a_snooze_or_an_inhibition_ends():
 def test_a_held_reminder_after_a_held_fire_is_released_as_the_fire():
     fire, remind = event(), replace(event(EventKind.REMIND), value=12.0)
     rows = [held_row(1, fire), held_row(2, remind), held_row(3, remind, destination="2")]
-    (first, second) = release(rows, lambda e: True)
+    (first, second) = release(rows, facts())
     assert [e.kind for e in first.events] == [EventKind.FIRE]
     assert first.events[0].value == 12.0  # with the latest figures
     assert [e.kind for e in second.events] == [EventKind.REMIND]  # it heard the fire
 
 
 def test_an_alert_its_rule_no_longer_makes_is_not_listed_as_firing():
-    from bot.model import AlertState
-    from bot.rules import shape
-    from bot.views import firing_events
+    from bot.app.views import firing_events
+    from bot.engine.model import AlertState
+    from bot.engine.rules import shape
 
     key = AlertKey("warn", "main", "k1")
     was = rule(name="warn", target="key", below=20, recover_above=25)
@@ -244,15 +246,31 @@ ROUTER = Router(
 )
 
 
+def facts(now=T0, firing=(WARN_KEY,), hours=None, unavailable=(), silences=()):
+    """What the suppression decision reads: `firing` alerts, nothing snoozed."""
+    alerts = {k: AlertState(k, True, 1, 10.0, now, now) for k in firing}
+    window = hours.window(now) if hours else None
+    return Facts(now, {}, alerts, silences, (), window, unavailable)
+
+
+EVERYTHING = (Silence(T0 + timedelta(days=365), "ann", "*"),)
+
+
+def urgent(event, told_at, quiet_since):
+    """Whether `event` goes at once in quiet hours that began at `quiet_since`."""
+    at = replace(facts(), quiet=(quiet_since, quiet_since + timedelta(hours=9)))
+    return waits(Say(event.kind), event.alert, event.severity, told_at, at) is None
+
+
 def queues(items):
     return sorted((i.notifier, i.destination, i.hold_until is not None) for i in items)
 
 
 def test_a_group_reaches_only_its_chats():
     fire = event(notify=["telegram:oncall"])
-    assert queues(ROUTER.route([fire], {}, T0)) == [("telegram", "9", False)]
+    assert queues(ROUTER.route([fire], {}, facts())) == [("telegram", "9", False)]
     both = event(notify=["telegram", "slack:oncall"])
-    assert queues(ROUTER.route([both], {}, T0)) == [
+    assert queues(ROUTER.route([both], {}, facts())) == [
         ("slack", "C9", False),
         ("telegram", "1", False),
         ("telegram", "2", False),
@@ -262,11 +280,11 @@ def test_a_group_reaches_only_its_chats():
 def test_a_resolve_goes_only_where_its_fire_or_a_reminder_went():
     told = {(WARN_KEY, "telegram", "2"): T0, (WARN_KEY, "slack", "C9"): T0}
     resolve = event(EventKind.RESOLVE)
-    assert queues(ROUTER.route([resolve], told, T0)) == [
+    assert queues(ROUTER.route([resolve], told, facts(firing=()))) == [
         ("slack", "C9", False),
         ("telegram", "2", False),
     ]
-    assert ROUTER.route([resolve], {}, T0) == []
+    assert ROUTER.route([resolve], {}, facts(firing=())) == []
 
 
 # --- quiet hours ---------------------------------------------------------------------
@@ -301,7 +319,9 @@ def test_in_quiet_hours_warnings_wait_critical_and_unavailable_go_at_once():
     now = local(10, 23)
     warning, critical = event(), event(severity=Severity.CRITICAL, rule_name="crit")
     outage = Event(EventKind.UNAVAILABLE, "main", now, reason="HTTP 500")
-    items = quiet.route([warning, critical, outage], {}, now)
+    crit_key = AlertKey("crit", "main", "total")
+    at = facts(now, (WARN_KEY, crit_key), NIGHT, unavailable=("main",))
+    items = quiet.route([warning, critical, outage], {}, at)
     at_once = next(i for i in items if i.hold_until is None)
     held = next(i for i in items if i.hold_until is not None)
     assert [e.kind for e in at_once.events] == [EventKind.FIRE, EventKind.UNAVAILABLE]
@@ -326,21 +346,21 @@ def test_release_sends_the_latest_held_event_per_alert_leaving_out_what_no_longe
     other = event(rule_name="other")
     rows = [held_row(1, fire, other), held_row(2, remind), held_row(3, event(), destination="2")]
     firing = {WARN_KEY}  # "other" resolved meanwhile: its fire vanishes with its resolve
-    (first, second) = release(rows, lambda e: still_holds(e, firing, set(), lambda k: False))
+    (first, second) = release(rows, facts(firing=firing))
     # the latest held event, as a fire: that destination never heard the fire itself
     assert (first.destination, first.events) == ("1", (replace(remind, kind=EventKind.FIRE),))
     assert second.destination == "2" and not second.hold_until
-    snoozed = release(rows, lambda e: still_holds(e, firing, set(), lambda k: True))
+    snoozed = release(rows, facts(firing=firing, silences=EVERYTHING))
     assert snoozed == []
 
 
 def test_a_held_resolve_and_data_back_still_hold_unless_things_changed():
     resolve = event(EventKind.RESOLVE)
     back = Event(EventKind.AVAILABLE, "main", T0)
-    assert still_holds(resolve, set(), set(), lambda k: False)
-    assert not still_holds(resolve, {WARN_KEY}, set(), lambda k: False)  # fires again
-    assert still_holds(back, set(), set(), lambda k: False)
-    assert not still_holds(back, set(), {"main"}, lambda k: False)
+    assert may_release(resolve, facts(firing=()))
+    assert not may_release(resolve, facts(firing={WARN_KEY}))  # fires again
+    assert may_release(back, facts(firing=()))
+    assert not may_release(back, facts(firing=(), unavailable={"main"}))
 
 
 # --- config ----------------------------------------------------------------------------

@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
+from bot.app.service import App
+from bot.common.secrets import MASK, redact
 from bot.config import ConfigError
-from bot.model import Event, EventKind, Severity
+from bot.engine.model import Event, EventKind, Severity
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.apprise import (
     BODY_LIMIT,
@@ -30,8 +32,6 @@ from bot.notifiers.apprise import (
     secret_parts,
 )
 from bot.notifiers.message import Message, Section, Span
-from bot.secrets import MASK, redact
-from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.webhook import FakeWebhook, reply_status
 from tests.conftest import printed
@@ -378,7 +378,7 @@ def test_everything_else_works_without_apprise_installed(tmp_path):
     script = """
 import sys
 sys.modules["apprise"] = None
-import bot.notifiers.apprise, bot.notifiers.webhook, bot.service
+import bot.notifiers.apprise, bot.notifiers.webhook, bot.app.service
 from bot import config, notifiers
 assert notifiers.load("apprise") is bot.notifiers.apprise.AppriseNotifier
 cfg = config.parse('''

@@ -11,11 +11,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # lowest first; a module may import modules of lower layers only
 LAYERS: list[set[str]] = [
-    {"bot", "bot.model", "bot.secrets", "bot.plugins", "bot.samples"},
-    {"bot.rules", "bot.forecast", "bot.backoff", "bot.notifiers.message", "bot.logs"},
-    {"bot.notifiers", "bot.render", "bot.metrics", "bot.history"},
-    {"bot.config", "bot.cometapi", "bot.store", "bot.web"},
-    {"bot.notifiers.base", "bot.routing", "bot.followup"},
+    {
+        "bot",
+        "bot.engine",
+        "bot.common",
+        "bot.upstream",
+        "bot.state",
+        "bot.state.sqlite",
+        "bot.notify",
+        "bot.app",
+        "bot.ops",
+        "bot.engine.model",
+        "bot.common.secrets",
+        "bot.common.plugins",
+        "bot.state.sqlite.samples",
+    },
+    {
+        "bot.engine.rules",
+        "bot.engine.forecast",
+        "bot.common.backoff",
+        "bot.notifiers.message",
+        "bot.common.logs",
+    },
+    {"bot.notifiers", "bot.notify.render", "bot.ops.metrics", "bot.app.history"},
+    {"bot.config", "bot.upstream.cometapi", "bot.state.sqlite.store", "bot.ops.web"},
+    {"bot.notifiers.base", "bot.notify.routing", "bot.notify.followup"},
     {
         "bot.notifiers.log",
         "bot.notifiers.telegram",
@@ -23,11 +43,11 @@ LAYERS: list[set[str]] = [
         "bot.notifiers.webhook",
         "bot.notifiers.apprise",
     },
-    {"bot.delivery"},
-    {"bot.views", "bot.actions"},
-    {"bot.cycle", "bot.commands", "bot.check"},
-    {"bot.service"},
-    {"bot.demo", "bot.starter", "bot.testnotify"},
+    {"bot.notify.delivery"},
+    {"bot.app.views", "bot.app.actions"},
+    {"bot.app.cycle", "bot.app.commands", "bot.app.check"},
+    {"bot.app.service"},
+    {"bot.app.demo", "bot.app.starter", "bot.app.testnotify"},
     {"bot.cli"},
     {"bot.__main__"},
 ]
@@ -77,7 +97,12 @@ def test_imports_only_go_down():
 
 
 def test_the_engine_imports_the_model_and_the_standard_library_only():
-    for engine in ("rules.py", "forecast.py", "model.py", "notifiers/message.py"):
+    for engine in (
+        "engine/rules.py",
+        "engine/forecast.py",
+        "engine/model.py",
+        "notifiers/message.py",
+    ):
         path = ROOT / "bot" / engine
         third_party = {
             name.split(".")[0]
@@ -86,12 +111,12 @@ def test_the_engine_imports_the_model_and_the_standard_library_only():
         }
         assert third_party <= {"bot"}, (engine, third_party)
         bot = {n for n in imports(path) if n.split(".")[0] == "bot"}
-        assert all(n.startswith("bot.model") for n in bot), (engine, bot)
+        assert all(n.startswith("bot.engine.model") for n in bot), (engine, bot)
 
 
 def test_notifiers_never_import_delivery_and_nothing_imports_the_tests():
     for path in (ROOT / "bot" / "notifiers").rglob("*.py"):
-        assert "bot.delivery" not in imports(path), path
+        assert "bot.notify.delivery" not in imports(path), path
     for folder in ("bot", "bench", "fakes"):
         for path in (ROOT / folder).rglob("*.py"):
             assert not any(n.split(".")[0] == "tests" for n in imports(path)), path

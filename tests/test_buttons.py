@@ -11,9 +11,9 @@ from datetime import datetime
 
 import pytest
 
-from bot.commands import REFUSAL
-from bot.service import App
-from bot.store import StoreError
+from bot.app.commands import REFUSAL
+from bot.app.service import App
+from bot.state.sqlite.store import StoreError
 from fakes.cometapi import reply_balance
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram, server_error

@@ -15,9 +15,9 @@ from aiohttp import ClientResponse
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
-from bot.cometapi import MAX_BODY_BYTES, CometClient, FetchError, RetryPolicy, parse_quota
 from bot.config import Account
-from bot.model import FailureKind, PollFailure
+from bot.engine.model import FailureKind, PollFailure
+from bot.upstream.cometapi import MAX_BODY_BYTES, CometClient, FetchError, RetryPolicy, parse_quota
 from fakes.cometapi import (
     reply_balance,
     reply_json,
@@ -253,7 +253,7 @@ async def test_many_keys_and_slash_form_url(comet):
 
 
 async def test_accounts_are_polled_concurrently_with_a_limit(comet):
-    from bot.cometapi import poll_all
+    from bot.upstream.cometapi import poll_all
 
     in_flight, peak = 0, 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.commands import ChatCommands
-from bot.render import MARK
-from bot.service import App
+from bot.app.commands import ChatCommands
+from bot.app.service import App
+from bot.notify.render import MARK
 from fakes.cometapi import reply_balance, reply_status
 from tests.helpers import FAST, Clock
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.backoff import Backoff
-from bot.delivery import Delivery
-from bot.model import EngineState, Event, EventKind, Severity
+from bot.common.backoff import Backoff
+from bot.engine.model import EngineState, Event, EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message
-from bot.store import Commit, OutboxItem, Store
+from bot.notify.delivery import Delivery
+from bot.state.sqlite.store import Commit, OutboxItem, Store
 from tests.helpers import Clock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -241,8 +241,8 @@ async def test_a_hung_destination_holds_up_no_other(store):
 async def test_a_sleeping_worker_wakes_for_an_alert_queued_behind_a_failing_edit(store):
     """run(): the worker of a destination whose edit backs off (30 s here) looks
     again when a new alert is queued: the alert goes out now, the edit at its time."""
-    from bot.model import MessageKind
-    from bot.store import SentMessage
+    from bot.engine.model import MessageKind
+    from bot.state.sqlite.store import SentMessage
 
     notifier = Scripted(destinations=("a",))
     edited = asyncio.Event()

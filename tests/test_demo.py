@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.demo import simulated_balance
+from bot.app.demo import simulated_balance
 from tests.process import BotProcess
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 
-from bot.metrics import Metrics
-from bot.model import AlertKey, AlertState, KeyBalance, Snapshot
+from bot.engine.model import AlertKey, AlertState, KeyBalance, Snapshot
+from bot.ops.metrics import Metrics
 from tests.process import ROOT
 
 METRIC = re.compile(r"\b(?:cometapi|balance_bot)_[a-z_]+\b")

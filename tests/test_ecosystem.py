@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from bot.logs import OneLineFilter
-from bot.model import Event, EventKind, Severity
+from bot.app.service import App
+from bot.app.starter import EXAMPLE
+from bot.common.logs import OneLineFilter
+from bot.engine.model import Event, EventKind, Severity
 from bot.notifiers.message import plain
-from bot.render import AsOf, events_message
-from bot.service import App
-from bot.starter import EXAMPLE
+from bot.notify.render import AsOf, events_message
 from fakes.cometapi import reply_balance
 from fakes.slack import api_error
 from fakes.telegram import bad_request, migrated, retry_after, server_error
@@ -393,7 +393,7 @@ def test_a_library_error_about_upstream_trouble_is_one_line():
     assert record.exc_info is None and record.exc_text is None
     text = record.getMessage()
     assert "JSONDecodeError" in text and "\n" not in text and len(text) < 400
-    own = logging.LogRecord("bot.cycle", logging.ERROR, __file__, 1, "cycle.crashed", (), None)
+    own = logging.LogRecord("bot.app.cycle", logging.ERROR, __file__, 1, "cycle.crashed", (), None)
     try:
         raise OSError("disk")
     except OSError:

@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.cometapi import MAX_BODY_BYTES, CometClient
-from bot.model import Account, Event, EventKind, PollFailure
+from bot.app.service import App
+from bot.engine.model import Account, Event, EventKind, PollFailure
 from bot.notifiers.message import plain as plain_line
-from bot.render import event_line
-from bot.service import App
+from bot.notify.render import event_line
+from bot.upstream.cometapi import MAX_BODY_BYTES, CometClient
 from fakes import slack as fake_slack
 from fakes import telegram as fake_tg
 from fakes.cometapi import (

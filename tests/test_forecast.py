@@ -14,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import samples as samples_mod
-from bot.cometapi import FetchError, parse_daily
-from bot.forecast import (
+from bot.app.history import History, advance
+from bot.engine.forecast import (
     DAY,
     DailyUse,
     Point,
@@ -27,10 +26,11 @@ from bot.forecast import (
     spent_between,
     spent_within,
 )
-from bot.history import History, advance
-from bot.model import EngineState, EventKind, Figures, Flow, KeyBalance, Snapshot, days_left
-from bot.rules import Context, evaluate
-from bot.store import Commit, Store
+from bot.engine.model import EngineState, EventKind, Figures, Flow, KeyBalance, Snapshot, days_left
+from bot.notify.plan import Context, evaluate
+from bot.state.sqlite import samples as samples_mod
+from bot.state.sqlite.store import Commit, Store
+from bot.upstream.cometapi import FetchError, parse_daily
 from tests.helpers import T0, rule
 
 STEP = 300.0  # five minutes between polls
@@ -347,7 +347,7 @@ def _amount(points: list[Point], now: float, window: float) -> float | None:
 def test_old_history_rows_become_samples_of_the_total(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    from bot import store as store_mod
+    from bot.state.sqlite import store as store_mod
 
     for statement in store_mod._statements(store_mod.MIGRATIONS[0]):  # type: ignore[arg-type]
         db.execute(statement)

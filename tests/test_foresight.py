@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from bot.commands import ChatCommands
+from bot.app.commands import ChatCommands
+from bot.app.service import App
 from bot.notifiers.message import plain
-from bot.render import event_line
-from bot.service import App
+from bot.notify.render import event_line
 from fakes.cometapi import quota
 from tests.helpers import FAST, Clock
 

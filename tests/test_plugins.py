@@ -8,11 +8,12 @@ from typing import ClassVar
 
 from pydantic import SecretStr
 
-from bot import notifiers, plugins, secrets
+from bot import notifiers
+from bot.app.service import App
+from bot.common import plugins, secrets
 from bot.notifiers import ENTRY_POINT_GROUP, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.base import ChatNotifier
 from bot.notifiers.message import Limits, Message, pack, plain
-from bot.service import App
 from fakes.cometapi import reply_balance
 from tests.helpers import FAST
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.model import Event, EventKind, KeyBalance, Severity, Snapshot
+from bot.engine.model import Event, EventKind, KeyBalance, Severity, Snapshot
 from bot.notifiers.message import plain
-from bot.render import MARK, AccountView, balance_message, event_line, events_message
+from bot.notify.render import MARK, AccountView, balance_message, event_line, events_message
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.model import (
+from bot.engine.model import (
     AlertKey,
     EngineState,
     EventKind,
@@ -17,7 +17,7 @@ from bot.model import (
     PollFailure,
     Snapshot,
 )
-from bot.rules import Context, evaluate
+from bot.notify.plan import Context, evaluate
 from tests.helpers import key_rule, rule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

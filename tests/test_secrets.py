@@ -9,8 +9,8 @@ import logging
 import aiohttp
 import pytest
 
-from bot import secrets
-from bot.logs import log_event, setup_logging
+from bot.common import secrets
+from bot.common.logs import log_event, setup_logging
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.model import EventKind
-from bot.service import App
+from bot.app.service import App
+from bot.engine.model import EventKind
 from fakes.cometapi import reply_balance, reply_raw, reply_status
 from tests.helpers import RETRYING as FAST
 

@@ -14,8 +14,9 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands import REFUSAL, ChatCommands
-from bot.model import Severity
+from bot.app.commands import REFUSAL, ChatCommands
+from bot.app.service import App
+from bot.engine.model import Severity
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.base import StartError
 from bot.notifiers.message import Message, Section, Span
@@ -28,7 +29,6 @@ from bot.notifiers.slack import (
     SlackNotifier,
     render,
 )
-from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.slack import (
     BOT_NAME,
@@ -557,7 +557,7 @@ async def test_tokens_never_appear_even_at_debug(make_config, comet, slack):
     real log setup, slack-sdk's own debug logging included, on every path."""
     import io
 
-    from bot.logs import setup_logging
+    from bot.common.logs import setup_logging
 
     root, sdk = logging.getLogger(), logging.getLogger("slack_sdk")
     handlers, level, sdk_level = root.handlers[:], root.level, sdk.level

@@ -14,10 +14,10 @@ from unittest.mock import patch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import cometapi
-from bot.cometapi import FetchError, parse_quota
-from bot.model import KeyBalance, Snapshot
-from bot.store import Store
+from bot.engine.model import KeyBalance, Snapshot
+from bot.state.sqlite.store import Store
+from bot.upstream import cometapi
+from bot.upstream.cometapi import FetchError, parse_quota
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -82,8 +82,8 @@ def test_the_usual_body_takes_the_fast_path_and_odd_ones_do_not():
 def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
     snap = Snapshot("main", "u", 5.0, 1.5, 7, (KeyBalance("a", 1.0, 2.0),), NOW)
     store = Store.open(tmp_path / "state.db")
-    from bot.model import EngineState
-    from bot.store import Commit
+    from bot.engine.model import EngineState
+    from bot.state.sqlite.store import Commit
 
     store.commit_cycle(Commit(EngineState(), EngineState(), [snap], [], NOW, []))
     assert store.load_snapshots() == {"main": snap}
@@ -134,7 +134,7 @@ async def test_the_retry_loop_starts_only_after_a_failed_first_attempt(comet, ca
 def test_the_metrics_page_stays_bounded_whatever_the_number_of_keys():
     from prometheus_client import generate_latest
 
-    from bot.metrics import MAX_KEY_SERIES, MAX_KEY_SERIES_TOTAL, Metrics
+    from bot.ops.metrics import MAX_KEY_SERIES, MAX_KEY_SERIES_TOTAL, Metrics
 
     snaps = [
         Snapshot(

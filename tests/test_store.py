@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.history import advance
-from bot.model import (
+from bot.app.history import advance
+from bot.engine.model import (
     AccountHealth,
     AlertKey,
     AlertState,
@@ -19,7 +19,7 @@ from bot.model import (
     Severity,
     Snapshot,
 )
-from bot.store import SCHEMA_VERSION, Commit, OutboxItem, Store, StoreError
+from bot.state.sqlite.store import SCHEMA_VERSION, Commit, OutboxItem, Store, StoreError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -163,7 +163,7 @@ def test_unwritable_file(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("bot.store.os.open", denied)
+    monkeypatch.setattr("bot.state.sqlite.store.os.open", denied)
     with pytest.raises(
         StoreError, match="Permission denied; check that the file and its directory"
     ):
@@ -227,9 +227,9 @@ def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatc
     destination must still count as told (its resolve goes there)."""
     from dataclasses import replace
 
-    from bot import store as store_mod
-    from bot.model import AlertKey, EventKind
-    from bot.store import OutboxItem, OutboxStatus
+    from bot.engine.model import AlertKey, EventKind
+    from bot.state.sqlite import store as store_mod
+    from bot.state.sqlite.store import OutboxItem, OutboxStatus
 
     monkeypatch.setattr(store_mod, "_prune_pause", lambda: None)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.service import App
+from bot.app.service import App
 from fakes.cometapi import FakeCometAPI, quota, reply_balance
 from tests.conftest import QUERY_KEY
 from tests.helpers import FAST

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.backoff import Backoff
-from bot.commands import REFUSAL, ChatCommands
+from bot.app.commands import REFUSAL, ChatCommands
+from bot.app.service import App
+from bot.common.backoff import Backoff
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.base import StartError
 from bot.notifiers.message import Message, Section, Span
@@ -23,7 +24,6 @@ from bot.notifiers.telegram import (
     TelegramNotifier,
     render,
 )
-from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.telegram import (
     BOT_USERNAME,

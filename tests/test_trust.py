@@ -18,13 +18,13 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import store as store_mod
-from bot.backoff import Backoff
-from bot.cometapi import CometClient, clean_name, parse_quota, unique_subjects
+from bot.app.service import App
+from bot.common.backoff import Backoff
 from bot.config import ConfigError, parse
-from bot.delivery import Delivery
-from bot.model import Account, EngineState, Event, EventKind, FailureKind, PollFailure
-from bot.service import App
+from bot.engine.model import Account, EngineState, Event, EventKind, FailureKind, PollFailure
+from bot.notify.delivery import Delivery
+from bot.state.sqlite import store as store_mod
+from bot.upstream.cometapi import CometClient, clean_name, parse_quota, unique_subjects
 from fakes import telegram as fake_tg
 from fakes.cometapi import FakeCometAPI, reply_balance, reply_json, reply_raw
 from fakes.slack import FakeSlack, text_objects
@@ -571,7 +571,7 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
 
 async def test_a_clock_stepping_back_does_not_stretch_a_retry(tmp_path):
     from bot.notifiers import DeliveryError
-    from bot.store import Commit, OutboxItem, Store
+    from bot.state.sqlite.store import Commit, OutboxItem, Store
     from tests.test_delivery import Scripted, event
 
     store = Store.open(tmp_path / "state.db")

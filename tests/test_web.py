@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.service import App, StartupError
+from bot.app.service import App, StartupError
 from fakes.cometapi import reply_balance, reply_status
 from tests.conftest import QUERY_KEY
 from tests.helpers import FAST
@@ -209,7 +209,7 @@ async def test_the_metrics_page_renders_off_the_event_loop(serve, comet, monkeyp
     thread, so /healthz (and polls, sends, commands) answer meanwhile."""
     import threading
 
-    from bot import metrics as metrics_mod
+    from bot.ops import metrics as metrics_mod
 
     comet.default = reply_balance(100)
     served = await serve()

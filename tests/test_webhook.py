@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 
+from bot.app.service import App
 from bot.config import ConfigError
-from bot.model import Event, EventKind
+from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.message import Message, Section, Span
 from bot.notifiers.webhook import USER_AGENT, WebhookConfig, WebhookNotifier
-from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.cometapi import reply_status as comet_status
 from fakes.webhook import FakeWebhook, Received, redirect, reply_status, signature
@@ -414,7 +414,7 @@ def test_config_errors_name_the_field(make_config, section, problem):
 
 
 def test_secrets_are_registered_and_the_label_has_no_userinfo():
-    from bot.secrets import redact
+    from bot.common.secrets import redact
 
     notifier = _notifier(
         f"https://hooker:pw-SECRET-123456@ops.example.com:8443{HOOK_PATH}?token={QUERY_TOKEN}",

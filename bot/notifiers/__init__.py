@@ -1,7 +1,7 @@
 """The notifier interface.
 
 A notifier is a class registered in the ``balance_bot.notifiers`` entry-point
-group (bot/plugins.py) under the name users write in ``[notifiers.<name>]``.
+group (bot/common/plugins.py) under the name users write in ``[notifiers.<name>]``.
 The core knows no notifier by name; a third-party package adds one by
 declaring, in its own pyproject.toml::
 
@@ -38,9 +38,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from bot import plugins
+from bot.common import plugins
+from bot.common.plugins import ENTRY_POINT_GROUP, FALLBACK, UnknownNotifierError, available
 from bot.notifiers.message import Message
-from bot.plugins import ENTRY_POINT_GROUP, FALLBACK, UnknownNotifierError, available
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -107,7 +107,7 @@ class Press:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """One chat command, as every platform offers it (bot/commands.py builds the table)."""
+    """One chat command, as every platform offers it (bot/app/commands.py builds the table)."""
 
     name: str
     args: str  # how to write its arguments, e.g. "[account]"; "" for none

@@ -29,10 +29,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from bot.model import EventKind, Severity
+from bot.common.secrets import RedactingFilter, register
+from bot.engine.model import EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack
-from bot.secrets import RedactingFilter, register
 
 if TYPE_CHECKING:
     import apprise as apprise_lib

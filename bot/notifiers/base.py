@@ -1,6 +1,6 @@
 """What every chat plugin shares: its secrets masked in the libraries' log
 records too, a start-up loop that keeps trying while the platform is down,
-and one reading of Retry-After (bot/backoff.py)."""
+and one reading of Retry-After (bot/common/backoff.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import AfterValidator, SecretStr
 
-from bot.backoff import Backoff
-from bot.logs import log_event
+from bot.common.backoff import Backoff
+from bot.common.logs import log_event
+from bot.common.secrets import MASK, RedactingFilter, redact, register
 from bot.notifiers import Notifier, NotifierContext, Request
 from bot.notifiers.message import KEY_REF, Message
-from bot.secrets import MASK, RedactingFilter, redact, register
 
 T = TypeVar("T")
 P = TypeVar("P")

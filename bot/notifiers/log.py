@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.logs import log_event
+from bot.common.logs import log_event
 from bot.notifiers import Notifier, NotifierConfig
 from bot.notifiers.message import Message
 

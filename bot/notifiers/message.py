@@ -5,7 +5,7 @@ A Message is a title plus sections of lines; a line is a tuple of spans, each
 plain or bold, every span text to be escaped by the notifier. A section may
 tag its lines with references (the alert a line is about), and a message may
 offer actions (buttons) on what it references; plugins that have no buttons
-ignore both. Imports only bot.model and the standard library.
+ignore both. Imports only bot.engine.model and the standard library.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.model import AlertKey, Event, Severity
+from bot.engine.model import AlertKey, Event, Severity
 
 CONTINUED = " (continued)"
 KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"

@@ -1,7 +1,7 @@
 """Slack notifier: alerts to a channel, and the /balance slash command over Socket Mode.
 
 Alerts go out with `chat.postMessage` through slack-sdk's AsyncWebClient. That
-client has no retry handlers on purpose: the outbox (bot/delivery.py) retries,
+client has no retry handlers on purpose: the outbox (bot/notify/delivery.py) retries,
 so `send()` only maps Slack's answer to a DeliveryError.
 
 Commands arrive over Socket Mode (slack-sdk's aiohttp SocketModeClient) on the
@@ -37,9 +37,9 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.backoff import retry_after
-from bot.logs import log_event
-from bot.model import Severity
+from bot.common.backoff import retry_after
+from bot.common.logs import log_event
+from bot.engine.model import Severity
 from bot.notifiers import (
     Command,
     DeliveryError,

@@ -52,8 +52,8 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.backoff import retry_after
-from bot.logs import log_event
+from bot.common.backoff import retry_after
+from bot.common.logs import log_event
 from bot.notifiers import (
     Command,
     DeliveryError,

@@ -28,11 +28,11 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 from pydantic import AfterValidator, SecretStr
 
-from bot.backoff import retry_after
-from bot.model import Event, EventKind
+from bot.common.backoff import retry_after
+from bot.common.secrets import register
+from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.message import Message
-from bot.secrets import register
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from msgspec.structs import astuple
 from stamina.instrumentation import RetryDetails
 from yarl import URL
 
-from bot.backoff import retry_after
-from bot.forecast import DailyUse
-from bot.logs import log_event
-from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot, clean_name
-from bot.secrets import MASK, redact
+from bot.common.backoff import retry_after
+from bot.common.logs import log_event
+from bot.common.secrets import MASK, redact
+from bot.engine.forecast import DailyUse
+from bot.engine.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot, clean_name
 
 MAX_NAME = 200  # longer names from upstream are cut: a name is no place for a novel
 

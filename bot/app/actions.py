@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bot.common.logs import log_event
 from bot.config import parse_duration
-from bot.followup import follow_up
-from bot.logs import log_event
-from bot.model import Ack, AlertKey, EngineState, Silence, clean_name, matches
+from bot.engine.model import Ack, AlertKey, EngineState, Silence, clean_name, matches
 from bot.notifiers import Press
 from bot.notifiers.message import Message
-from bot.render import clock, duration, silence_name
-from bot.store import SentMessage, StateStore
+from bot.notify.followup import follow_up
+from bot.notify.render import clock, duration, silence_name
+from bot.state.sqlite.store import SentMessage, StateStore
 
 logger = logging.getLogger(__name__)
 

@@ -229,7 +229,7 @@ class Figures:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """What an account's history says, for the engine to compare (bot/forecast.py
+    """What an account's history says, for the engine to compare (bot/engine/forecast.py
     computes it): burn rates in USD per day over `burn_window`, and the USD spent
     within each spend rule's window (seconds)."""
 

@@ -13,14 +13,14 @@ from datetime import date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.actions import AlertActions
-from bot.forecast import DAY
-from bot.model import EngineState, Flow, Rule, Snapshot
+from bot.app.actions import AlertActions
+from bot.app.views import balance_view, digest_view, firing_events, spend_view, status_view
+from bot.engine.forecast import DAY
+from bot.engine.model import EngineState, Flow, Rule, Snapshot
 from bot.notifiers import Command, Press, Request
 from bot.notifiers.message import Message
-from bot.render import digest_message, help_message, spend_message
-from bot.samples import Sample
-from bot.views import balance_view, digest_view, firing_events, spend_view, status_view
+from bot.notify.render import digest_message, help_message, spend_message
+from bot.state.sqlite.samples import Sample
 
 FRESH_FOR = 30.0  # seconds: /balance reuses data younger than this
 SPAN = re.compile(r"\d{1,3}[hd]")  # /spend's period: 24h, 7d, 30d

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot import notifiers as registry
+from bot.app.service import active_notifier_names
+from bot.common.secrets import redact
 from bot.config import Config
-from bot.model import MessageKind
+from bot.engine.model import MessageKind
 from bot.notifiers import Command, DeliveryError, Notifier, NotifierContext, Press
 from bot.notifiers.message import Message, Section, Span
-from bot.render import clock
-from bot.secrets import redact
-from bot.service import active_notifier_names
+from bot.notify.render import clock
 
 OVERALL = 30.0  # seconds for every destination together
 MAX_RETRY_AFTER = 5.0  # a platform asking to wait longer counts as a failure

@@ -7,7 +7,7 @@ began) that rows share until the set of keys changes. Samples are downsampled
 with age: full resolution for the last day, the last sample of each UTC hour to
 14 days, the last of each UTC day to `history_days` (never an average: the
 counters only grow). The SQL here runs inside the Store's connection and
-transactions (bot/store.py).
+transactions (bot/state/sqlite/store.py).
 """
 
 from __future__ import annotations

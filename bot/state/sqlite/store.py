@@ -24,8 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from bot import samples
-from bot.model import (
+from bot.engine.model import (
     AccountHealth,
     Ack,
     AlertKey,
@@ -39,7 +38,8 @@ from bot.model import (
     Snapshot,
 )
 from bot.notifiers.message import Message
-from bot.samples import Sample
+from bot.state.sqlite import samples
+from bot.state.sqlite.samples import Sample
 
 OUTBOX_KEEP_DAYS = 30
 LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,7 +106,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     -- small facts the bot keeps: the date of the last scheduled digest
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
-    # per-account samples replace the per-key history rows (bot/samples.py)
+    # per-account samples replace the per-key history rows (bot/state/sqlite/samples.py)
     lambda db: samples.migrate_history(db),
     """
     -- the engine's memory of who heard of a firing alert

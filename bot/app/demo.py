@@ -22,10 +22,10 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import config as config_mod
-from bot import secrets
-from bot.logs import log_event
-from bot.plugins import FALLBACK
-from bot.web import WebServer
+from bot.common import secrets
+from bot.common.logs import log_event
+from bot.common.plugins import FALLBACK
+from bot.ops.web import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> 
 
 
 async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
-    from bot.service import App
+    from bot.app.service import App
 
     key = "demo-" + random_tokens.token_urlsafe(16)
     secrets.register(key)

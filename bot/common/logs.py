@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from bot.secrets import RedactingFilter
+from bot.common.secrets import RedactingFilter
 
 LOG_FORMATS = ("human", "json")
 

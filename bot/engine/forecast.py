@@ -1,5 +1,5 @@
 """Burn rates, spending and days left from history samples. Pure: imports
-only bot.model and the standard library.
+only bot.engine.model and the standard library.
 
 A subject (an account's total, or one of its limited keys) is followed by its
 *spent* counter: the sum of every increase of its used figure since the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
 
-from bot.model import Figures
+from bot.engine.model import Figures
 
 DAY = 86400.0
 

@@ -1,7 +1,10 @@
 """The rule engine: (poll results, rules, previous state, context) -> (new state, events).
 
+Who is told of a firing alert, and when, is not decided here: the steps it leaves
+are announced by bot/notify/plan.py.
+
 Pure: no I/O and no clock reads, so every transition is testable with plain
-values. Imports only bot.model and the standard library. The semantics are
+values. Imports only bot.engine.model and the standard library. The semantics are
 the README's "How alerts behave".
 """
 
@@ -13,14 +16,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
-from bot.model import (
+from bot.engine.model import (
     TOTAL,
     AccountHealth,
     AlertKey,
     AlertState,
     Below,
     DaysLeft,
-    EngineState,
     Event,
     EventKind,
     FailureKind,
@@ -30,8 +32,6 @@ from bot.model import (
     PollResult,
     Rule,
     RuleKind,
-    Severity,
-    Silence,
     Snapshot,
     SpendAbove,
     Target,
@@ -50,8 +50,6 @@ class Context:
     now: datetime
     stale_after: int = 3  # consecutive failed polls before "data unavailable"
     flows: Mapping[str, Flow] = field(default_factory=dict)  # by account: rates, spending
-    silences: Sequence[Silence] = ()  # snoozes (those that ended are ignored)
-    acks: Collection[AlertKey] = frozenset()  # alerts whose reminders are stopped
 
 
 class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and poll
@@ -61,26 +59,6 @@ class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and
     value: float | None  # in the rule's unit; None while gathering data
     usd: float  # what remains
     rate: float | None = None  # USD per day, where known
-
-
-def evaluate(
-    results: Mapping[str, PollResult],
-    rules: Sequence[Rule],
-    previous: EngineState,
-    context: Context,
-) -> tuple[EngineState, list[Event]]:
-    """Apply one poll cycle. Accounts absent from `results` keep their state."""
-    grouped, alerts = split_alerts(previous.alerts, results, rules)
-    health = dict(previous.health)
-    events: list[Event] = []
-    for account, result in results.items():
-        outcome = evaluate_account(
-            result, rules, grouped.get(account, {}), health.get(account), context
-        )
-        alerts.update(outcome.alerts)
-        health[account] = outcome.health
-        events.extend(outcome.events)
-    return EngineState(alerts, health), events
 
 
 def split_alerts(
@@ -102,7 +80,10 @@ def split_alerts(
 class AccountOutcome(NamedTuple):
     alerts: dict[AlertKey, AlertState]  # the account's alerts after the poll
     health: AccountHealth
-    events: list[Event]
+    events: list[Event]  # resolves and the account's data outage or return
+    # the firing (or pending) alerts, before anyone is told: notify/plan.py announces them
+    steps: Sequence[Step] = ()
+    flow: Flow = NO_FLOW  # what the account's history said
 
 
 def evaluate_account(
@@ -135,8 +116,7 @@ def evaluate_account(
         if rule.matches_account(account):
             scope = tracked.get(rule.name, [])
             events.extend(_apply_rule(rule, result, flow, alerts, scope, steps, now))
-    events.extend(_announce(steps, rules, alerts, flow, context))
-    return AccountOutcome(alerts, new_health, events)
+    return AccountOutcome(alerts, new_health, events, steps, flow)
 
 
 class Step(NamedTuple):
@@ -146,54 +126,6 @@ class Step(NamedTuple):
     key: AlertKey
     measure: Measure
     event: Event | None  # FIRE or REMIND as the thresholds and `repeat` have it
-
-
-def _announce(
-    steps: Sequence[Step],
-    rules: Sequence[Rule],
-    alerts: dict[AlertKey, AlertState],
-    flow: Flow,
-    context: Context,
-) -> list[Event]:
-    """Who hears of what: a snoozed alert, or a warning while a critical alert of
-    any rule fires on its (account, subject), sends no fire and no reminder (a
-    warning and a critical crossing together: only the critical is announced).
-    When that ends, a still-firing alert gets one message: a fire if it was
-    never announced, else a reminder. An acknowledged alert sends no reminder."""
-    now = context.now
-    by_name = {r.name: r for r in rules}
-    critical = {  # a key named "total" is not the total
-        (k.account, r.target, k.subject)
-        for k, s in alerts.items()
-        if s.firing and (r := by_name.get(k.rule)) and r.severity is Severity.CRITICAL
-    }
-    events: list[Event] = []
-    for rule, key, m, event in steps:
-        state = alerts.get(key)
-        if state is None or not state.firing:
-            continue
-        inhibited = (
-            rule.severity is Severity.WARNING
-            and (key.account, rule.target, key.subject) in critical
-        )
-        if inhibited or any(s.covers(key, now) for s in context.silences):
-            fresh = event is not None and event.kind is EventKind.FIRE
-            announced = False if fresh else state.announced
-            alerts[key] = replace(state, held=True, announced=announced)
-            continue
-        if not state.announced:
-            event = _event(EventKind.FIRE, rule, key, m, now, state.fired_at)
-        elif key in context.acks:
-            event = None  # acknowledged: no reminder, scheduled or after a hold, until it ends
-        elif state.held:
-            event = _event(EventKind.REMIND, rule, key, m, now, state.fired_at)
-        if state.held or not state.announced:
-            alerts[key] = replace(state, held=False, announced=True, notified_at=now)
-        if event is not None:
-            if event.rate is None:
-                event = _with_forecast(event, flow.burn.of(key.subject, rule.target))
-            events.append(event)
-    return events
 
 
 def shape(rule: Rule) -> str:
@@ -377,7 +309,7 @@ def _vanished(
             continue  # out of the rule's scope by a config edit: dropped quietly
         reason = "key removed" if balance is None else "key is now unlimited"
         gone_measure = Measure(key.subject, state.value, math.nan)
-        yield _event(EventKind.RESOLVE, rule, key, gone_measure, now, state.fired_at, reason)
+        yield alert_event(EventKind.RESOLVE, rule, key, gone_measure, now, state.fired_at, reason)
 
 
 def step(
@@ -389,7 +321,7 @@ def step(
     kind, value = rule.kind, m.value
     if state is not None and state.firing:
         if value is not None and kind.recovers(value):
-            return None, _event(EventKind.RESOLVE, rule, key, m, now, state.fired_at)
+            return None, alert_event(EventKind.RESOLVE, rule, key, m, now, state.fired_at)
         value = state.value if value is None else value
         due = (
             rule.repeat
@@ -397,7 +329,7 @@ def step(
             and (now - state.notified_at).total_seconds() >= rule.repeat
         )
         if due:
-            event = _event(EventKind.REMIND, rule, key, m, now, state.fired_at)
+            event = alert_event(EventKind.REMIND, rule, key, m, now, state.fired_at)
             return replace(state, value=value, notified_at=now, shape=shape(rule)), event
         return replace(state, value=value, shape=shape(rule)), None
     if value is None:
@@ -408,17 +340,17 @@ def step(
     if polls < rule.for_polls:
         return AlertState(key, False, polls, value, shape=shape(rule)), None
     fired = AlertState(key, True, polls, value, now, now, shape(rule), announced=True)
-    return fired, _event(EventKind.FIRE, rule, key, m, now, now)
+    return fired, alert_event(EventKind.FIRE, rule, key, m, now, now)
 
 
-def _with_forecast(event: Event, rate: float | None) -> Event:
+def with_forecast(event: Event, rate: float | None) -> Event:
     """A threshold alert, with how long the money lasts where that is known."""
     if rate is None or event.usd is None:
         return event
     return replace(event, rate=rate, days=days_left(event.usd, rate))
 
 
-def _event(
+def alert_event(
     kind: EventKind,
     rule: Rule,
     key: AlertKey,

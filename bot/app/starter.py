@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).with_name("rules.example.toml")  # the full reference
+EXAMPLE = Path(__file__).parent.parent / "rules.example.toml"  # the full reference
 
 HEAD = """\
 # balance-bot starter config, written by `balance-bot init`.

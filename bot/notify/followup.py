@@ -9,9 +9,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.model import Ack, AlertKey, Silence
-from bot.render import clock, followed_message, subject
-from bot.store import OutboxItem, SentMessage
+from bot.engine.model import Ack, AlertKey, Silence
+from bot.notify.render import clock, followed_message, subject
+from bot.state.sqlite.store import OutboxItem, SentMessage
 
 MAX_NAMED = 3  # alerts named in a note; beyond, "and N more"
 

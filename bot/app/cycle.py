@@ -13,14 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.cometapi import CometClient, FetchError, poll_each
+from bot.app.history import History
+from bot.app.views import PollRecord, firing_events
+from bot.common.logs import log_event
 from bot.config import Config
-from bot.followup import follow_up
-from bot.forecast import seeded_rates
-from bot.history import History
-from bot.logs import log_event
-from bot.metrics import Metrics
-from bot.model import (
+from bot.engine.forecast import seeded_rates
+from bot.engine.model import (
     Account,
     AccountHealth,
     Ack,
@@ -31,19 +29,21 @@ from bot.model import (
     EventKind,
     FailureKind,
     Flow,
-    MessageKind,
     PollFailure,
     PollResult,
-    Severity,
     Silence,
     Snapshot,
     SpendAbove,
 )
-from bot.routing import Queue, Router, release, still_holds, urgent
-from bot.rules import AccountOutcome, Context, evaluate_account, split_alerts
-from bot.samples import Sample
-from bot.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
-from bot.views import PollRecord, firing_events
+from bot.engine.rules import AccountOutcome, split_alerts
+from bot.notify.followup import follow_up
+from bot.notify.plan import Context, evaluate_account
+from bot.notify.routing import Queue, Router, release
+from bot.notify.suppression import Facts
+from bot.ops.metrics import Metrics
+from bot.state.sqlite.samples import Sample
+from bot.state.sqlite.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
+from bot.upstream.cometapi import CometClient, FetchError, poll_each
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class Monitor:
         now = self.clock()
         before = EngineState(previous, {account: old} if old else {})
         after = EngineState(outcome.alerts, {account: outcome.health})
-        outbox = self.route(outcome.events, now)
+        outbox = self.route(outcome.events, after, cycle, now)
         outbox += self._follow_ups(outcome.events, cycle.silences, cycle.acks, now)
         snapshots = [result] if isinstance(result, Snapshot) else []
         sample = cycle.samples.pop(account, None)
@@ -263,7 +263,7 @@ class Monitor:
         snapshots = [r for r in cycle.results.values() if isinstance(r, Snapshot)]
         samples = list(cycle.samples.values())
         events = cycle.events
-        outbox = self.route(events, now) if notify else []
+        outbox = self.route(events, new, cycle, now) if notify else []
         if notify:
             outbox += self._follow_ups(events, cycle.silences, cycle.acks, now)
         results = dict(cycle.results)
@@ -345,11 +345,28 @@ class Monitor:
                 keys=len(result.keys),
             )
 
-    def route(self, events: list[Event], now: datetime) -> list[OutboxItem]:
+    def route(
+        self, events: list[Event], state: EngineState, cycle: _Cycle, now: datetime
+    ) -> list[OutboxItem]:
         """The cycle's events as one outbox item per destination (and one held
-        for the end of quiet hours, if they are on)."""
+        for the end of quiet hours, if they are on). `state`: as the cycle left it."""
         needs_told = any(e.kind in (EventKind.RESOLVE, EventKind.AVAILABLE) for e in events)
-        return self.router.route(events, self.store.told_at() if needs_told else {}, now)
+        facts = self._facts(now, state, cycle.silences, cycle.acks)
+        return self.router.route(events, self.store.told_at() if needs_told else {}, facts)
+
+    def _facts(
+        self,
+        now: datetime,
+        state: EngineState,
+        silences: Sequence[Silence],
+        acks: Mapping[AlertKey, Ack],
+        quiet: bool = True,
+    ) -> Facts:
+        """What the suppression decision reads at `now`; `quiet`: whether quiet
+        hours apply (their release is past them)."""
+        unavailable = [a for a, h in state.health.items() if h.unavailable]
+        hours = self.router.quiet if quiet else None
+        return Facts.at(now, self.rules, state.alerts, silences, acks, hours, unavailable)
 
     def queues_of(self, notify: Sequence[str]) -> list[Queue]:
         """Every (notifier, destination) that `notify` names; () for all."""
@@ -359,8 +376,8 @@ class Monitor:
         """At the end of quiet hours (and at start or reload, for those that ended
         while the bot was down or are no longer configured): what was held goes
         out, one message per destination with the latest held event of each
-        alert, leaving out what no longer holds. An alert whose held fire is left
-        out while it still fires counts as never announced, so that it gets a
+        alert, leaving out what may no longer be said. An alert whose held fire is
+        left out while it still fires counts as never announced, so that it gets a
         fire, not a reminder, once it may be told. The number of messages queued."""
         async with self._cycle_lock:
             now = self.clock()
@@ -368,34 +385,21 @@ class Monitor:
             rows = self.store.held(now if hours and hours.window(now) else None)
             if not rows:
                 return 0
-            silences, acks = self.store.silences(now), self.store.acks()
+            facts = self._facts(
+                now, self.state, self.store.silences(now), self.store.acks(), quiet=False
+            )
+            items = release(rows, facts)
             alerts = self.state.alerts
-            firing = {k for k, s in alerts.items() if s.firing}
-            by_name = {r.name: r for r in self.rules}
-            critical = {
-                (k.account, r.target, k.subject)
-                for k in firing
-                if (r := by_name.get(k.rule)) and r.severity is Severity.CRITICAL
-            }
-
-            def quiet(key: AlertKey) -> bool:
-                rule = by_name.get(key.rule)
-                inhibited = (
-                    rule is not None
-                    and rule.severity is Severity.WARNING
-                    and (key.account, rule.target, key.subject) in critical
-                )
-                return inhibited or key in acks or any(s.covers(key, now) for s in silences)
-
-            unavailable = {a for a, h in self.state.health.items() if h.unavailable}
-            items = release(rows, lambda e: still_holds(e, firing, unavailable, quiet))
             told = {e.alert for item in items for e in item.events if e.kind is EventKind.FIRE}
             told |= {alert for alert, _, _ in self.store.told()}  # announced elsewhere
             untold = {
                 e.alert
                 for r in rows
                 for e in r.events
-                if e.kind is EventKind.FIRE and e.alert in firing and e.alert not in told
+                if e.kind is EventKind.FIRE
+                and (s := alerts.get(e.alert)) is not None
+                and s.firing
+                and e.alert not in told
             }
             if untold:
                 new = replace(
@@ -414,26 +418,15 @@ class Monitor:
     def missed(self) -> list[OutboxItem]:
         """For each destination that was never told of alerts still firing (it was
         added since, its sends failed for good, or `check --no-notify` recorded
-        the fire): one message listing them. What quiet hours hold is not missed."""
-        told = self.store.told() | self.store.holding()
-        firing, unavailable = firing_events(self.state, self.rules, self.latest, self.clock())
-        missed: dict[Queue, list[Event]] = {}
-        for event in [*unavailable, *firing]:
-            for queue in self.queues_of(event.notify):
-                if (event.alert, *queue) not in told:
-                    missed.setdefault(queue, []).append(event)
-        quiet = self.router.quiet
-        window = quiet.window(self.clock()) if quiet else None
-        items = []
-        for (n, d), evs in missed.items():
-            if window is not None:  # in quiet hours only what is urgent goes now
-                later = tuple(e for e in evs if not urgent(e, None, window[0]))
-                if later:
-                    items.append(OutboxItem(n, d, later, hold_until=window[1]))
-                evs = [e for e in evs if urgent(e, None, window[0])]
-            if evs:
-                items.append(OutboxItem(n, d, tuple(evs), MessageKind.STILL_FIRING))
-        return items
+        the fire): one message listing them, as the suppression decision allows
+        (nothing of what is snoozed, acknowledged or inhibited, nor of an alert the
+        next poll announces). What quiet hours hold is not missed."""
+        now = self.clock()
+        told = self.store.told_at()
+        told.update(dict.fromkeys(self.store.holding(), now))
+        firing, unavailable = firing_events(self.state, self.rules, self.latest, now)
+        facts = self._facts(now, self.state, self.store.silences(now), self.store.acks())
+        return self.router.catch_up([*unavailable, *firing], told, facts)
 
     async def tell_missed(self) -> int:
         """Queue what `missed()` finds; the number of messages queued."""

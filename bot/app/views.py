@@ -11,8 +11,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.forecast import DAY, Point, spent_between
-from bot.model import (
+from bot.engine.forecast import DAY, Point, spent_between
+from bot.engine.model import (
     AccountHealth,
     Ack,
     AlertState,
@@ -26,8 +26,9 @@ from bot.model import (
     Target,
     Unit,
 )
+from bot.engine.rules import notify_for, shape
 from bot.notifiers.message import Message
-from bot.render import (
+from bot.notify.render import (
     AccountView,
     DigestView,
     SpendView,
@@ -36,8 +37,7 @@ from bot.render import (
     status_message,
     subject,
 )
-from bot.rules import notify_for, shape
-from bot.samples import Sample
+from bot.state.sqlite.samples import Sample
 
 Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
 

@@ -1,8 +1,8 @@
 """What the cycle knows of history: each account's spent counters as polls come
 in (its ledger), and for every window a rule or the burn rate looks back over,
 the samples around the window's start, read from the state file a slice at a
-time so that memory stays small however long the window (bot/samples.py).
-Rates and spending are computed by bot/forecast.py on demand.
+time so that memory stays small however long the window (bot/state/sqlite/samples.py).
+Rates and spending are computed by bot/engine/forecast.py on demand.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.forecast import Point, spent_within
-from bot.model import Figures, Flow, Snapshot
-from bot.samples import Layout, Reader, Sample
+from bot.engine.forecast import Point, spent_within
+from bot.engine.model import Figures, Flow, Snapshot
+from bot.state.sqlite.samples import Layout, Reader, Sample
 
 
 @dataclass(slots=True)

@@ -14,7 +14,8 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from bot.model import (
+from bot.app.views import Latest, firing_events
+from bot.engine.model import (
     EngineState,
     PollFailure,
     PollResult,
@@ -26,8 +27,7 @@ from bot.model import (
     days_left,
 )
 from bot.notifiers.message import plain
-from bot.render import event_line
-from bot.views import Latest, firing_events
+from bot.notify.render import event_line
 
 
 class Status(IntEnum):

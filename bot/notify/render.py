@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from bot.model import (
+from bot.engine.model import (
     Ack,
     AlertKey,
     Event,

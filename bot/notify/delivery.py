@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.backoff import Backoff
-from bot.logs import log_event
-from bot.model import Event, EventKind
+from bot.common.backoff import Backoff
+from bot.common.logs import log_event
+from bot.common.secrets import redact
+from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message, alert_of, trimmed
-from bot.render import AsOf, event_ref, outbox_message
-from bot.secrets import redact
-from bot.store import OutboxRow, OutboxStatus, SentMessage, StateStore
+from bot.notify.render import AsOf, event_ref, outbox_message
+from bot.state.sqlite.store import OutboxRow, OutboxStatus, SentMessage, StateStore
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bot.model import AlertState, PollFailure, PollResult, Snapshot, days_left
+from bot.engine.model import AlertState, PollFailure, PollResult, Snapshot, days_left
 
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
 MAX_KEY_SERIES_TOTAL = 10_000  # all accounts together

@@ -1,6 +1,6 @@
 """The process: `App` owns every resource and long-running task of one
 running bot (state file, HTTP session, notifiers, outbox loop, scheduler, web
-server) and nothing else. The cycle is bot/cycle.py, the read side bot/views.py.
+server) and nothing else. The cycle is bot/app/cycle.py, the read side bot/app/views.py.
 """
 
 from __future__ import annotations
@@ -20,22 +20,22 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import notifiers as registry
-from bot.actions import AlertActions
-from bot.backoff import Backoff
-from bot.cometapi import CometClient, RetryPolicy
-from bot.commands import ChatCommands
+from bot.app.actions import AlertActions
+from bot.app.commands import ChatCommands
+from bot.app.cycle import Clock, CycleResult, Monitor, utcnow
+from bot.app.views import DestinationState, health
+from bot.common.backoff import Backoff
+from bot.common.logs import log_event
+from bot.common.secrets import redact, register
 from bot.config import Config, split_listen
-from bot.cycle import Clock, CycleResult, Monitor, utcnow
-from bot.delivery import Delivery, Outcome
-from bot.logs import log_event
-from bot.metrics import Metrics
-from bot.model import MessageKind
+from bot.engine.model import MessageKind
 from bot.notifiers import Notifier, NotifierContext
-from bot.routing import QuietHours, Router
-from bot.secrets import redact, register
-from bot.store import OutboxItem, Store, StoreError, StoreReplacedError
-from bot.views import DestinationState, health
-from bot.web import WebServer, make_app
+from bot.notify.delivery import Delivery, Outcome
+from bot.notify.routing import QuietHours, Router
+from bot.ops.metrics import Metrics
+from bot.ops.web import WebServer, make_app
+from bot.state.sqlite.store import OutboxItem, Store, StoreError, StoreReplacedError
+from bot.upstream.cometapi import CometClient, RetryPolicy
 
 logger = logging.getLogger(__name__)
 

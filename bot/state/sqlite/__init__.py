@@ -1,0 +1,1 @@
+"""The SQLite backend: one state file owned by one process (an exclusive flock)."""
