@@ -969,7 +969,7 @@ async def measure_latency(
                 stop, ready = asyncio.Event(), asyncio.Event()
                 serving = asyncio.create_task(app.serve(stop, lambda _: ready.set()))
                 await asyncio.wait_for(ready.wait(), 60)
-                await app.monitor.wait_cycles(1)  # the scheduler's first cycle: nothing to send
+                await app.pipeline.wait_cycles(1)  # the scheduler's first cycle: nothing to send
                 await outbox_empty(app)
                 for i in range(samples):
                     before = await fake.control("stats")
@@ -1209,7 +1209,7 @@ def wrap_stages(app: App) -> Stages:
     stages = Stages()
     stages.wrap(bot_cometapi, "_parse", "parse: JSON decode + model")
     for name in ("advance", "record", "flow"):
-        stages.wrap(app.monitor.history, name, "history (advance, record, flow)")
+        stages.wrap(app.model.history, name, "history (advance, record, flow)")
     stages.wrap(bot_cycle, "evaluate_account", "rule engine (evaluate_account)")
     stages.wrap(app.store, "commit_cycle", "SQLite commit (commit_cycle)")
     return stages

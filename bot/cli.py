@@ -216,12 +216,12 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                 await app.start_notifiers(listen=False)
                 await app.release_held()
                 await app.tell_missed()
-            await app.monitor.seed()
+            await app.jobs.seed()
             result = await app.cycle(notify)
             if not result.committed:
                 report = unknown(f"could not save state to {cfg.bot.state_path}")
             else:
-                monitor = app.monitor
+                monitor = app.model
                 burn = {a: f.burn.total for a, f in monitor.flows.items()}
                 report = build(
                     result.results,

@@ -38,7 +38,7 @@ async def test_balance_fetches_fresh_then_reuses_for_30_seconds(make_config, com
         ],
     )
     async with App(make_config(KEY_RULE), retry=FAST, clock=clock) as app:
-        commands = ChatCommands(app.monitor)
+        commands = ChatCommands(app.model)
         first = text(await commands.balance())
         assert len(comet.requests) == 1
         assert "Balance: $15.00" in first and "Requests: 1,221" in first
@@ -60,7 +60,7 @@ async def test_balance_marks_firing_subjects(make_config, comet):
     )
     async with App(make_config(KEY_RULE), retry=FAST) as app:
         await app.cycle(notify=False)
-        shown = text(await ChatCommands(app.monitor).balance())
+        shown = text(await ChatCommands(app.model).balance())
     assert f"{MARK} Balance: $15.00" in shown
     assert f"{MARK} prod: $1.00 left" in shown
     assert f"{MARK} big" not in shown
@@ -73,7 +73,7 @@ async def test_failed_fetch_shows_last_good_data_and_reason(make_config, comet):
         await app.cycle(notify=False)
         comet.default = reply_status(502)
         clock.now += timedelta(minutes=10)
-        shown = text(await ChatCommands(app.monitor).balance())
+        shown = text(await ChatCommands(app.model).balance())
     host = comet.url.split("//")[1].split("?")[0]  # 127.0.0.1:port/user/quota
     assert f"fetch failed: HTTP 502 from {host}" in shown
     assert "Balance: $42.00" in shown and "(10m ago)" in shown
@@ -81,7 +81,7 @@ async def test_failed_fetch_shows_last_good_data_and_reason(make_config, comet):
 
 async def test_unknown_account(make_config, comet):
     async with App(make_config(), retry=FAST) as app:
-        shown = text(await ChatCommands(app.monitor).balance("nope"))
+        shown = text(await ChatCommands(app.model).balance("nope"))
     assert shown == "Unknown account 'nope'. Accounts: main"
     assert not comet.requests
 
@@ -89,7 +89,7 @@ async def test_unknown_account(make_config, comet):
 async def test_status_lists_firing_alerts_and_accounts_without_data(make_config, comet):
     comet.default = reply_balance(15, [{"name": "prod", "remain_quota": 1, "used_quota": 9}])
     async with App(make_config(KEY_RULE, bot="stale_after = 1"), retry=FAST) as app:
-        commands = ChatCommands(app.monitor)
+        commands = ChatCommands(app.model)
         assert text(commands.status()).startswith("CometAPI balance: all clear")
         await app.cycle(notify=False)
         shown = text(commands.status())

@@ -201,12 +201,12 @@ async def test_bad_upstream_data_is_unavailable_never_a_low_balance(
         comet.default = fault
         for _ in range(3):
             seen.append(await cycle_kinds(app))
-            latest = app.monitor.latest("main")
+            latest = app.model.latest("main")
             assert latest is not None and latest.total_quota == 100
-        failing = app.monitor.state.health["main"]
+        failing = app.model.state.health["main"]
         comet.default = GOOD
         seen.append(await cycle_kinds(app))
-        poisoned = app.monitor.state.health["odd"]
+        poisoned = app.model.state.health["odd"]
         assert poisoned.failures == 7 and poisoned.last_error.startswith("bad response")
     rejected = failing.last_error.startswith("key rejected")
     assert rejected == (fault in (REJECTED, UPSTREAM_FAULTS["403 quoting the URL"]))
@@ -226,7 +226,7 @@ async def test_connection_refused_then_back(make_config, comet):
         port = comet.port
         await comet.stop()
         seen += [await cycle_kinds(app) for _ in range(3)]
-        assert "cannot connect" in app.monitor.state.health["main"].last_error
+        assert "cannot connect" in app.model.state.health["main"].last_error
         await comet.start(port)
         seen.append(await cycle_kinds(app))
     assert seen == [[], [], [EventKind.UNAVAILABLE], [], [EventKind.AVAILABLE]]
@@ -259,7 +259,7 @@ async def test_odd_but_valid_bodies_are_read_for_what_they_say(make_config, come
             comet.default = responder
             result = await app.cycle(notify=False)
             assert [(e.subject, e.kind) for e in result.events] == expected
-        latest = app.monitor.latest("main")
+        latest = app.model.latest("main")
         assert latest is not None and latest.total_quota == 100 and latest.keys == ()
 
 

@@ -60,7 +60,7 @@ async def test_rates_show_in_balance_spend_digest_and_metrics(make_config, comet
             await app.cycle(notify=False)
             clock.advance(300)
         clock.advance(-300)
-        commands = ChatCommands(app.monitor)
+        commands = ChatCommands(app.model)
         balance = text(await commands.balance())
         spend_day = text(commands.spend("24h"))
         spend_week = text(commands.spend("main 7d"))
@@ -92,7 +92,7 @@ async def test_gathering_data_and_not_depleting_as_shown(make_config, comet):
     clock = Clock(START)
     async with App(make_config(RULES), retry=FAST, clock=clock) as app:
         await app.cycle(notify=False)
-        commands = ChatCommands(app.monitor)
+        commands = ChatCommands(app.model)
         assert "Burn: gathering data" in text(await commands.balance())
         assert "Spent: gathering data" in text(commands.spend())
         metrics = generate_latest(app.metrics.registry).decode()

@@ -58,7 +58,7 @@ async def test_outage_never_reads_as_zero(make_config, comet):
             assert not comet.script
         comet.push(reply_balance(100))
         seen.append([e.kind for e in (await app.cycle()).events])
-        assert not app.monitor.state.alerts
+        assert not app.model.state.alerts
     assert seen == [[], [], [EventKind.UNAVAILABLE], [], [], [EventKind.AVAILABLE]]
 
 
@@ -106,4 +106,4 @@ below = 1
 """
     async with App(make_config(other_rule), retry=FAST) as app:
         result = await app.cycle()
-        assert result.events == [] and app.monitor.state.alerts == {}
+        assert result.events == [] and app.model.state.alerts == {}

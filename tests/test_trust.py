@@ -93,7 +93,7 @@ async def test_a_poisoned_account_never_silences_another(make_config, comet, odd
         assert failure.reason.startswith("bad response from 127.0.0.1")
         again = await app.cycle(notify=False)
         assert again.committed and main_events(again.events) == []
-        assert app.monitor.state.health["odd"].failures == 2
+        assert app.model.state.health["odd"].failures == 2
 
 
 async def test_a_lone_surrogate_in_a_name_reaches_telegram_slack_and_metrics(
@@ -217,7 +217,7 @@ async def test_a_chat_that_refused_hears_of_the_alert_once_it_works(make_config,
         serving = asyncio.create_task(app.serve(stop, ready=lambda _: ready.set()))
         await asyncio.wait_for(ready.wait(), 10)
         await tg.wait_calls("sendMessage", 1)
-        await app.monitor.wait_cycles(3)  # still firing: nothing new to send
+        await app.pipeline.wait_cycles(3)  # still firing: nothing new to send
         status, body = await get(app, "/healthz")
         metrics = (await get(app, "/metrics"))[1]
         stop.set()
@@ -469,7 +469,7 @@ async def test_a_rule_changed_from_total_to_key_leaves_no_ghost(make_config, com
         assert main_events((await app.cycle()).events) == [("total", EventKind.FIRE)]
     async with App(make_config(rule("key")), retry=FAST) as app:
         assert (await app.cycle()).events == []
-        assert app.monitor.state.alerts == {}
+        assert app.model.state.alerts == {}
 
 
 async def test_a_rule_changed_from_key_to_total_leaves_no_ghost(make_config, comet):
@@ -478,7 +478,7 @@ async def test_a_rule_changed_from_key_to_total_leaves_no_ghost(make_config, com
         assert main_events((await app.cycle()).events) == [("k1", EventKind.FIRE)]
     async with App(make_config(rule("total")), retry=FAST) as app:
         assert (await app.cycle()).events == []
-        assert app.monitor.state.alerts == {}
+        assert app.model.state.alerts == {}
 
 
 async def test_a_rule_changed_from_usd_to_percent_is_new_but_a_new_threshold_is_not(
@@ -678,7 +678,6 @@ async def test_balance_fetches_at_once_and_never_holds_up_help(make_config, come
     async with App(cfg, retry=FAST) as app:
         await app.cycle(notify=False)  # good data for everyone
         app.clock = Clock()
-        app.monitor.clock = app.clock
         app.clock.advance(60)  # ... a minute ago: /balance fetches afresh
         odd.default = hang(30)
         await app.start_notifiers(listen=True)

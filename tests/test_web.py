@@ -54,7 +54,7 @@ async def serve(make_config) -> AsyncIterator:
 
 async def cycles(served: Served, count: int) -> None:
     """Wait until `count` more poll cycles have completed."""
-    monitor = served.app.monitor
+    monitor = served.app.pipeline
     async with asyncio.timeout(15):
         await monitor.wait_cycles(monitor.cycles_done + count)
 

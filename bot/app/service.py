@@ -22,7 +22,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot import notifiers as registry
 from bot.app.actions import AlertActions
 from bot.app.commands import ChatCommands
-from bot.app.cycle import Clock, CycleResult, Monitor, utcnow
+from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
+from bot.app.jobs import Jobs
+from bot.app.readmodel import ReadModel
 from bot.app.views import DestinationState, health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
@@ -130,7 +132,9 @@ class App:
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
     store: Store = field(init=False)
-    monitor: Monitor = field(init=False)
+    model: ReadModel = field(init=False)
+    pipeline: Cycle = field(init=False)
+    jobs: Jobs = field(init=False)
     delivery: Delivery = field(init=False)
     metrics: Metrics = field(init=False)
     notifiers: dict[str, Notifier] = field(init=False)
@@ -168,36 +172,56 @@ class App:
         retry = self.retry or RetryPolicy.for_schedule(
             config.bot.interval, config.bot.request_timeout
         )
-        client = CometClient(session, config.bot.request_timeout, retry, self.clock)
+        clock = self._now  # what tests set as `app.clock`, at any time
+        client = CometClient(session, config.bot.request_timeout, retry, clock)
         self.metrics = Metrics()
-        self.tasks = Tasks(self.clock)
+        self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
-        self.notifiers = {}
         self.destinations = {}
-        self.monitor = Monitor(config, self.store, client, self.metrics, Router({}), self.clock)
-        self.metrics.snapshots = lambda: list(self.monitor.snapshots.values())
-        self.metrics.burn = lambda: {a: f.burn.total for a, f in self.monitor.flows.items()}
-        actions = AlertActions(self.store, self.monitor, self._acted)
-        self.commands = ChatCommands(self.monitor, actions)
+        accounts = [a.name for a in config.accounts]
+        snapshots = {a: s for a, s in self.store.load_snapshots().items() if a in accounts}
+        history = new_history(config, self.store)
+        history.restore(snapshots, clock())
+        self.model = ReadModel(
+            config, self.store, client, clock, self.store.load_state(accounts), snapshots, history
+        )
+        self.metrics.snapshots = lambda: list(self.model.snapshots.values())
+        self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
+        actions = AlertActions(self.store, self.model, self._acted)
+        self.commands = ChatCommands(self.model, actions)
         context = NotifierContext(self.commands, config.bot.zone)
+        self.notifiers = {}
         for name in active_notifier_names(config):
             section = config.notifiers.get(name)
             cls = registry.load(name)
             self.notifiers[name] = cls(
                 name, section if section is not None else cls.Config(), context
             )
-        self.monitor.router = self._router(config)
         self.delivery = Delivery(
             self.store,
             self.notifiers,
             self.backoff,
-            self.clock,
+            clock,
             on_outcome=self._delivery_outcome,
             fresh_for=config.bot.interval,
             zone=config.bot.zone,
         )
-        self.monitor.queued = self._queued  # the first alert of a cycle leaves at once
+        # the first alert of a cycle leaves at once: `_queued` wakes delivery
+        self.pipeline = Cycle(
+            config,
+            self.store,
+            client,
+            self.model,
+            self._router(config),
+            self.metrics,
+            self._queued,
+            clock,
+        )
+        self.jobs = Jobs(self.pipeline)
         self._refresh_backlog()
+
+    def _now(self) -> datetime:
+        return self.clock()
 
     def _queued(self) -> Awaitable[bool] | None:
         """The first alert of a cycle is queued: delivery starts on it, and the
@@ -276,7 +300,7 @@ class App:
 
     async def cycle(self, notify: bool = True) -> CycleResult:
         started = asyncio.get_running_loop().time()
-        result = await self.monitor.run_cycle(notify)
+        result = await self.pipeline.run(notify, after=self.jobs.prune)
         self.metrics.poll_duration.observe(asyncio.get_running_loop().time() - started)
         if result.queued:
             self._refresh_backlog()
@@ -290,7 +314,7 @@ class App:
             await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)
         try:
             await self.cycle()
-            if self.monitor.cycles_done == 1:  # start-up's garbage is gone: give it back
+            if self.pipeline.cycles_done == 1:  # start-up's garbage is gone: give it back
                 _trim_heap()
         except asyncio.CancelledError:
             if not self.tasks.closing:
@@ -309,7 +333,7 @@ class App:
 
     async def tell_missed(self) -> None:
         """At start: destinations that missed alerts still firing hear of them."""
-        if await self.monitor.tell_missed():
+        if await self.jobs.tell_missed():
             self._refresh_backlog()
             self.delivery.wake()
 
@@ -317,7 +341,7 @@ class App:
         """What quiet hours held goes out at their end (and at start, if they
         ended while the bot was down)."""
         try:
-            released = await self.monitor.release_held()
+            released = await self.jobs.release_held()
         except StoreError as exc:
             log_event(logger, "quiet.not_released", logging.ERROR, reason=str(exc))
             return
@@ -349,7 +373,7 @@ class App:
         if digest is None or self.store.meta(DIGEST_SENT) == day.isoformat():
             return False
         message = self.commands.digest(day)
-        queues = self.monitor.queues_of(digest.notify or ())
+        queues = self.pipeline.router.queues_of(digest.notify or ())
         items = [OutboxItem(n, d, (), MessageKind.DIGEST, message) for n, d in queues]
         self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
         log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
@@ -366,18 +390,18 @@ class App:
             log_event(logger, "digest.not_saved", logging.ERROR, reason=str(exc))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        monitor, scheduler = self.monitor, self._scheduler
+        model, scheduler = self.model, self._scheduler
         destinations = {
             f"{n} {self._label(n, d)}": self.destinations.get((n, d), DestinationState())
             for n, plugin in self.notifiers.items()
             for d in plugin.destinations()
         }
         return health(
-            monitor.accounts,
-            monitor.state.health,
-            monitor.polls,
-            monitor.last_cycle_at,
-            monitor.started_at,
+            model.accounts,
+            model.state.health,
+            model.polls,
+            model.last_cycle_at,
+            model.started_at,
             self.config.bot.interval,
             scheduler is not None and scheduler.running,
             self.clock(),
@@ -417,7 +441,7 @@ class App:
         missed = self._digest_day(self.clock())  # at start only: not on a reload
         if missed is not None:
             await self.send_digest(missed)
-        self._seeding = self.tasks.spawn("seed", self.monitor.seed(), once=True)
+        self._seeding = self.tasks.spawn("seed", self.jobs.seed(), once=True)
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
@@ -436,8 +460,8 @@ class App:
         log_event(
             logger,
             "bot.started",
-            accounts=len(self.monitor.accounts),
-            rules=len(self.monitor.rules),
+            accounts=len(self.model.accounts),
+            rules=len(self.model.rules),
             notifiers=",".join(self.notifiers),
             interval=f"{bot.interval:g}s",
         )
@@ -504,7 +528,7 @@ class App:
                 register(secret)
             restarted = await self._swap_notifiers(old, config)
             self.config = config
-            client = self.monitor.client
+            client = self.pipeline.client
             polling = ("interval", "request_timeout", "max_concurrency")
             if any(getattr(config.bot, n) != getattr(old.bot, n) for n in polling):
                 session = client.session
@@ -515,7 +539,7 @@ class App:
                     config.bot.interval, config.bot.request_timeout
                 )
                 client = CometClient(session, config.bot.request_timeout, retry, self.clock)
-            await self.monitor.reconfigure(config, client, self._router(config))
+            await self.pipeline.reconfigure(config, client, self._router(config))
             self.delivery.fresh_for, self.delivery.zone = config.bot.interval, config.bot.zone
             scheduler = self._scheduler
             if scheduler is not None and scheduler.running:
@@ -588,7 +612,7 @@ class App:
         scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
             scheduler.pause()
-            if not await self.monitor.idle(self._left()):
+            if not await self.pipeline.idle(self._left()):
                 log_event(
                     logger,
                     "bot.cycle_abandoned",

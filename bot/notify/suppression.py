@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from bot.engine.model import AlertKey, AlertState, Rule, Severity, Silence
+from bot.engine.model import AlertKey, AlertState, EngineState, Rule, Severity, Silence
 
 
 class Say(StrEnum):
@@ -129,6 +129,20 @@ class Facts:
             unavailable,
             critical_subjects(alerts.values(), by_name),
         )
+
+    @classmethod
+    def of(
+        cls,
+        now: datetime,
+        rules: Iterable[Rule],
+        state: EngineState,
+        silences: Sequence[Silence] = (),
+        acks: Collection[AlertKey] = (),
+        hours: QuietHours | None = None,
+    ) -> Facts:
+        """Facts.at for an engine state: its alerts and the accounts without data."""
+        unavailable = [a for a, h in state.health.items() if h.unavailable]
+        return cls.at(now, rules, state.alerts, silences, acks, hours, unavailable)
 
 
 def inhibited(key: AlertKey, rule: Rule | None, critical: Collection[Subject]) -> bool:
