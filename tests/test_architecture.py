@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"bot.rules", "bot.forecast", "bot.backoff", "bot.notifiers.message", "bot.logs"},
     {"bot.notifiers", "bot.render", "bot.metrics", "bot.history"},
     {"bot.config", "bot.cometapi", "bot.store", "bot.web"},
-    {"bot.notifiers.base", "bot.routing", "bot.followup"},
+    {"bot.notifiers.base", "bot.notifiers.blocking", "bot.routing", "bot.followup"},
     {
         "bot.notifiers.log",
         "bot.notifiers.telegram",
