@@ -42,7 +42,7 @@ LAYERS: list[set[str]] = [
     },
     {"bot.notify.plan"},
     {"bot.config", "bot.upstream.cometapi", "bot.state.sqlite.store", "bot.ops.web"},
-    {"bot.notifiers.base", "bot.notify.routing", "bot.notify.followup"},
+    {"bot.notifiers.base", "bot.notifiers.blocking", "bot.notify.routing", "bot.notify.followup"},
     {
         "bot.notifiers.log",
         "bot.notifiers.telegram",

@@ -1,11 +1,16 @@
 """The `apprise` notifier: alerts to any service Apprise knows (Discord, e-mail,
 ntfy, PagerDuty, Matrix, Teams, ...), one destination per URL (docs/notifiers.md).
 
-Apprise is synchronous: each send runs `Apprise.notify` in a worker thread
-(asyncio.to_thread), bounded by NOTIFY_TIMEOUT, with one Apprise object per
-URL built once. Apprise only says whether a message went out, so every failure
-is retried by the outbox, with its capped backoff; Apprise's own log line says
-why it failed.
+Apprise is synchronous: each send runs `Apprise.notify` in a thread of its URL's
+own (bot/notifiers/blocking.py), with one Apprise object per URL built once. The
+bot gives it NOTIFY_TIMEOUT: a receiver that trickles its answer a byte at a time
+never trips the per-read timeouts of requests, so the call may never end. Apprise's
+own limits (2.x: `notify(timeout=)` and the asset's `service_timeout`, 60 s by
+default) are turned off: they only stop *waiting*, and leave the call running in
+Apprise's process-wide pool of six-or-so threads, which a few stuck calls fill
+for every URL, and which the interpreter joins at exit. Apprise only says
+whether a message went out, so every failure is retried by the outbox, with its
+capped backoff; Apprise's own log line says why it failed.
 
 The URLs are the credentials. Each is registered for redaction whole and in
 its secret-looking parts (Apprise and urllib3 log users, hosts and paths on
@@ -17,7 +22,6 @@ section is validated or used, so everything else works without it.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import logging
@@ -32,6 +36,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from bot.common.secrets import RedactingFilter, register
 from bot.engine.model import EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
+from bot.notifiers.blocking import BlockingCalls, Busy
 from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack
 
 if TYPE_CHECKING:
@@ -46,7 +51,7 @@ WIKI = "https://github.com/caronc/apprise/wiki"
 APP_ID = "balance-bot"  # what Apprise calls the sender (the User-Agent of its HTTP posts)
 # loggers that print parts of the URLs: Apprise's, and urllib3's request lines (DEBUG)
 LIBRARY_LOGGERS = ("apprise", "urllib3.connectionpool")
-NOTIFY_TIMEOUT = 25.0  # one notify() call; under the outbox's 30 s per send
+NOTIFY_TIMEOUT = 25.0  # one notify() call, kept by the bot; under the outbox's 30 s per send
 BODY_LIMIT = 4000  # characters of one message's body: services with limits are not overrun
 TITLE_LIMIT = 250
 LINE_LIMIT = 1000
@@ -239,15 +244,16 @@ class AppriseNotifier(Notifier):
         library = logging.getLogger("apprise")
         if library.level == logging.NOTSET:
             library.setLevel(max(logging.WARNING, logging.getLogger().level))
-        asset = apprise.AppriseAsset(app_id=APP_ID, secure_logging=True)
-        known = apprise.NotificationManager()
-        # Apprise 2 bounds a whole notify() call; 1.x (the extra allows >= 1.7) has no such
-        # argument, and its requests time out on their own (a few seconds each)
-        self._bound: dict[str, Any] = (
-            {"timeout": NOTIFY_TIMEOUT}
-            if "timeout" in inspect.signature(apprise.Apprise.notify).parameters
+        # Apprise 2 would run each call in its shared pool to time it out (see above);
+        # 1.x has no such setting and runs a lone URL's call in the caller's thread
+        unbounded: dict[str, Any] = (
+            {"service_timeout": 0}
+            if "service_timeout" in inspect.signature(apprise.AppriseAsset).parameters
             else {}
         )
+        asset = apprise.AppriseAsset(app_id=APP_ID, secure_logging=True, **unbounded)
+        known = apprise.NotificationManager()
+        self._calls = BlockingCalls(name)
         self._targets: dict[str, _Target] = {}
         for number, url in enumerate(urls, 1):
             plugin = apprise.Apprise.instantiate(url, asset=asset)
@@ -272,14 +278,22 @@ class AppriseNotifier(Notifier):
         if target is None:
             raise DeliveryError(f"Apprise #{destination}: no such URL", permanent=True)
         try:
-            result = await asyncio.to_thread(
+            result = await self._calls.run(
+                destination,
+                target.label,
+                NOTIFY_TIMEOUT,
                 target.apprise.notify,
                 body=payload.body,
                 title=payload.title,
                 notify_type=payload.notify_type,
                 body_format="text",
-                **self._bound,
             )
+        except TimeoutError:
+            raise DeliveryError(
+                f"Apprise {target.label}: no answer within {NOTIFY_TIMEOUT:g}s"
+            ) from None
+        except Busy as exc:
+            raise DeliveryError(f"Apprise {target.label}: not sent: {exc}") from None
         except Exception as exc:  # Apprise's texts may quote the URL: only the type
             raise DeliveryError(
                 f"Apprise {target.label}: not delivered ({type(exc).__name__})"
