@@ -3,9 +3,12 @@
 `url` is `http://127.0.0.1:<port>/hooks/balance`, but any other path is
 accepted too (Apprise's `json://127.0.0.1:<port>/path` posts wherever it is
 told), and recorded with its path. Replies are scripted with `fail()`, one per
-request, then 200. `signature()` computes GitHub's X-Hub-Signature-256 form,
-for tests to check a signed body. Tests wait on conditions, never on sleeps:
-`wait_received()`.
+request, then 200. Given a `secret`, it checks each request as a receiver
+should, with `verified()` (the function docs/notifiers.md shows): one not
+signed over its timestamp and body, or older than 5 minutes, gets 401 before
+any script. `signature()` is the bare HMAC in GitHub's X-Hub-Signature-256
+form, for tests to compute what was signed. Tests wait on conditions, never
+on sleeps: `wait_received()`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +35,29 @@ PATH = "/hooks/balance"
 def signature(secret: str, body: bytes) -> str:
     """`sha256=` and the lowercase hex HMAC-SHA256 of `body` (X-Hub-Signature-256)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# --- quoted in docs/notifiers.md, "The signature" (tests/test_webhook.py checks) ---
+TOLERANCE = 300  # seconds: an older request may be a replay
+
+
+def verified(secret: str, body: bytes, timestamp: str | None, signature: str | None) -> bool:
+    """`body`: the raw request body; `timestamp`, `signature`: the headers
+    X-Balance-Bot-Timestamp and X-Balance-Bot-Signature."""
+    if timestamp is None or signature is None:
+        return False
+    try:
+        age = time.time() - int(timestamp)
+    except ValueError:
+        return False
+    if abs(age) > TOLERANCE:
+        return False  # too old (or from the future): a replay, or a clock far off
+    signed = timestamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+# --- end of the quote ---
 
 
 def reply_status(
@@ -55,13 +82,15 @@ class Received:
     json: Any  # the body parsed as JSON, or None
     query: dict[str, str] = field(default_factory=dict)
     status: int = 0  # what the receiver answered
+    verified: bool | None = None  # with a secret: whether verified() passed it
 
 
 class FakeWebhook:
     """Answers each POST with the next scripted reply, then 200 "ok"."""
 
-    def __init__(self, path: str = PATH) -> None:
+    def __init__(self, path: str = PATH, secret: str | None = None) -> None:
         self.path = path
+        self.secret = secret  # set: requests that do not verify get 401
         self.received: list[Received] = []
         self.script: list[Reply] = []
         self._changed = asyncio.Condition()
@@ -93,8 +122,18 @@ class FakeWebhook:
         received = Received(
             request.path, body, CIMultiDict(request.headers), parsed, dict(request.query)
         )
-        reply = self.script.pop(0) if self.script else reply_status(200, "ok")
-        response = await reply(request)
+        if self.secret is not None:
+            received.verified = verified(
+                self.secret,
+                body,
+                request.headers.get("X-Balance-Bot-Timestamp"),
+                request.headers.get("X-Balance-Bot-Signature"),
+            )
+        if received.verified is False:
+            response: web.StreamResponse = web.Response(status=401, text="bad signature")
+        else:
+            reply = self.script.pop(0) if self.script else reply_status(200, "ok")
+            response = await reply(request)
         received.status = response.status
         async with self._changed:
             self.received.append(received)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
+import re
+import time
 from datetime import UTC, date, datetime
+from pathlib import Path
+from unittest import mock
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -16,10 +22,11 @@ from bot.config import ConfigError
 from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.message import Message, Section, Span
-from bot.notifiers.webhook import USER_AGENT, WebhookConfig, WebhookNotifier
+from bot.notifiers.webhook import USER_AGENT, WebhookConfig, WebhookNotifier, stamped
+from bot.notifiers.webhook import signature as webhook_signature
 from fakes.cometapi import reply_balance
 from fakes.cometapi import reply_status as comet_status
-from fakes.webhook import FakeWebhook, Received, redirect, reply_status, signature
+from fakes.webhook import FakeWebhook, Received, redirect, reply_status, signature, verified
 from tests.conftest import printed
 from tests.helpers import FAST, QUICK
 
@@ -98,7 +105,12 @@ def rfc3339(text: str) -> datetime:
 
 
 def check_signed(received: Received) -> None:
-    assert received.headers["X-Balance-Bot-Signature"] == signature(SECRET, received.body)
+    """Signed as SPEC 6 says: over "<timestamp>." and the exact body, whose
+    `sent_at` is that timestamp; the body alone does not verify."""
+    sent_at, signed = (received.headers[f"X-Balance-Bot-{h}"] for h in ("Timestamp", "Signature"))
+    assert signed == signature(SECRET, f"{sent_at}.".encode() + received.body)
+    assert signed != signature(SECRET, received.body)
+    assert rfc3339(received.json["sent_at"]) == datetime.fromtimestamp(int(sent_at), UTC)
 
 
 def _notifier(url: str, secret: str | None = None) -> WebhookNotifier:
@@ -128,7 +140,8 @@ async def test_fire_arrives_signed_with_every_field(make_config, comet, hook):
     assert received.headers["User-Agent"] == USER_AGENT and "balance-bot" in USER_AGENT
     assert received.json == json.loads(received.body.decode("utf-8"))
     body = received.json
-    assert set(body) == {"version", "kind", "text", "events"}
+    assert set(body) == {"version", "kind", "text", "events", "sent_at"}
+    assert before <= rfc3339(body.pop("sent_at")) <= datetime.now(UTC)
     assert body["version"] == 1 and body["kind"] == "alerts"
     lines = body["text"].split("\n")
     assert lines[0].startswith("CometAPI balance") and "main / total: $10.00 left" in body["text"]
@@ -162,7 +175,9 @@ async def test_without_a_secret_there_is_no_signature(make_config, comet, hook, 
         await app.delivery.deliver_due()
     (received,) = hook.received
     assert "X-Balance-Bot-Signature" not in received.headers
+    assert "X-Balance-Bot-Timestamp" not in received.headers
     assert received.json["events"][0]["kind"] == "fire"
+    assert rfc3339(received.json["sent_at"]) <= datetime.now(UTC)
 
 
 # --- 2. resolves and data outages: the right nulls --------------------------------------
@@ -264,6 +279,75 @@ async def test_rate_limit_and_server_error_are_retried_then_delivered(
     assert "HTTP 429" in retries[0]["reason"] and f"127.0.0.1:{hook.port}" in retries[0]["reason"]
     assert "HTTP 500" in retries[1]["reason"]
     assert retries[1]["retry_in"] == pytest.approx(0.1)  # QUICK backoff, second attempt
+
+
+async def test_each_attempt_is_stamped_and_signed_anew_and_a_replay_is_refused(
+    make_config, comet, hook
+):
+    """SPEC 6: the signature covers "<timestamp>." and the exact bytes sent, so a
+    receiver that refuses old timestamps (the fake runs docs/notifiers.md's
+    check) cannot be fed a captured request again; a retry signs anew."""
+    hook.secret = SECRET
+    comet.default = reply_balance(10)
+    hook.fail(reply_status(500, "oops"))
+    async with _app(make_config(RULE + webhook_section(hook))) as app:
+        await app.start_notifiers(listen=False)
+        now = time.time()
+        attempts = iter([now - 60, now])  # the retry a minute after the first attempt
+        app.notifiers["webhook"].clock = lambda: next(attempts)  # type: ignore[attr-defined]
+        loop = asyncio.create_task(app.delivery.run())
+        try:
+            await app.cycle()
+            first, retry = await hook.wait_received(2)
+        finally:
+            app.delivery.stop()
+            await loop
+        rows = outbox(app)
+    assert [r.verified for r in (first, retry)] == [True, True]
+    assert [r.status for r in (first, retry)] == [500, 200] and rows == [("delivered", 1, "")]
+    for received in (first, retry):
+        check_signed(received)
+    stamps = [int(r.headers["X-Balance-Bot-Timestamp"]) for r in (first, retry)]
+    assert stamps == [int(now - 60), int(now)]
+    assert first.headers["X-Balance-Bot-Signature"] != retry.headers["X-Balance-Bot-Signature"]
+    assert first.json["events"] == retry.json["events"]
+
+    # the first attempt replayed once it is older than 5 minutes, as is and with
+    # a fresh timestamp: both refused, as is a signature over the body alone
+    stale = {k: first.headers[k] for k in ("X-Balance-Bot-Timestamp", "X-Balance-Bot-Signature")}
+    fresh = {**stale, "X-Balance-Bot-Timestamp": str(int(time.time()))}
+    bare = {**fresh, "X-Balance-Bot-Signature": signature(SECRET, first.body)}
+    with mock.patch("fakes.webhook.time.time", return_value=now + 301):
+        assert not verified(SECRET, first.body, *stale.values())
+    async with aiohttp.ClientSession() as http:
+        for headers in (fresh, bare):
+            async with http.post(hook.url, data=first.body, headers=headers) as response:
+                assert response.status == 401
+    assert [r.verified for r in hook.received[2:]] == [False, False]
+
+
+def test_the_receiver_in_the_docs_is_the_one_the_tests_run():
+    """docs/notifiers.md's Python check is fakes/webhook.py's, word for word, and
+    it passes what the notifier signs and refuses the rest."""
+    doc = (Path(__file__).parent.parent / "docs" / "notifiers.md").read_text()
+    section = doc.partition("### The signature")[2].partition("\n### ")[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert inspect.getsource(verified) in code and "TOLERANCE = 300" in code
+    scope: dict[str, object] = {}
+    exec(code, scope)  # the documentation's own snippet
+    check = scope["verified"]
+    assert callable(check)
+
+    sent_at = int(time.time())
+    body = stamped(b'{"version": 1, "kind": "test", "text": "hi", "events": []}', sent_at)
+    signed = webhook_signature(SECRET, sent_at, body)
+    assert check(SECRET, body, str(sent_at), signed)
+    assert not check(SECRET, body, str(sent_at), signature(SECRET, body))  # body alone
+    assert not check(SECRET, body, str(sent_at + 1), signed)  # another time
+    assert not check(SECRET, body + b" ", str(sent_at), signed)  # another body
+    assert not check(SECRET, body, None, signed) and not check(SECRET, body, "soon", signed)
+    old = sent_at - 301
+    assert not check(SECRET, body, str(old), webhook_signature(SECRET, old, body))  # replay
 
 
 # --- 5. failures for good: 4xx, and redirects (never followed) -------------------------

@@ -7,6 +7,7 @@ them at the next poll. A pressed message is edited through the outbox.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 SNOOZE_BUTTONS = {"s1h": 3600.0, "s1d": 86400.0}
 ACK = "ack"
+VERBS = frozenset({*SNOOZE_BUTTONS, ACK})
+# a button's token, message.piece_ref: "<outbox row>.<piece>", in ASCII digits
+# (int() would also take spaces, underscores and other scripts' digits)
+_TOKEN = re.compile(r"([0-9]{1,19})\.([0-9]{1,6})")
+MAX_ROW = 2**63 - 1  # SQLite's largest integer: a larger one raises OverflowError
 MAX_SNOOZE = 90 * 86400.0  # a longer silence is a rule to change, not a snooze
 MAX_WHO = 64
 MAX_PATTERN = 200
@@ -65,13 +71,14 @@ class AlertActions:
 
     def press(self, press: Press) -> str:
         """A button pressed on a message the bot sent: the short answer shown to
-        whoever pressed it. The message is edited to say who did what."""
-        try:
-            outbox_id, part = (int(x) for x in press.token.split("."))
-            sent = self.store.sent_message(press.notifier, outbox_id, part)
-        except ValueError:
-            sent = None
-        if sent is None:
+        whoever pressed it. The message is edited to say who did what. A client
+        may send any button data: what is not a button balance-bot made does
+        nothing, and a press acts only on a message sent to the chat it came from."""
+        token = _TOKEN.fullmatch(press.token)
+        if press.verb not in VERBS or token is None or int(token[1]) > MAX_ROW:
+            return "Nothing to do: this is not a button balance-bot made."
+        sent = self.store.sent_message(press.notifier, int(token[1]), int(token[2]))
+        if sent is None or (sent.notifier, sent.destination) != (press.notifier, press.destination):
             return "This message is too old for its buttons; use /snooze <pattern> <duration>."
         now, who = self.source.now(), _who(press.who)
         state = self.source.state.alerts
@@ -84,11 +91,9 @@ class AlertActions:
             until = now + timedelta(seconds=SNOOZE_BUTTONS[press.verb])
             self.store.add_silence(Silence(until, who, alerts=frozenset(firing)), now)
             answer = f"Snoozed {_count(firing)} until {clock(until, self.source.timezone)}."
-        elif press.verb == ACK:
+        else:
             self.store.add_acks(Ack(k, who, now) for k in firing)
             answer = f"Acknowledged {_count(firing)}: no reminders until resolved."
-        else:
-            return "This button is not one balance-bot knows."
         log_event(
             logger,
             "alert.action",

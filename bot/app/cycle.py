@@ -121,8 +121,7 @@ class Cycle:
             self.configure(config, client, router)
             model.configure(config, client)
             old, model.history = model.history, new_history(config, self.store)
-            model.history.ledgers, model.history.seeds = old.ledgers, old.seeds
-            model.history.committed_to = old.committed_to
+            model.history.take_over(old)
             self.metrics.observe_alerts(model.state.alerts.values(), model.severities())
 
     async def run(

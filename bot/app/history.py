@@ -7,15 +7,20 @@ Rates and spending are computed by bot/engine/forecast.py on demand.
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.common.logs import log_event
 from bot.engine.forecast import Point, spent_within
 from bot.engine.model import Figures, Flow, Snapshot
 from bot.state.sqlite.samples import Layout, Reader, Sample
+
+logger = logging.getLogger(__name__)
+INF = float("inf")
 
 
 @dataclass(slots=True)
@@ -53,12 +58,16 @@ class Ledger:
         )
 
 
-def advance(ledger: Ledger | None, snapshot: Snapshot, at: float) -> tuple[Ledger, Sample]:
+def advance(
+    ledger: Ledger | None, snapshot: Snapshot, at: float, gap: float = 0.001
+) -> tuple[Ledger, Sample]:
     """The counters after `snapshot`, and the sample to store. A used figure that
     grew adds to its counter; one that dropped (a reset) adds nothing; a key
-    that appears (again) starts a series of its own."""
+    that appears (again) starts a series of its own. A sample taken `at` a time
+    not after the previous one's (the clock stepped back) keeps its spending but
+    is placed `gap` after it, so that samples stay in order."""
     if ledger is not None and at <= ledger.at:
-        at = ledger.at + 0.001  # the clock stepped back: keep samples in order
+        at = ledger.at + gap
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
     keys: dict[str, KeyLedger] = {}
     old = ledger.keys if ledger else {}
@@ -223,6 +232,8 @@ class History:
     seeds: dict[str, Figures] = field(default_factory=dict)  # from daily_quota, by account
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     committed_to: float = float("-inf")
+    _newest: float | None = field(default=None, init=False)  # see _newest_at
+    _behind: bool = field(default=False, init=False)  # the clock was found behind the samples
 
     def __post_init__(self) -> None:
         lengths = {self.burn_window, *self.spend_windows}
@@ -236,27 +247,66 @@ class History:
         firsts = self.reader.first(snapshots)
         for account, sample in self.reader.last(snapshots).items():
             self.ledgers[account] = Ledger.restore(sample, snapshots.get(account), firsts[account])
-        self.committed_to = now.timestamp()
+        self._newest = None
+        self.committed_to = self._time(now)
+
+    def take_over(self, old: History) -> None:
+        """What a reload keeps of the history before it: the ledgers, the seeds and
+        where its timeline stands."""
+        self.ledgers, self.seeds, self.committed_to = old.ledgers, old.seeds, old.committed_to
+        self._behind = old._behind
 
     def record(self, snapshot: Snapshot) -> Sample:
-        """Advance the account's counters with a poll; the sample to store."""
+        """Advance the account's counters with a poll; the sample to store. A poll
+        stamped no later than the account's previous one (the clock stepped back)
+        is placed a poll interval after it: polls come every interval."""
         ledger = self.ledgers.get(snapshot.account)
         at = snapshot.fetched_at.timestamp()
-        self.ledgers[snapshot.account], sample = advance(ledger, snapshot, at)
+        self.ledgers[snapshot.account], sample = advance(ledger, snapshot, at, self.interval)
+        self._newest = max(self._newest_at(), sample.at)
         return sample
 
     def committed(self, samples: Iterable[Sample], now: datetime) -> None:
-        self.committed_to = max(self.committed_to, now.timestamp())
+        newest = max((s.at for s in samples), default=self.committed_to)
+        self.committed_to = max(self.committed_to, newest, now.timestamp())
 
     def advance(self, now: datetime) -> None:
+        at = self._time(now)
         for window in self.windows.values():
-            window.advance(now.timestamp(), self.committed_to)
+            window.advance(at, self.committed_to)
+
+    def _newest_at(self) -> float:
+        """When the newest sample of any account was taken."""
+        if self._newest is None:  # after restore, or a reload that handed over the ledgers
+            self._newest = max((ledger.at for ledger in self.ledgers.values()), default=-INF)
+        return self._newest
+
+    def _time(self, now: datetime) -> float:
+        """`now` on the samples' timeline: never before the newest sample. Once
+        the clock has stepped back, windows end at the newest sample rather
+        than hours before it (a sample "in the future" would count toward the
+        spending but not the span); samples then come a poll interval apart
+        until the clock passes them again. Said once in the log per step."""
+        at, newest = now.timestamp(), self._newest_at()
+        if at >= newest:
+            self._behind = False
+            return at
+        if not self._behind:
+            self._behind = True
+            log_event(
+                logger,
+                "history.clock_behind",
+                logging.WARNING,
+                seconds=round(newest - at),
+                detail="the newest sample is taken as now; the clock stepped back",
+            )
+        return newest
 
     def flow(self, account: str, now: datetime) -> Flow:
         ledger = self.ledgers.get(account)
         if ledger is None:
             return Flow()
-        at = now.timestamp()
+        at = self._time(now)
         burn = Spending(self.windows[self.burn_window], ledger, at, per_day=True)
         seed = self.seeds.get(account)
         total = burn.total()

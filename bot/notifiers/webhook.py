@@ -1,9 +1,13 @@
 """The `webhook` notifier: every message as one signed JSON POST (docs/notifiers.md).
 
 The body is data, not chat text: what the message is (`kind`), its plain text,
-and the events it tells of, each with every field present (`null` where it
-does not apply). With a `secret`, `X-Balance-Bot-Signature: sha256=<hex>` is
-the HMAC-SHA256 of the exact bytes sent (GitHub's X-Hub-Signature-256 form).
+the events it tells of, each with every field present (`null` where it does
+not apply), and when this attempt was made (`sent_at`). With a `secret`,
+`X-Balance-Bot-Timestamp` carries that time in unix seconds and
+`X-Balance-Bot-Signature: sha256=<hex>` is the HMAC-SHA256 of "<timestamp>."
+followed by the exact bytes sent (Stripe's and Slack's scheme): a receiver
+refuses an old timestamp, so a captured request cannot be replayed later, and
+each retry is stamped and signed anew.
 
 The URL may carry a token in its path or query, so it is a secret like the
 signing secret: both are registered for redaction, the label is the host
@@ -19,7 +23,8 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -40,6 +45,7 @@ VERSION = 1  # of the body's format; bumped only if a field changes meaning or g
 REQUEST_TIMEOUT = 15.0  # one POST, connecting included
 USER_AGENT = "balance-bot webhook (+https://github.com/cometapi-balance-bot)"
 SIGNATURE_HEADER = "X-Balance-Bot-Signature"
+TIMESTAMP_HEADER = "X-Balance-Bot-Timestamp"
 DESTINATION = "default"
 ALERT_EVENTS = frozenset({EventKind.FIRE, EventKind.REMIND, EventKind.RESOLVE})
 
@@ -82,9 +88,18 @@ def url_secrets(url: str) -> list[str]:
     return [s for s in dict.fromkeys(found) if s and s != "/"]
 
 
-def signature(secret: str, body: bytes) -> str:
-    """GitHub's X-Hub-Signature-256 form: `sha256=` and the lowercase hex HMAC."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, sent_at: int, body: bytes) -> str:
+    """`sha256=` and the lowercase hex HMAC of "<sent_at>.<body>": the time is
+    signed with the body, so that neither can be replayed with another."""
+    signed = f"{sent_at}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def stamped(payload: bytes, sent_at: int) -> bytes:
+    """The body `format()` made, with `sent_at`: the time of this attempt."""
+    data = json.loads(payload)
+    data["sent_at"] = timestamp(datetime.fromtimestamp(sent_at, UTC))
+    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def timestamp(when: datetime) -> str:
@@ -118,8 +133,8 @@ def event_data(event: Event) -> dict[str, Any]:
 
 
 def body(message: Message) -> bytes:
-    """The JSON body for `message`, as UTF-8 bytes (deterministic: the signature
-    covers these exact bytes)."""
+    """The JSON body for `message`, as UTF-8 bytes, but for `sent_at`: each
+    attempt adds it when it sends (`stamped`)."""
     data = {
         "version": VERSION,
         "kind": message.kind,
@@ -141,6 +156,7 @@ class WebhookNotifier(Notifier):
             register(secret)
         self._host = host_of(self._url)
         self._session: aiohttp.ClientSession | None = None
+        self.clock: Callable[[], float] = time.time  # the time of an attempt: the real one
 
     def destinations(self) -> Sequence[str]:
         return (DESTINATION,)
@@ -153,9 +169,12 @@ class WebhookNotifier(Notifier):
         return [body(message)]
 
     async def send(self, destination: str, payload: bytes) -> None:
+        sent_at = int(self.clock())
+        payload = stamped(payload, sent_at)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         if self._secret:
-            headers[SIGNATURE_HEADER] = signature(self._secret, payload)
+            headers[TIMESTAMP_HEADER] = str(sent_at)
+            headers[SIGNATURE_HEADER] = signature(self._secret, sent_at, payload)
         where = f"{self.name} {self._host}"
         try:
             async with self._http().post(
