@@ -58,8 +58,8 @@ sys.path[:0] = [str(ROOT), str(BENCH)]  # `bot`, and bench/bench.py as `bench`
 
 from bot.app.history import History, Ledger, advance  # noqa: E402
 from bot.engine.model import EngineState, KeyBalance, Snapshot  # noqa: E402
-from bot.state.sqlite.samples import Sample  # noqa: E402
-from bot.state.sqlite.store import PRUNE_BATCH, Commit, Store  # noqa: E402
+from bot.state.sqlite.store import PRUNE_BATCH, Store  # noqa: E402
+from bot.state.types import Commit, Sample  # noqa: E402
 
 KEYS = 50
 INTERVAL = 300.0  # s between polls

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from bot.common.logs import LOG_FORMATS, log_event, setup_logging
 from bot.common.plugins import FALLBACK
 from bot.config import Config, ConfigError
 from bot.ops.metrics import package_version
-from bot.state.sqlite.store import StoreError, explain
+from bot.state.types import StoreError
 
 if TYPE_CHECKING:
     from bot.app.service import App
@@ -200,10 +199,6 @@ async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.E
     except StartupError as exc:
         log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
         return EXIT_FAILED
-    except sqlite3.DatabaseError as exc:  # a damaged page where nothing else caught it
-        reason = str(explain(cfg.bot.state_path, exc))
-        log_event(logger, "bot.cannot_start", logging.ERROR, reason=reason)
-        return EXIT_FAILED
     return EXIT_FAILED if app.fatal else EXIT_OK
 
 
@@ -235,8 +230,6 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                 await _flush(app)
     except StoreError as exc:
         report = unknown(str(exc))
-    except sqlite3.DatabaseError as exc:  # a damaged page where nothing else caught it
-        report = unknown(str(explain(cfg.bot.state_path, exc)))
     print(report.output(as_json))
     return int(report.status)
 

@@ -35,7 +35,8 @@ from bot.notify.plan import Context, evaluate
 from bot.notify.render import events_message
 from bot.notify.routing import QuietHours, Router, may_release, release
 from bot.notify.suppression import Facts, Say, waits
-from bot.state.sqlite.store import OutboxRow, SentMessage, Store
+from bot.state.sqlite.store import Store
+from bot.state.types import OutboxRow, SentMessage
 from tests.helpers import T0, rule
 
 STEP = timedelta(minutes=5)

@@ -13,7 +13,7 @@ import pytest
 
 from bot.app.commands import REFUSAL
 from bot.app.service import App
-from bot.state.sqlite.store import StoreError
+from bot.state.types import StoreError
 from fakes.cometapi import reply_balance
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram, server_error

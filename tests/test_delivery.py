@@ -12,7 +12,8 @@ from bot.engine.model import EngineState, Event, EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message
 from bot.notify.delivery import Delivery
-from bot.state.sqlite.store import Commit, OutboxItem, Store
+from bot.state.sqlite.store import Store
+from bot.state.types import Commit, OutboxItem
 from tests.helpers import Clock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -242,7 +243,7 @@ async def test_a_sleeping_worker_wakes_for_an_alert_queued_behind_a_failing_edit
     """run(): the worker of a destination whose edit backs off (30 s here) looks
     again when a new alert is queued: the alert goes out now, the edit at its time."""
     from bot.engine.model import MessageKind
-    from bot.state.sqlite.store import SentMessage
+    from bot.state.types import SentMessage
 
     notifier = Scripted(destinations=("a",))
     edited = asyncio.Event()

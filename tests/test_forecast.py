@@ -29,7 +29,8 @@ from bot.engine.forecast import (
 from bot.engine.model import EngineState, EventKind, Figures, Flow, KeyBalance, Snapshot, days_left
 from bot.notify.plan import Context, evaluate
 from bot.state.sqlite import samples as samples_mod
-from bot.state.sqlite.store import Commit, Store
+from bot.state.sqlite.store import Store
+from bot.state.types import Commit
 from bot.upstream.cometapi import FetchError, parse_daily
 from tests.helpers import T0, rule
 
@@ -347,9 +348,9 @@ def _amount(points: list[Point], now: float, window: float) -> float | None:
 def test_old_history_rows_become_samples_of_the_total(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    from bot.state.sqlite import store as store_mod
+    from bot.state.sqlite import schema
 
-    for statement in store_mod._statements(store_mod.MIGRATIONS[0]):  # type: ignore[arg-type]
+    for statement in schema.statements(schema.MIGRATIONS[0]):  # type: ignore[arg-type]
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     for i, used in enumerate([10, 12, 5, 6]):  # a counter reset between 12 and 5

@@ -83,7 +83,7 @@ def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
     snap = Snapshot("main", "u", 5.0, 1.5, 7, (KeyBalance("a", 1.0, 2.0),), NOW)
     store = Store.open(tmp_path / "state.db")
     from bot.engine.model import EngineState
-    from bot.state.sqlite.store import Commit
+    from bot.state.types import Commit
 
     store.commit_cycle(Commit(EngineState(), EngineState(), [snap], [], NOW, []))
     assert store.load_snapshots() == {"main": snap}

@@ -19,7 +19,9 @@ from bot.engine.model import (
     Severity,
     Snapshot,
 )
-from bot.state.sqlite.store import SCHEMA_VERSION, Commit, OutboxItem, Store, StoreError
+from bot.state.sqlite.schema import SCHEMA_VERSION
+from bot.state.sqlite.store import Store
+from bot.state.types import Commit, OutboxItem, StoreError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -163,7 +165,7 @@ def test_unwritable_file(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("bot.state.sqlite.store.os.open", denied)
+    monkeypatch.setattr("bot.state.sqlite.db.os.open", denied)
     with pytest.raises(
         StoreError, match="Permission denied; check that the file and its directory"
     ):
@@ -228,10 +230,10 @@ def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatc
     from dataclasses import replace
 
     from bot.engine.model import AlertKey, EventKind
-    from bot.state.sqlite import store as store_mod
-    from bot.state.sqlite.store import OutboxItem, OutboxStatus
+    from bot.state.sqlite import db as store_db
+    from bot.state.types import OutboxItem, OutboxStatus
 
-    monkeypatch.setattr(store_mod, "_prune_pause", lambda: None)
+    monkeypatch.setattr(store_db, "_prune_pause", lambda: None)
 
     store = Store.open(tmp_path / "s.db")
     try:

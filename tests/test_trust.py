@@ -23,7 +23,9 @@ from bot.common.backoff import Backoff
 from bot.config import ConfigError, parse
 from bot.engine.model import Account, EngineState, Event, EventKind, FailureKind, PollFailure
 from bot.notify.delivery import Delivery
-from bot.state.sqlite import store as store_mod
+from bot.state.sqlite import db as store_db
+from bot.state.sqlite import schema
+from bot.state.sqlite.store import Store
 from bot.upstream.cometapi import CometClient, clean_name, parse_quota, unique_subjects
 from fakes import telegram as fake_tg
 from fakes.cometapi import FakeCometAPI, reply_balance, reply_json, reply_raw
@@ -529,14 +531,14 @@ async def test_an_unreadable_outbox_row_is_failed_with_its_reason(make_config, c
 
 
 async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypatch):
-    monkeypatch.setattr(store_mod, "PRUNE_BATCH", 500)
+    monkeypatch.setattr(store_db, "PRUNE_BATCH", 500)
     pauses = 0
 
     def pause() -> None:  # between two statements the prune thread lets others write
         nonlocal pauses
         pauses += 1
 
-    monkeypatch.setattr(store_mod, "_prune_pause", pause)
+    monkeypatch.setattr(store_db, "_prune_pause", pause)
     comet.default = reply_balance(100)
     async with App(make_config(TOTAL_RULE), retry=FAST) as app:
         old = (T0 - timedelta(days=400)).timestamp()
@@ -571,7 +573,8 @@ async def test_pruning_runs_in_batches_off_the_loop(make_config, comet, monkeypa
 
 async def test_a_clock_stepping_back_does_not_stretch_a_retry(tmp_path):
     from bot.notifiers import DeliveryError
-    from bot.state.sqlite.store import Commit, OutboxItem, Store
+    from bot.state.sqlite.store import Store
+    from bot.state.types import Commit, OutboxItem
     from tests.test_delivery import Scripted, event
 
     store = Store.open(tmp_path / "state.db")
@@ -631,7 +634,7 @@ def test_an_older_state_file_knows_who_was_told(tmp_path):
     one does not (so that destination hears at the next start)."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    for statement in store_mod._statements(store_mod.MIGRATIONS[0]):  # type: ignore[arg-type]
+    for statement in schema.statements(schema.MIGRATIONS[0]):  # type: ignore[arg-type]
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     fire = Event(EventKind.FIRE, "main", T0, rule="low", target="total", subject="total")
@@ -647,7 +650,7 @@ def test_an_older_state_file_knows_who_was_told(tmp_path):
         )
     db.commit()
     db.close()
-    store = store_mod.Store.open(path)
+    store = Store.open(path)
     try:
         assert store.told() == {(fire.alert, "telegram", "1")}
     finally:

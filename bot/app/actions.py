@@ -20,7 +20,8 @@ from bot.notifiers import Press
 from bot.notifiers.message import Message
 from bot.notify.followup import follow_up
 from bot.notify.render import clock, duration, silence_name
-from bot.state.sqlite.store import SentMessage, StateStore
+from bot.state.protocol import StateStore
+from bot.state.types import SentMessage
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bot.engine.model import EngineState, Flow, Rule, Snapshot
 from bot.notifiers import Command, Press, Request
 from bot.notifiers.message import Message
 from bot.notify.render import digest_message, help_message, spend_message
-from bot.state.sqlite.samples import Sample
+from bot.state.types import Sample
 
 FRESH_FOR = 30.0  # seconds: /balance reuses data younger than this
 SPAN = re.compile(r"\d{1,3}[hd]")  # /spend's period: 24h, 7d, 30d

@@ -39,8 +39,8 @@ from bot.notify.plan import Context, evaluate_account
 from bot.notify.routing import Router
 from bot.notify.suppression import Facts
 from bot.ops.metrics import Metrics
-from bot.state.sqlite.samples import Sample
-from bot.state.sqlite.store import Commit, OutboxItem, StateStore, StoreError, StoreReplacedError
+from bot.state.protocol import StateStore
+from bot.state.types import Commit, OutboxItem, Sample, StoreError, StoreReplacedError
 from bot.upstream.cometapi import CometClient, poll_each
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from datetime import datetime
 from bot.common.logs import log_event
 from bot.engine.forecast import Point, spent_within
 from bot.engine.model import Figures, Flow, Snapshot
-from bot.state.sqlite.samples import Layout, Reader, Sample
+from bot.state.protocol import HistoryReader as Reader
+from bot.state.types import Layout, Sample
 
 logger = logging.getLogger(__name__)
 INF = float("inf")

@@ -19,7 +19,7 @@ from bot.common.logs import log_event
 from bot.engine.forecast import seeded_rates
 from bot.engine.model import Account, EventKind
 from bot.notify.routing import release
-from bot.state.sqlite.store import Commit, OutboxItem, StoreError
+from bot.state.types import Commit, OutboxItem, StoreError
 from bot.upstream.cometapi import FetchError
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from bot.app.history import History
 from bot.app.views import PollRecord
 from bot.config import Config
 from bot.engine.model import Account, EngineState, Flow, PollFailure, Rule, Snapshot
-from bot.state.sqlite.samples import Sample
-from bot.state.sqlite.store import StateStore
+from bot.state.protocol import StateStore
+from bot.state.types import Sample
 from bot.upstream.cometapi import CometClient
 
 Clock = Callable[[], datetime]

@@ -36,7 +36,8 @@ from bot.notify.delivery import Delivery, Outcome
 from bot.notify.routing import QuietHours, Router
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
-from bot.state.sqlite.store import OutboxItem, Store, StoreError, StoreReplacedError
+from bot.state.sqlite.store import Store
+from bot.state.types import OutboxItem, StoreError, StoreReplacedError
 from bot.upstream.cometapi import CometClient, RetryPolicy
 
 logger = logging.getLogger(__name__)

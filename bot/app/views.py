@@ -37,7 +37,7 @@ from bot.notify.render import (
     status_message,
     subject,
 )
-from bot.state.sqlite.samples import Sample
+from bot.state.types import Sample
 
 Latest = Callable[[str], Snapshot | None]  # the newest good data of an account
 

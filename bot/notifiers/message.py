@@ -1,37 +1,50 @@
-"""The neutral message every notifier formats, and the one packer that splits
-it under a platform's limits.
-
-A Message is a title plus sections of lines; a line is a tuple of spans, each
-plain or bold, every span text to be escaped by the notifier. A section may
-tag its lines with references (the alert a line is about), and a message may
-offer actions (buttons) on what it references; plugins that have no buttons
-ignore both. Imports only bot.engine.model and the standard library.
+"""What notifiers need to format the neutral message (bot/engine/message.py, whose
+names are here too, for plugins): the one packer that splits a message under a
+platform's limits, fitting a line into a budget, the buttons of a piece, and an
+edit trimmed to one payload. Imports only the engine and the standard library.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from bot.engine.model import AlertKey, Event, Severity
+from bot.engine.message import (
+    ALERT_REF,
+    KEY_REF,
+    Action,
+    Line,
+    Message,
+    Section,
+    Span,
+    alert_of,
+    alert_ref,
+    plain,
+)
+
+__all__ = [
+    "ALERT_REF",
+    "CONTINUED",
+    "KEY_REF",
+    "Action",
+    "Limits",
+    "Line",
+    "Message",
+    "Piece",
+    "Section",
+    "Span",
+    "alert_of",
+    "alert_ref",
+    "buttons",
+    "fit",
+    "pack",
+    "piece_ref",
+    "plain",
+    "trimmed",
+    "units",
+]
 
 CONTINUED = " (continued)"
-KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"
-ALERT_REF = "alert:"  # the reference of a line announcing an alert (buttons act on it)
-_SEP = "\x1f"  # between an alert's rule, account and subject (never in a name: stripped)
-
-
-def alert_ref(key: AlertKey) -> str:
-    return ALERT_REF + _SEP.join(key)
-
-
-def alert_of(ref: str) -> AlertKey | None:
-    """The alert an ALERT_REF reference names, or None."""
-    if not ref.startswith(ALERT_REF):
-        return None
-    parts = ref.removeprefix(ALERT_REF).split(_SEP)
-    return AlertKey(*parts) if len(parts) == 3 else None
 
 
 def piece_ref(ref: str, index: int) -> str:
@@ -64,93 +77,6 @@ def trimmed(message: Message, keep: int) -> Message:
     if dropped:
         sections.append(Section("", ((Span(f"… {dropped} more lines not shown"),),)))
     return replace(message, sections=(*sections, last))
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    text: str
-    bold: bool = False
-
-
-Line = tuple[Span, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    heading: str
-    lines: tuple[Line, ...]
-    # refs[i]: what lines[i] is about (an alert id), or None; () when nothing is
-    refs: tuple[str | None, ...] = ()
-
-    def ref(self, index: int) -> str | None:
-        return self.refs[index] if index < len(self.refs) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """A button offered for every referenced line of a message (or piece)."""
-
-    label: str  # what the button says, e.g. "Snooze 1h"
-    verb: str  # what it does, short and stable, e.g. "s1h"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    title: str
-    sections: tuple[Section, ...]
-    severity: Severity | None = None  # the worst severity of a firing alert in it, if any
-    actions: tuple[Action, ...] = field(default=())
-    ref: str = ""  # what actions name this message by (the outbox row id), once it has one
-    # for notifiers that send data rather than text (a webhook): what the message
-    # is ("alerts", "still_firing", "digest", "test") and the events it tells of
-    kind: str = "alerts"
-    events: tuple[Event, ...] = ()
-
-    def plain_lines(self) -> list[str]:
-        out = [self.title]
-        for section in self.sections:
-            if section.heading:
-                out.append(section.heading)
-            out.extend(plain(line) for line in section.lines)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, for a message rendered ahead of its sending (the digest)."""
-        return {
-            "title": self.title,
-            "ref": self.ref,
-            "severity": self.severity,
-            "actions": [[a.label, a.verb] for a in self.actions],
-            "sections": [
-                {
-                    "heading": s.heading,
-                    "lines": [[[span.text, span.bold] for span in line] for line in s.lines],
-                    "refs": list(s.refs),
-                }
-                for s in self.sections
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Message:
-        return cls(
-            data["title"],
-            tuple(
-                Section(
-                    s["heading"],
-                    tuple(tuple(Span(t, bool(b)) for t, b in line) for line in s["lines"]),
-                    tuple(s.get("refs", ())),
-                )
-                for s in data["sections"]
-            ),
-            Severity(data["severity"]) if data.get("severity") else None,
-            tuple(Action(label, verb) for label, verb in data.get("actions", ())),
-            data.get("ref", ""),
-        )
-
-
-def plain(line: Line) -> str:
-    return "".join(span.text for span in line)
 
 
 def units(text: str) -> int:

@@ -24,7 +24,8 @@ from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message, alert_of, trimmed
 from bot.notify.render import AsOf, event_ref, outbox_message
-from bot.state.sqlite.store import OutboxRow, OutboxStatus, SentMessage, StateStore
+from bot.state.protocol import StateStore
+from bot.state.types import OutboxRow, OutboxStatus, SentMessage
 
 logger = logging.getLogger(__name__)
 

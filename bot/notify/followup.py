@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from bot.engine.model import Ack, AlertKey, Silence
 from bot.notify.render import clock, followed_message, subject
-from bot.state.sqlite.store import OutboxItem, SentMessage
+from bot.state.types import OutboxItem, SentMessage
 
 MAX_NAMED = 3  # alerts named in a note; beyond, "and N more"
 

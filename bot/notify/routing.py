@@ -12,7 +12,7 @@ from datetime import datetime
 
 from bot.engine.model import AlertKey, Event, EventKind, MessageKind
 from bot.notify.suppression import Facts, QuietHours, Say, decide
-from bot.state.sqlite.store import OutboxItem, OutboxRow, Told
+from bot.state.types import OutboxItem, OutboxRow, Told
 
 Queue = tuple[str, str]  # (notifier, destination)
 

@@ -16,9 +16,11 @@ import json
 import sqlite3
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from bot.state.types import Layout, Sample
 
 HOUR, DAY = 3600.0, 86400.0
 FULL_FOR = DAY  # samples younger than this keep full resolution
@@ -39,43 +41,6 @@ CREATE TABLE samples (
 ) WITHOUT ROWID;
 CREATE INDEX samples_by_time ON samples (at);
 """
-
-
-@dataclass(eq=False)
-class Layout:
-    """The limited keys of an account's samples, in order; shared by the rows
-    written while the set of keys stays the same. `id` is set once stored."""
-
-    account: str
-    names: tuple[str, ...]
-    since: tuple[float, ...]  # when each key's series began
-    id: int | None = None
-    index: dict[str, int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.index = {name: i for i, name in enumerate(self.names)}
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    account: str
-    at: float  # seconds since the epoch
-    total: float  # total_quota: the balance
-    used: float  # total_used_quota as the upstream said it
-    requests: int | None
-    spent: float  # the total's spent counter
-    layout: Layout | None = None
-    keys: array[float] = field(default_factory=lambda: array("d"))
-
-    def key_spent(self, name: str, since: float) -> float | None:
-        """A key's spent counter, if this sample belongs to its series begun at `since`."""
-        layout = self.layout
-        if layout is None:
-            return None
-        i = layout.index.get(name)
-        if i is None or layout.since[i] != since:
-            return None
-        return self.keys[i]
 
 
 def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:

@@ -1,0 +1,135 @@
+"""What the rest of the program needs from the state, grouped by concern: alerts
+(engine state, latest data and the cycle's commit), the outbox, history and marks
+(snoozes, acks, sent messages, small facts). A backend provides all of them
+(bot/state/sqlite/ does); a contract suite (tests/test_store_contract.py) runs the
+same tests against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from bot.engine.model import Ack, AlertKey, EngineState, Silence, Snapshot
+from bot.state.types import (
+    Commit,
+    OutboxItem,
+    OutboxRow,
+    OutboxStatus,
+    Sample,
+    SentMessage,
+    Told,
+)
+
+
+class AlertStore(Protocol):
+    def load_state(self, accounts: Iterable[str]) -> EngineState:
+        """The state of the configured accounts; other accounts' rows are ignored."""
+        ...
+
+    def load_snapshots(self) -> dict[str, Snapshot]: ...
+
+    def commit_cycle(self, commit: Commit) -> None:
+        """Persist one cycle atomically: either all of it or nothing."""
+        ...
+
+
+class OutboxStore(Protocol):
+    def enqueue(
+        self, items: Iterable[OutboxItem], now: datetime, meta: Mapping[str, str] | None = None
+    ) -> None:
+        """Outbox rows outside a cycle, with facts to record in the same transaction."""
+        ...
+
+    def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]: ...
+
+    def queues(self) -> list[tuple[str, str]]:
+        """The (notifier, destination) pairs with undelivered rows, oldest first."""
+        ...
+
+    def mark_sent_parts(self, row_id: int, parts_sent: int) -> None: ...
+
+    def mark_done(
+        self, row_id: int, status: OutboxStatus, now: datetime, error: str = ""
+    ) -> None: ...
+
+    def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None: ...
+
+    def reschedule(self, row_id: int, next_at: datetime) -> None: ...
+
+    def backlog(self) -> dict[str, int]: ...
+
+    def told(self) -> set[Told]:
+        """Which destinations were told of each alert still firing."""
+        ...
+
+    def told_at(self) -> dict[Told, datetime]: ...
+
+    def holding(self) -> set[Told]: ...
+
+    def held(self, due: datetime | None) -> list[OutboxRow]: ...
+
+    def release(self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime) -> None: ...
+
+
+class HistoryReader(Protocol):
+    """Samples read back (by seconds since the epoch)."""
+
+    def last(self, accounts: Iterable[str]) -> dict[str, Sample]: ...
+
+    def first(self, accounts: Iterable[str]) -> dict[str, Sample]: ...
+
+    def first_time_after(self, at: float) -> float | None: ...
+
+    def newest_before(
+        self, at: float, accounts: Iterable[str] | None = None
+    ) -> dict[str, Sample]: ...
+
+    def first_after(self, account: str, at: float) -> Sample | None: ...
+
+    def between(self, after: float, upto: float) -> list[Sample]: ...
+
+    def of(self, account: str, since: float, until: float) -> list[Sample]: ...
+
+
+class HistoryStore(Protocol):
+    @property
+    def history(self) -> HistoryReader: ...
+
+    def prune(self, now: datetime, history_days: int = 90) -> int:
+        """Delete one batch of expired or downsampled rows; the number deleted (0:
+        done). Runs in a worker thread: the event loop goes on meanwhile."""
+        ...
+
+
+class MarkStore(Protocol):
+    def silences(self, now: datetime) -> list[Silence]: ...
+
+    def add_silence(self, silence: Silence, now: datetime) -> int: ...
+
+    def end_silences(self, ids: Iterable[int], now: datetime) -> None: ...
+
+    def acks(self) -> dict[AlertKey, Ack]: ...
+
+    def add_acks(self, acks: Iterable[Ack]) -> None: ...
+
+    def record_message(self, sent: SentMessage, now: datetime) -> int: ...
+
+    def sent(self, message_id: int) -> SentMessage | None: ...
+
+    def sent_message(self, notifier: str, outbox_id: int, part: int) -> SentMessage | None: ...
+
+    def messages_of(self, alerts: Iterable[AlertKey]) -> list[SentMessage]: ...
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+class StateStore(AlertStore, OutboxStore, HistoryStore, MarkStore, Protocol):
+    def check_file(self) -> None:
+        """Raise StoreReplacedError if the state was replaced or taken over under us."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,142 @@
+"""Alert instances, account health and the latest good data, and the one
+transaction that commits a cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bot.engine.model import AccountHealth, AlertKey, AlertState, EngineState, Snapshot
+from bot.state.codec import snapshot_of, snapshot_text
+from bot.state.sqlite import samples
+from bot.state.sqlite.db import Db, _dt, _ts
+from bot.state.sqlite.outbox import enqueue_rows
+from bot.state.types import Commit
+
+
+class Alerts(Db):
+    def load_state(self, accounts: Iterable[str]) -> EngineState:
+        """State of the configured accounts; others' rows are ignored."""
+        wanted = set(accounts)
+        alerts: dict[AlertKey, AlertState] = {}
+        for row in self._rows(
+            "SELECT rule, account, subject, firing, polls_below, value, fired_at, notified_at, "
+            "shape, announced, held FROM alerts"
+        ):
+            key = AlertKey(row["rule"], row["account"], row["subject"])
+            if key.account in wanted:
+                alerts[key] = AlertState(
+                    key,
+                    firing=bool(row["firing"]),
+                    polls_below=row["polls_below"],
+                    value=row["value"],
+                    fired_at=_dt(row["fired_at"]),
+                    notified_at=_dt(row["notified_at"]),
+                    shape=row["shape"],
+                    announced=bool(row["announced"]),
+                    held=bool(row["held"]),
+                )
+        health: dict[str, AccountHealth] = {}
+        # a row is written when the account's failures change; its last success is
+        # the newest of that row's and its snapshot's (written on every good poll)
+        for row in self._rows(
+            "SELECT h.account, h.failures, h.failing_since, h.unavailable, h.last_error, "
+            "max(coalesce(h.last_success, ''), coalesce(s.fetched_at, '')) AS last_success "
+            "FROM health h LEFT JOIN snapshots s ON s.account = h.account"
+        ):
+            if row["account"] in wanted:
+                health[row["account"]] = AccountHealth(
+                    row["account"],
+                    failures=row["failures"],
+                    failing_since=_dt(row["failing_since"]),
+                    unavailable=bool(row["unavailable"]),
+                    last_error=row["last_error"],
+                    last_success=_dt(row["last_success"] or None),
+                )
+        return EngineState(alerts, health)
+
+    def load_snapshots(self) -> dict[str, Snapshot]:
+        return {
+            row["account"]: snapshot_of(row["data"])
+            for row in self._rows("SELECT account, data FROM snapshots")
+        }
+
+    def commit_cycle(self, commit: Commit) -> None:
+        old, new, now, snapshots = commit.old, commit.new, commit.now, commit.snapshots
+        gone = [k for k in old.alerts if k not in new.alerts]
+        changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
+        health = [h for a, h in new.health.items() if _failures(old.health.get(a)) != _failures(h)]
+        ended = _ended(old, new)
+        with self._transaction() as db:
+            db.executemany("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone)
+            db.executemany(
+                "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
+                "value, fired_at, notified_at, shape, announced, held) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    (
+                        *s.key,
+                        int(s.firing),
+                        s.polls_below,
+                        s.value,
+                        _ts(s.fired_at),
+                        _ts(s.notified_at),
+                        s.shape,
+                        int(s.announced),
+                        int(s.held),
+                    )
+                    for s in changed
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO health (account, failures, failing_since, "
+                "unavailable, last_error, last_success) VALUES (?,?,?,?,?,?)",
+                (
+                    (
+                        h.account,
+                        h.failures,
+                        _ts(h.failing_since),
+                        int(h.unavailable),
+                        h.last_error,
+                        _ts(h.last_success),
+                    )
+                    for h in health
+                ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
+                ((s.account, _ts(s.fetched_at), snapshot_text(s)) for s in snapshots),
+            )
+            samples.write(db, commit.samples)
+            db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
+            db.executemany("DELETE FROM acks WHERE rule=? AND account=? AND subject=?", ended)
+            db.executemany(
+                "UPDATE message_alerts SET resolved_at=? WHERE rule=? AND account=? AND "
+                "subject=? AND resolved_at IS NULL",
+                # a rule or account removed from the config ends its alerts too
+                ((_ts(now), *key) for key in {*ended, *gone}),
+            )
+            enqueue_rows(db, commit.outbox, now)
+
+
+def _failures(health: AccountHealth | None) -> tuple[Any, ...] | None:
+    """What a health row must be written for: not a good poll's time alone (the
+    snapshot written with it has that)."""
+    if health is None:
+        return None
+    return (health.failures, health.failing_since, health.unavailable, health.last_error)
+
+
+def _ended(old: EngineState, new: EngineState) -> list[tuple[str, str, str]]:
+    """Alerts (and data-unavailable alerts) that stopped firing in this commit."""
+    ended = [
+        tuple(k)
+        for k, s in old.alerts.items()
+        if s.firing and not (k in new.alerts and new.alerts[k].firing)
+    ]
+    ended += [
+        ("", a, "")
+        for a, h in old.health.items()
+        if h.unavailable and not (a in new.health and new.health[a].unavailable)
+    ]
+    return ended  # type: ignore[return-value]

@@ -1,0 +1,132 @@
+"""The plain data types of the state layer: what the rest of the program hands a
+StateStore and gets back, whatever the backend."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from bot.engine.message import Message
+from bot.engine.model import AlertKey, EngineState, Event, EventKind, MessageKind, Snapshot
+
+OUTBOX_KEEP_DAYS = 30  # delivered (or failed) rows and ended messages are kept this long
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
+# what tells a destination of an alert (and what ends that)
+TELLS = (EventKind.FIRE, EventKind.REMIND, EventKind.UNAVAILABLE)
+
+
+class StoreError(Exception):
+    """The state cannot be used. The message names the file or database and the remedy."""
+
+
+class StoreReplacedError(StoreError):
+    """The state was deleted or replaced (or taken over) while this process held it."""
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # failed for good; not retried
+    DROPPED = "dropped"  # its notifier or destination is no longer configured
+    SUPERSEDED = "superseded"  # only reminders that later rows made stale
+    HELD = "held"  # quiet hours: released (or left out) at their end
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    notifier: str
+    destination: str
+    events: tuple[Event, ...]
+    kind: MessageKind = MessageKind.ALERTS
+    message: Message | None = None  # rendered ahead (the digest, edits); else made from `events`
+    edit_of: int | None = None  # an edit of this sent message (`messages.id`)
+    hold_until: datetime | None = None  # quiet hours: held until then
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    created_at: datetime
+    notifier: str
+    destination: str
+    events: tuple[Event, ...]
+    parts_sent: int
+    attempts: int
+    next_attempt_at: datetime
+    kind: MessageKind = MessageKind.ALERTS
+    problem: str = ""  # why this version cannot read the row; it is then failed, not sent
+    message: Message | None = None
+    edit_of: int | None = None
+
+
+Told = tuple[AlertKey, str, str]  # (alert, notifier, destination)
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message a platform accepted: where, which outbox row and part it was,
+    the platform's id for it, and the alerts whose fire or reminder it carried
+    (resolved when, if they have)."""
+
+    notifier: str
+    destination: str
+    outbox_id: int
+    part: int
+    platform_id: str
+    kind: MessageKind
+    events: tuple[Event, ...]  # those it told of
+    alerts: tuple[AlertKey, ...]
+    resolved: Mapping[AlertKey, datetime | None] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one cycle leaves to persist."""
+
+    old: EngineState  # the state the cycle started from
+    new: EngineState
+    snapshots: Sequence[Snapshot]  # this cycle's good polls
+    outbox: Sequence[OutboxItem]
+    now: datetime
+    samples: Sequence[Sample] = ()  # their history rows
+
+
+@dataclass(eq=False)
+class Layout:
+    """The limited keys of an account's samples, in order; shared by the rows
+    written while the set of keys stays the same. `id` is set once stored."""
+
+    account: str
+    names: tuple[str, ...]
+    since: tuple[float, ...]  # when each key's series began
+    id: int | None = None
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    account: str
+    at: float  # seconds since the epoch
+    total: float  # total_quota: the balance
+    used: float  # total_used_quota as the upstream said it
+    requests: int | None
+    spent: float  # the total's spent counter
+    layout: Layout | None = None
+    keys: array[float] = field(default_factory=lambda: array("d"))
+
+    def key_spent(self, name: str, since: float) -> float | None:
+        """A key's spent counter, if this sample belongs to its series begun at `since`."""
+        layout = self.layout
+        if layout is None:
+            return None
+        i = layout.index.get(name)
+        if i is None or layout.since[i] != since:
+            return None
+        return self.keys[i]
