@@ -46,7 +46,6 @@ from bot.engine.model import (
     globs,
 )
 
-DEFAULT_URL = "https://query.cometapi.com/user/quota"
 DEFAULT_CONFIG = "rules.toml"
 CONFIG_ENV = "BALANCE_BOT_CONFIG"
 # [bot] settings an image sets for every deployment; validated like the file's
@@ -181,7 +180,37 @@ def split_listen(value: str) -> tuple[str, int]:
 class AccountSection(_Section):
     name: str = Field(min_length=1)
     key: SecretStr
-    url: str = DEFAULT_URL
+    url: str | None = None  # default: the provider's
+    provider: str = plugins.DEFAULT_PROVIDER
+    currency: str = "USD"
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        try:
+            plugins.load_provider(v)
+        except plugins.UnknownProviderError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError(f"must be an ISO 4217 code such as USD, CNY or EUR, not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _default_url(self) -> AccountSection:
+        if self.url is None:
+            default = plugins.load_provider(self.provider).default_url
+            if not default:
+                raise ValueError(
+                    f"url: required for provider {self.provider!r} (the site's base URL, "
+                    "e.g. https://api.example.com)"
+                )
+            object.__setattr__(self, "url", default)
+        return self
 
     @field_validator("key")
     @classmethod
@@ -195,7 +224,9 @@ class AccountSection(_Section):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not re.match(r"^https?://[^/\s?#]+", v) or "?" in v or "#" in v:
             raise ValueError(f"must be an http(s) URL without a query string, not {v!r}")
         return v
@@ -435,7 +466,10 @@ def _set(value: float | None) -> float:
 
 def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     settings = Settings(**doc.bot.model_dump())
-    accounts = tuple(Account(a.name, a.key.get_secret_value(), a.url) for a in doc.accounts)
+    accounts = tuple(
+        Account(a.name, a.key.get_secret_value(), a.url or "", a.provider, a.currency)
+        for a in doc.accounts
+    )
     digest = None
     if doc.digest is not None:
         notify = tuple(doc.digest.notify) if doc.digest.notify is not None else None

@@ -8,7 +8,7 @@ from typing import Any
 from bot.common.backoff import Backoff
 from bot.config import build_rule
 from bot.engine.model import Rule
-from bot.upstream.cometapi import RetryPolicy
+from bot.upstream.transport import RetryPolicy
 
 # one attempt, no real waiting: a failed poll is failed at once
 FAST = RetryPolicy(attempts=1, deadline=2, wait_initial=0.01, wait_max=0.01, wait_jitter=0)

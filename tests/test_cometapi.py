@@ -17,7 +17,9 @@ from aioresponses import core as aioresponses_core
 
 from bot.config import Account
 from bot.engine.model import FailureKind, PollFailure
-from bot.upstream.cometapi import MAX_BODY_BYTES, CometClient, FetchError, RetryPolicy, parse_quota
+from bot.upstream.client import Client
+from bot.upstream.cometapi import parse_quota
+from bot.upstream.transport import MAX_BODY_BYTES, FetchError, RetryPolicy
 from fakes.cometapi import (
     reply_balance,
     reply_json,
@@ -62,8 +64,8 @@ def account(url: str) -> Account:
 
 
 async def fetch(url: str, retry: RetryPolicy = FAST, request_timeout: float = 2.0):
-    async with CometClient.new_session() as session:
-        return await CometClient(session, request_timeout, retry).poll(account(url))
+    async with Client.new_session() as session:
+        return await Client(session, request_timeout, retry).poll(account(url))
 
 
 MOCK_URL = "https://query.test/user/quota"
@@ -239,9 +241,9 @@ async def test_html_with_200_is_bad_response(comet):
 
 
 async def test_wrong_key_reports_rejected(comet):
-    async with CometClient.new_session() as session:
+    async with Client.new_session() as session:
         wrong = Account(name="main", key="sk-wrong-key-000000", url=comet.url)
-        result = await CometClient(session, 2, FAST).poll(wrong)
+        result = await Client(session, 2, FAST).poll(wrong)
     assert result.kind is FailureKind.REJECTED and "sk-wrong-key" not in result.reason
 
 
@@ -253,7 +255,7 @@ async def test_many_keys_and_slash_form_url(comet):
 
 
 async def test_accounts_are_polled_concurrently_with_a_limit(comet):
-    from bot.upstream.cometapi import poll_all
+    from bot.upstream.client import poll_all
 
     in_flight, peak = 0, 0
 
@@ -269,8 +271,8 @@ async def test_accounts_are_polled_concurrently_with_a_limit(comet):
 
     comet.default = slow
     accounts = [Account(name=f"a{i}", key=QUERY_KEY, url=comet.url) for i in range(12)]
-    async with CometClient.new_session() as session:
-        results = await poll_all(CometClient(session, 2, FAST), accounts, concurrency=4)
+    async with Client.new_session() as session:
+        results = await poll_all(Client(session, 2, FAST), accounts, concurrency=4)
     assert len(results) == 12 and all(r.total_quota == 1 for r in results.values())
     assert peak == 4
 
@@ -287,8 +289,8 @@ def key_parts(reason: str) -> list[str]:
 async def test_a_key_across_the_cut_of_an_error_body_never_shows_in_part(mocked, filler):
     assert len(LONG_KEY) == 51
     key = LONG_KEY.encode()
-    async with CometClient.new_session() as session:
-        client = CometClient(session, 2.0, FAST)
+    async with Client.new_session() as session:
+        client = Client(session, 2.0, FAST)
         for offset in range(4000, 4101):
             html = b"<p>" + filler * (offset - 3) + key + b" and the rest</p>"
             plain = filler * offset + key + b" and the rest"

@@ -20,7 +20,8 @@ from bot.app.service import App
 from bot.engine.model import Account, Event, EventKind, PollFailure
 from bot.notifiers.message import plain as plain_line
 from bot.notify.render import event_line
-from bot.upstream.cometapi import MAX_BODY_BYTES, CometClient
+from bot.upstream.client import Client
+from bot.upstream.transport import MAX_BODY_BYTES
 from fakes import slack as fake_slack
 from fakes import telegram as fake_tg
 from fakes.cometapi import (
@@ -574,8 +575,8 @@ async def test_error_bodies_quoting_the_key_at_any_offset_never_leak_a_fragment(
         "HTML with 200": lambda text: web.Response(text=text, content_type="text/html"),
         "success false": lambda text: web.json_response({"success": False, "message": text}),
     }
-    async with CometClient.new_session() as session:
-        client = CometClient(session, 2.0, ONE_TRY)
+    async with Client.new_session() as session:
+        client = Client(session, 2.0, ONE_TRY)
         for name, reply in carriers.items():
             for offset in range(301):
                 text = "é" * (offset % 3) + "x" * offset + QUERY_KEY + " trailing words" * 5

@@ -31,7 +31,8 @@ from bot.notify.plan import Context, evaluate
 from bot.state.sqlite import samples as samples_mod
 from bot.state.sqlite.store import Store
 from bot.state.types import Commit
-from bot.upstream.cometapi import FetchError, parse_daily
+from bot.upstream.cometapi import parse_daily
+from bot.upstream.transport import FetchError
 from tests.helpers import T0, rule
 
 STEP = 300.0  # five minutes between polls

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from bot.engine.model import KeyBalance, Snapshot
 from bot.state.sqlite.store import Store
+from bot.upstream import client as upstream_client
 from bot.upstream import cometapi
-from bot.upstream.cometapi import FetchError, parse_quota
+from bot.upstream.cometapi import parse_quota
+from bot.upstream.transport import FetchError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -107,17 +109,17 @@ async def test_the_retry_loop_starts_only_after_a_failed_first_attempt(comet, ca
 
     caplog.set_level(logging.DEBUG)
     entered = []
-    real = cometapi.stamina.retry_context
+    real = upstream_client.stamina.retry_context
 
     def spy(*args, **kwargs):
         entered.append(kwargs["attempts"])
         return real(*args, **kwargs)
 
-    account = cometapi.Account("main", QUERY_KEY, comet.url)
-    session = cometapi.CometClient.new_session()
-    client = cometapi.CometClient(session, 2, RETRYING)
+    account = upstream_client.Account("main", QUERY_KEY, comet.url)
+    session = upstream_client.Client.new_session()
+    client = upstream_client.Client(session, 2, RETRYING)
     try:
-        with patch.object(cometapi.stamina, "retry_context", spy):
+        with patch.object(upstream_client.stamina, "retry_context", spy):
             comet.default = reply_balance(7)
             assert isinstance(await client.poll(account), Snapshot)
             assert entered == []

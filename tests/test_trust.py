@@ -21,12 +21,22 @@ from hypothesis import strategies as st
 from bot.app.service import App
 from bot.common.backoff import Backoff
 from bot.config import ConfigError, parse
-from bot.engine.model import Account, EngineState, Event, EventKind, FailureKind, PollFailure
+from bot.engine.model import (
+    Account,
+    EngineState,
+    Event,
+    EventKind,
+    FailureKind,
+    PollFailure,
+    clean_name,
+)
 from bot.notify.delivery import Delivery
 from bot.state.sqlite import db as store_db
 from bot.state.sqlite import schema
 from bot.state.sqlite.store import Store
-from bot.upstream.cometapi import CometClient, clean_name, parse_quota, unique_subjects
+from bot.upstream.client import Client
+from bot.upstream.cometapi import parse_quota
+from bot.upstream.parse import unique_subjects
 from fakes import telegram as fake_tg
 from fakes.cometapi import FakeCometAPI, reply_balance, reply_json, reply_raw
 from fakes.slack import FakeSlack, text_objects
@@ -180,8 +190,8 @@ def error_replies(text: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("nasty", NASTY.values(), ids=NASTY.keys())
 async def test_an_upstream_error_text_loses_surrogates_control_and_bidi_characters(comet, nasty):
-    async with CometClient.new_session() as session:
-        client = CometClient(session, 2, FAST)
+    async with Client.new_session() as session:
+        client = Client(session, 2, FAST)
         for how, reply in error_replies(f"bad {nasty} thing").items():
             comet.default = reply
             failure = await client.poll(Account("main", QUERY_KEY, comet.url))
@@ -604,8 +614,8 @@ def redirect(location: str, status: int = 301):
 
 async def test_redirects_are_followed_on_the_configured_host_only(comet):
     account = Account("main", QUERY_KEY, comet.url)
-    async with CometClient.new_session() as session:
-        client = CometClient(session, 2.0, FAST)
+    async with Client.new_session() as session:
+        client = Client(session, 2.0, FAST)
 
         comet.push(redirect("/user/quota/"))  # a trailing slash, as the docs show both
         ok = await client.poll(account)

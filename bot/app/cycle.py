@@ -41,7 +41,7 @@ from bot.notify.suppression import Facts
 from bot.ops.metrics import Metrics
 from bot.state.protocol import StateStore
 from bot.state.types import Commit, OutboxItem, Sample, StoreError, StoreReplacedError
-from bot.upstream.cometapi import CometClient, poll_each
+from bot.upstream.client import Client, poll_each
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Cycle:
         self,
         config: Config,
         store: StateStore,
-        client: CometClient,
+        client: Client,
         model: ReadModel,
         router: Router,
         metrics: Metrics,
@@ -109,10 +109,10 @@ class Cycle:
         self.configure(config, client, router)
         metrics.observe_alerts(model.state.alerts.values(), model.severities())
 
-    def configure(self, config: Config, client: CometClient, router: Router) -> None:
+    def configure(self, config: Config, client: Client, router: Router) -> None:
         self.config, self.client, self.router = config, client, router  # router: who hears what
 
-    async def reconfigure(self, config: Config, client: CometClient, router: Router) -> None:
+    async def reconfigure(self, config: Config, client: Client, router: Router) -> None:
         """A reloaded config, between two cycles: accounts, rules, thresholds,
         windows and routes from the next poll on; state and history kept. What a
         removed rule or account leaves is dropped quietly by the next cycle."""

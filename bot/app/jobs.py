@@ -2,7 +2,7 @@
 quiet hours held (at their end, and at start and reload), the catch-up of
 destinations that never heard of alerts still firing (at start and reload),
 history pruning (after cycles, once an hour), and seeding burn rates from
-CometAPI's daily_quota (at start). The digest is bot/app/digest.py.
+the past days a provider offers (CometAPI's daily_quota, at start). The digest is bot/app/digest.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bot.engine.forecast import seeded_rates
 from bot.engine.model import Account, EventKind
 from bot.notify.routing import release
 from bot.state.types import Commit, OutboxItem, StoreError
-from bot.upstream.cometapi import FetchError
+from bot.upstream.transport import FetchError
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ class Jobs:
         history.advance(now)
 
         async def one(account: Account) -> None:
+            if not cycle.client.seeds(account):
+                return  # its provider offers no past days
             if history.flow(account.name, now).burn.total is not None:
                 return  # enough live history already
             async with gate:

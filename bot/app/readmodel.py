@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.engine.model import Account, EngineState, Flow, PollFailure, Rule, Snapshot
 from bot.state.protocol import StateStore
 from bot.state.types import Sample
-from bot.upstream.cometapi import CometClient
+from bot.upstream.client import Client
 
 Clock = Callable[[], datetime]
 
@@ -29,7 +29,7 @@ class ReadModel:
         self,
         config: Config,
         store: StateStore,
-        client: CometClient,
+        client: Client,
         clock: Clock,
         state: EngineState,
         snapshots: Mapping[str, Snapshot],
@@ -48,7 +48,7 @@ class ReadModel:
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self.configure(config, client)
 
-    def configure(self, config: Config, client: CometClient) -> None:
+    def configure(self, config: Config, client: Client) -> None:
         """A (re)loaded config: what is kept of accounts no longer configured goes."""
         self.config, self.client = config, client
         self.accounts: dict[str, Account] = {a.name: a for a in config.accounts}

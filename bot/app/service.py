@@ -38,7 +38,8 @@ from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
 from bot.state.sqlite.store import Store
 from bot.state.types import OutboxItem, StoreError, StoreReplacedError
-from bot.upstream.cometapi import CometClient, RetryPolicy
+from bot.upstream.client import Client
+from bot.upstream.transport import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +169,13 @@ class App:
         config, stack = self.config, self._stack
         self.store = Store.open(config.bot.state_path)
         stack.callback(self.store.close)
-        session = CometClient.new_session(config.bot.max_concurrency)
+        session = Client.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
         retry = self.retry or RetryPolicy.for_schedule(
             config.bot.interval, config.bot.request_timeout
         )
         clock = self._now  # what tests set as `app.clock`, at any time
-        client = CometClient(session, config.bot.request_timeout, retry, clock)
+        client = Client(session, config.bot.request_timeout, retry, clock)
         self.metrics = Metrics()
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
@@ -534,12 +535,12 @@ class App:
             if any(getattr(config.bot, n) != getattr(old.bot, n) for n in polling):
                 session = client.session
                 if config.bot.max_concurrency != old.bot.max_concurrency:
-                    session = CometClient.new_session(config.bot.max_concurrency)
+                    session = Client.new_session(config.bot.max_concurrency)
                     self._stack.push_async_callback(session.close)  # the old one: at exit
                 retry = self.retry or RetryPolicy.for_schedule(
                     config.bot.interval, config.bot.request_timeout
                 )
-                client = CometClient(session, config.bot.request_timeout, retry, self.clock)
+                client = Client(session, config.bot.request_timeout, retry, self._now)
             await self.pipeline.reconfigure(config, client, self._router(config))
             self.delivery.fresh_for, self.delivery.zone = config.bot.interval, config.bot.zone
             scheduler = self._scheduler

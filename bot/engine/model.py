@@ -53,8 +53,10 @@ class Unit(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
-    key: str = field(repr=False)  # the query key: never printed
+    key: str = field(repr=False)  # the query key or API key: never printed
     url: str
+    provider: str = "cometapi"  # how its balance is read (bot/upstream/)
+    currency: str = "USD"  # ISO 4217 code of its money
 
 
 class _Falling:
