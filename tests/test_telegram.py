@@ -7,6 +7,7 @@ import html
 import logging
 import re
 import threading
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ import pytest
 
 from bot.backoff import Backoff
 from bot.commands import REFUSAL, ChatCommands
+from bot.model import KeyBalance, Snapshot
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.base import StartError
 from bot.notifiers.message import Message, Section, Span
@@ -22,7 +24,9 @@ from bot.notifiers.telegram import (
     TelegramConfig,
     TelegramNotifier,
     render,
+    render_pieces,
 )
+from bot.render import AccountView, balance_message
 from bot.service import App
 from fakes.cometapi import reply_balance
 from fakes.telegram import (
@@ -647,3 +651,33 @@ api_url = "{tg.url}"
     assert "✅ Resolved" in check_html(edit.text)
     for text in (bot.stderr, bot.stdout, check.stderr, check.stdout):
         assert SECRET not in text
+
+
+def _accounts(*names: str) -> Message:
+    """A /balance of accounts with 2,000 keys each (the render's own tests)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = tuple(KeyBalance(f"key-{i:04d}", 5, 1) for i in range(2000))
+    views = [AccountView(n, Snapshot(n, "", 100, 1, None, keys, at)) for n in names]
+    return balance_message(views, at, ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("accounts", [("main",), ("main", "other")])
+def test_a_cut_answer_numbers_what_is_sent_and_suggests_one_account_only_among_several(
+    accounts,
+):
+    """Issue 20, defect 7: the parts said (1/44)…(4/44) though five were sent,
+    and a one-account setup was told to ask for one account."""
+    message = _accounts(*accounts)
+    parts = [
+        html.unescape(re.sub(r"<[^>]+>", "", text))
+        for text, _ in render_pieces(message, "/balance")
+    ]
+    assert [p.split("\n")[0] for p in parts] == [f"CometAPI balance ({i}/5)" for i in range(1, 6)]
+    shown = sum(p.count(": $5.00 left") for p in parts)
+    note = parts[4].split("\n\n", 1)[1]
+    match = re.fullmatch(r"… (\d+) keys not shown \(a reply holds at most 5 messages\)(.*)", note)
+    assert match, note
+    assert shown + int(match[1]) == 2000 * len(accounts)
+    several = "; ask for one account: /balance <account>"
+    assert match[2] == (several if len(accounts) > 1 else "")
+    assert len(render_pieces(message)) > 5  # an alert is never cut: only answers are

@@ -16,32 +16,28 @@ from pydantic import AfterValidator, SecretStr
 from bot.backoff import Backoff
 from bot.logs import log_event
 from bot.notifiers import Notifier, NotifierContext, Request
-from bot.notifiers.message import KEY_REF, Message
+from bot.notifiers.message import Message, Piece, keys_in
 from bot.secrets import MASK, RedactingFilter, redact, register
 
 T = TypeVar("T")
-P = TypeVar("P")
 
 REPLY_LIMIT = 5  # messages in one answer to a command, at most
 
 
 def capped(
-    pieces: Sequence[tuple[P, Sequence[str]]],
-    note: Callable[[Message], list[P]],
-    command: str = "/balance",
-) -> list[P]:
-    """An answer's payloads, at most REPLY_LIMIT: beyond, the last one says how
-    many keys were left out and how to ask for one account. `pieces` pairs each
-    payload with the references of its lines (KEY_REF for a key's line)."""
+    pieces: Sequence[Piece], message: Message, note: Callable[[str], str], command: str
+) -> list[Piece]:
+    """An answer's pieces, at most REPLY_LIMIT: beyond, the last one says how
+    many keys were left out and, if the message says how (Message.narrower), how
+    to ask for less. `note` marks up that line; `command` is the chat's command."""
     if len(pieces) <= REPLY_LIMIT:
-        return [payload for payload, _ in pieces]
+        return list(pieces)
     dropped = pieces[REPLY_LIMIT - 1 :]
-    keys = sum(ref.startswith(KEY_REF) for _, refs in dropped for ref in refs)
-    text = (
-        f"… {keys} keys not shown ({len(dropped)} more parts; a reply holds at most "
-        f"{REPLY_LIMIT} messages); ask for one account: {command} <account>"
-    )
-    return [payload for payload, _ in pieces[: REPLY_LIMIT - 1]] + note(Message(text, ()))
+    keys = sum(keys_in(ref) for piece in dropped for ref in piece.refs)
+    text = f"… {keys} keys not shown (a reply holds at most {REPLY_LIMIT} messages)"
+    if message.narrower:
+        text += "; " + message.narrower.replace("{command}", command)
+    return [*pieces[: REPLY_LIMIT - 1], Piece([note(text)])]
 
 
 def shaped(pattern: str, problem: str) -> AfterValidator:

@@ -517,7 +517,7 @@ class SlackNotifier(ChatNotifier):
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
         """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
         # a response_url takes five posts (RESPONSE_URL_USES), the reply limit of every chat
-        payloads = capped(render_pieces(message), render, command)
+        payloads = [payload for payload, _ in render_pieces(message, command)]
         hook = AsyncWebhookClient(url, timeout=int(REQUEST_TIMEOUT), session=self._http())
         for payload in payloads:
             try:
@@ -615,8 +615,9 @@ def render(message: Message) -> list[dict[str, Any]]:
     return [payload for payload, _ in render_pieces(message)]
 
 
-def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
-    """render(), each payload with the references of its lines."""
+def render_pieces(message: Message, answer: str = "") -> list[tuple[dict[str, Any], list[str]]]:
+    """render(), each payload with the references of its lines; `answer`: the
+    command the message answers (an answer is cut to REPLY_LIMIT payloads: capped)."""
     mark = SEVERITY_MARK.get(message.severity, "") if message.severity else ""
     plain_title = message.title if message.title.strip() else "balance-bot"
     title = fit((Span(plain_title, bold=True),), TITLE_BUDGET, _span)
@@ -640,6 +641,8 @@ def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
         room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - reserved
     )
     pieces = pack(sections, limits)
+    if answer:
+        pieces = capped(pieces, message, _note, answer)
     total = len(pieces)
     payloads = []
     for index, piece in enumerate(pieces, 1):
@@ -672,6 +675,10 @@ def _actions(pressable: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 def _block(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _note(text: str) -> str:
+    return fit((Span(text, bold=True),), LINE_BUDGET, _span)
 
 
 def _span(text: str, bold: bool) -> str:
