@@ -702,3 +702,39 @@ def test_manifest_turns_socket_mode_on_with_minimal_scopes():
     assert "url:" not in text  # Socket Mode: no request URL anywhere
     scopes = re.findall(r"^\s+- ([\w:.]+)\s*(?:#.*)?$", text, re.MULTILINE)
     assert scopes == ["chat:write", "commands"]
+
+
+async def test_a_slash_command_storm_makes_one_answer_at_a_time_per_person(
+    make_config, comet, slack
+):
+    """Issue 20, defect 3: answers are ephemeral, so the limit is per person in a
+    channel: a repeat while /balance is answered hears once to wait, further
+    repeats nothing; another person, and other commands, go on."""
+    release = asyncio.Event()
+    answer = reply_balance(42)
+
+    async def slow(request):
+        await release.wait()
+        return await answer(request)
+
+    comet.default = slow
+    extra = f'allowed_users = ["{USER}", "U0SECOND01"]'
+    cfg = make_config(TOTAL_RULE + slack_section(slack, extra=extra))
+    async with _app(cfg) as app:
+        await app.start_notifiers(listen=True)
+        first, second, third = [await slack.slash("", ALERTS, USER) for _ in range(3)]
+        status = await slack.slash("status", ALERTS, USER)
+        other = await slack.slash("", ALERTS, "U0SECOND01")
+        (note,) = await slack.wait_responses(second)
+        await slack.wait_responses(status)
+        release.set()
+        await slack.wait_responses(first)
+        await slack.wait_responses(other)
+        again = await slack.slash("", ALERTS, USER)
+        await slack.wait_responses(again)
+    assert check_payload(note) == (
+        "*Still working on your last /balance; ask again once it is answered.*"
+    )
+    assert third not in slack.responses
+    for envelope in (first, other, again):
+        assert "Balance: *$42.00*" in check_payload(slack.responses[envelope][0])

@@ -681,3 +681,39 @@ def test_a_cut_answer_numbers_what_is_sent_and_suggests_one_account_only_among_s
     several = "; ask for one account: /balance <account>"
     assert match[2] == (several if len(accounts) > 1 else "")
     assert len(render_pieces(message)) > 5  # an alert is never cut: only answers are
+
+
+async def test_a_command_storm_from_one_chat_makes_one_answer_at_a_time(make_config, comet, tg):
+    """Issue 20, defect 3: while a /balance is being answered in a chat, a repeat
+    there is told once to wait, further repeats get nothing; other commands and
+    other chats go on, and once answered, /balance answers again."""
+    release = asyncio.Event()
+    answer = reply_balance(42)
+
+    async def slow(request):
+        await release.wait()
+        return await answer(request)
+
+    comet.default = slow
+    cfg = make_config(TOTAL_RULE + telegram_section(tg))
+    async with _app(cfg) as app:
+        await app.start_notifiers(listen=True)
+        for _ in range(3):
+            await tg.message(USER_CHAT, "/balance")
+        await tg.message(USER_CHAT, "/help")
+        await tg.message(USER_CHAT, "/id")
+        await tg.message(GROUP_CHAT, "/balance")  # another chat: not held back
+        await tg.wait_sent(3)  # help, id, and the one note
+        early = [check_html(s.text) for s in tg.sent]
+        release.set()
+        await tg.wait_sent(5)  # both chats' answers
+        await tg.message(USER_CHAT, "/balance")  # answered again
+        await tg.wait_sent(6)
+    texts = [(s.chat_id, check_html(s.text)) for s in tg.sent]
+    busy = "Still working on your last /balance; ask again once it is answered."
+    assert [t for _, t in texts].count(busy) == 1
+    assert any(t.startswith("balance-bot commands") for t in early)
+    assert f"chat {USER_CHAT} · user {USER_CHAT}" in early
+    answers = [chat for chat, t in texts if "Balance: $42.00" in t]
+    assert sorted(answers) == sorted([USER_CHAT, USER_CHAT, GROUP_CHAT])
+    assert len(texts) == 6

@@ -22,6 +22,7 @@ from bot.secrets import MASK, RedactingFilter, redact, register
 T = TypeVar("T")
 
 REPLY_LIMIT = 5  # messages in one answer to a command, at most
+BUSY = "Still working on your last {command}; ask again once it is answered."
 
 
 def capped(
@@ -72,6 +73,8 @@ class ChatNotifier(Notifier):
         super().__init__(name, config, context)
         self._secrets = tuple(secrets)
         self._starting: asyncio.Task[None] | None = None  # start-up going on in the background
+        # answers under way, by (chat, command): whether a repeat was told BUSY yet
+        self._under_way: dict[tuple[str, str], bool] = {}
         self.logger = logging.getLogger(type(self).__module__)
         for secret in self._secrets:
             register(secret)
@@ -104,6 +107,30 @@ class ChatNotifier(Notifier):
         command = next((c for c in table if c.name == name), None)
         command = command or next(c for c in table if c.name == "help")
         return await command.run(Request(args, chat, user, self.usage(), who))
+
+    async def one_at_a_time(
+        self,
+        chat: str,
+        command: str,
+        answer: Callable[[], Awaitable[None]],
+        busy: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        """Run `answer` (a reply to `command` in `chat`) unless one is under way:
+        a storm of a command makes one answer at a time, while other commands
+        go on. The first repeat meanwhile is told BUSY through `busy`, later
+        ones nothing (a note each would be a storm of its own, and the chat's
+        flood limit would then hold up alerts to it)."""
+        key = (chat, command)
+        if key in self._under_way:
+            if not self._under_way[key]:
+                self._under_way[key] = True
+                await busy(Message(BUSY.format(command=command), ()))
+            return
+        self._under_way[key] = False
+        try:
+            await answer()
+        finally:
+            del self._under_way[key]
 
     def start_later(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Go on with start-up in the background (see keep_trying); stop() cancels it."""

@@ -427,13 +427,13 @@ class SlackNotifier(ChatNotifier):
         if not url:
             log_event(logger, "slack.no_response_url", logging.WARNING, channel_id=channel)
             return
-        try:
-            chosen, args = self._chosen(text)
-            if not chosen.public and self._refused(
-                channel, user, command, payload.get("channel_name")
-            ):
-                message = self.context.commands.refusal()
-            else:
+        chosen, args = self._chosen(text)
+        if not chosen.public and self._refused(channel, user, command, payload.get("channel_name")):
+            await self._respond(str(url), self.context.commands.refusal(), channel, command)
+            return
+
+        async def reply() -> None:
+            try:
                 log_event(
                     logger,
                     "slack.command",
@@ -445,14 +445,26 @@ class SlackNotifier(ChatNotifier):
                 who = f"@{name}" if name else user
                 usage = help_lines(self.context.commands.table(), command)
                 message = await chosen.run(Request(args, channel, user, usage, who))
-        except Exception as exc:
-            logger.error(
-                "slack.command_failed",
-                exc_info=exc,
-                extra={"fields": {"channel_id": channel, "user_id": user}},
-            )
-            message = Message("balance-bot could not answer; the reason is in its log.", ())
-        await self._respond(str(url), message, channel, command)
+            except Exception as exc:
+                logger.error(
+                    "slack.command_failed",
+                    exc_info=exc,
+                    extra={"fields": {"channel_id": channel, "user_id": user}},
+                )
+                message = Message("balance-bot could not answer; the reason is in its log.", ())
+            await self._respond(str(url), message, channel, command)
+
+        if chosen.public:  # /balance id: always, at once
+            await reply()
+            return
+        # Answers are ephemeral, seen by the one who asked: one at a time per person.
+        written = command if chosen.name == DEFAULT else f"{command} {chosen.name}"
+        await self.one_at_a_time(
+            f"{channel}/{user}",
+            written,
+            reply,
+            lambda note: self._respond(str(url), note, channel, command),
+        )
 
     async def _pressed(self, payload: dict[str, Any]) -> None:
         """A button of an alert message: acted on if the channel and user are

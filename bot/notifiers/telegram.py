@@ -345,14 +345,23 @@ class TelegramNotifier(ChatNotifier):
                 self._refused(chat_id, chat.type if chat else None, user_id, _command(update))
                 await self._answer(update, self.context.commands.refusal(), log=False)
                 return
-            answer = await self.answer(
-                command.name,
-                _argument(update),
-                str(chat_id or ""),
-                str(user_id or ""),
-                _who(user) if user else "",
+
+            async def reply() -> None:
+                answer = await self.answer(
+                    command.name,
+                    _argument(update),
+                    str(chat_id or ""),
+                    str(user_id or ""),
+                    _who(user) if user else "",
+                )
+                await self._answer(update, answer)
+
+            if command.public:  # /id: always, at once
+                await reply()
+                return
+            await self.one_at_a_time(
+                str(chat_id), f"/{command.name}", reply, lambda note: self._answer(update, note)
             )
-            await self._answer(update, answer)
 
         return handle
 
