@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from bot.app.commands import ChatCommands
@@ -100,3 +101,17 @@ async def test_status_lists_firing_alerts_and_accounts_without_data(make_config,
         await app.cycle(notify=False)
         shown = text(commands.status())
     assert "1 without data" in shown and "DATA UNAVAILABLE · main: HTTP 500" in shown
+
+
+async def test_balance_asked_again_while_being_made_shares_that_answer(make_config, comet):
+    """Issue 20, defect 3: concurrent /balance for the same accounts make one
+    answer, not one each; once made, the next /balance makes a new one."""
+    comet.default = reply_balance(15)
+    async with App(make_config(KEY_RULE), retry=FAST) as app:
+        commands = ChatCommands(app.model)
+        first, same, other = await asyncio.gather(
+            commands.balance(), commands.balance(), commands.balance("main")
+        )
+        later = await commands.balance()
+    assert first is same and first is other  # "main" names the same (only) account
+    assert later is not first and "Balance: $15.00" in text(later)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.engine.model import Event, EventKind, KeyBalance, Severity, Snapshot
-from bot.notifiers.message import plain
+from bot.notifiers.message import keys_in, plain
 from bot.notify.render import MARK, AccountView, balance_message, event_line, events_message
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -164,3 +164,35 @@ def test_balance_view_after_a_failed_fetch_shows_last_good_data():
     assert lines[0] == "⚠️ fetch failed: HTTP 502"
     assert lines[1] == f"{MARK} Balance: $5.00"
     assert lines[-1].endswith("(3h 0m ago)")
+
+
+def _big(account: str, count: int) -> Snapshot:
+    keys = tuple(KeyBalance(f"key-{i:05d}-{'x' * 20}", 50 + i % 997, 1) for i in range(count))
+    unlimited = (KeyBalance("zz-unlimited", 999999999, -1),)
+    return Snapshot(account, "", 100, 1, None, keys + unlimited, T0)
+
+
+def test_a_balance_answer_is_the_same_size_for_20000_keys_as_for_5000():
+    """Issue 20, defect 3: /balance built (and the chat rendered) a line per key,
+    then sent five messages of them; it builds only what five can show."""
+    sizes = []
+    for count in (5_000, 20_000):
+        msg = balance_message([AccountView("main", _big("main", count))], T0, ZoneInfo("UTC"))
+        (section,) = msg.sections
+        lines = [plain(line) for line in section.lines]
+        shown = [line for line in lines if line.startswith("key-")]
+        assert lines[3] == f"Keys ({count + 1}):"
+        assert f"… {count + 1 - len(shown)} more keys not shown" == lines[-2]
+        assert shown[0].startswith("key-00000-") and ": $50.00 left" in shown[0]  # lowest first
+        assert sum(keys_in(ref) for ref in section.refs) == count + 1  # every key counted
+        sizes.append(sum(len(line) for line in lines))
+    assert abs(sizes[0] - sizes[1]) < 10 and sizes[1] < 70_000  # the counts have a digit more
+
+
+def test_a_cut_answer_suggests_one_account_only_when_it_shows_several():
+    one = balance_message([AccountView("main", _big("main", 10))], T0, ZoneInfo("UTC"))
+    two = balance_message(
+        [AccountView(a, _big(a, 10)) for a in ("main", "other")], T0, ZoneInfo("UTC")
+    )
+    assert one.narrower == ""
+    assert two.narrower == "ask for one account: {command} <account>"

@@ -295,12 +295,15 @@ async def test_an_answer_too_long_for_five_replies_says_what_is_missing(make_con
         await slack.wait_responses(done)
     assert len(slack.responses[envelope]) == 5
     seen = [check_payload(p) for p in parts]
-    assert all(re.match(r"\*CometAPI balance\* \(\d/\d\d\)\n", s) for s in seen[:4])
-    assert re.fullmatch(
-        r"\*… \d{3} keys not shown \(\d\d more parts; a reply holds at most 5 messages\); "
-        r"ask for one account: /balance &lt;account&gt;\*",
+    # numbered over what is sent (issue 20, defect 7)
+    assert all(s.startswith(f"*CometAPI balance* ({i}/5)\n") for i, s in enumerate(seen[:4], 1))
+    shown = sum(s.count(": $0.50 left") for s in seen[:4])
+    note = re.fullmatch(  # one account: no "ask for one account"
+        r"\*CometAPI balance\* \(5/5\)\n\*… (\d{3}) keys not shown "
+        r"\(a reply holds at most 5 messages\)\*",
         "\n".join(text_objects(parts[4]["blocks"])),
     )
+    assert note and shown + int(note[1]) == 600
 
 
 # --- 4. 429 with Retry-After, then 500, then success: delivered exactly once --------------
@@ -699,3 +702,39 @@ def test_manifest_turns_socket_mode_on_with_minimal_scopes():
     assert "url:" not in text  # Socket Mode: no request URL anywhere
     scopes = re.findall(r"^\s+- ([\w:.]+)\s*(?:#.*)?$", text, re.MULTILINE)
     assert scopes == ["chat:write", "commands"]
+
+
+async def test_a_slash_command_storm_makes_one_answer_at_a_time_per_person(
+    make_config, comet, slack
+):
+    """Issue 20, defect 3: answers are ephemeral, so the limit is per person in a
+    channel: a repeat while /balance is answered hears once to wait, further
+    repeats nothing; another person, and other commands, go on."""
+    release = asyncio.Event()
+    answer = reply_balance(42)
+
+    async def slow(request):
+        await release.wait()
+        return await answer(request)
+
+    comet.default = slow
+    extra = f'allowed_users = ["{USER}", "U0SECOND01"]'
+    cfg = make_config(TOTAL_RULE + slack_section(slack, extra=extra))
+    async with _app(cfg) as app:
+        await app.start_notifiers(listen=True)
+        first, second, third = [await slack.slash("", ALERTS, USER) for _ in range(3)]
+        status = await slack.slash("status", ALERTS, USER)
+        other = await slack.slash("", ALERTS, "U0SECOND01")
+        (note,) = await slack.wait_responses(second)
+        await slack.wait_responses(status)
+        release.set()
+        await slack.wait_responses(first)
+        await slack.wait_responses(other)
+        again = await slack.slash("", ALERTS, USER)
+        await slack.wait_responses(again)
+    assert check_payload(note) == (
+        "*Still working on your last /balance; ask again once it is answered.*"
+    )
+    assert third not in slack.responses
+    for envelope in (first, other, again):
+        assert "Balance: *$42.00*" in check_payload(slack.responses[envelope][0])

@@ -7,6 +7,7 @@ import html
 import logging
 import re
 import threading
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ import pytest
 from bot.app.commands import REFUSAL, ChatCommands
 from bot.app.service import App
 from bot.common.backoff import Backoff
+from bot.engine.model import KeyBalance, Snapshot
 from bot.notifiers import DeliveryError, NotifierContext
 from bot.notifiers.base import StartError
 from bot.notifiers.message import Message, Section, Span
@@ -23,7 +25,9 @@ from bot.notifiers.telegram import (
     TelegramConfig,
     TelegramNotifier,
     render,
+    render_pieces,
 )
+from bot.notify.render import AccountView, balance_message
 from fakes.cometapi import reply_balance
 from fakes.telegram import (
     BOT_USERNAME,
@@ -647,3 +651,69 @@ api_url = "{tg.url}"
     assert "✅ Resolved" in check_html(edit.text)
     for text in (bot.stderr, bot.stdout, check.stderr, check.stdout):
         assert SECRET not in text
+
+
+def _accounts(*names: str) -> Message:
+    """A /balance of accounts with 2,000 keys each (the render's own tests)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    keys = tuple(KeyBalance(f"key-{i:04d}", 5, 1) for i in range(2000))
+    views = [AccountView(n, Snapshot(n, "", 100, 1, None, keys, at)) for n in names]
+    return balance_message(views, at, ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("accounts", [("main",), ("main", "other")])
+def test_a_cut_answer_numbers_what_is_sent_and_suggests_one_account_only_among_several(
+    accounts,
+):
+    """Issue 20, defect 7: the parts said (1/44)…(4/44) though five were sent,
+    and a one-account setup was told to ask for one account."""
+    message = _accounts(*accounts)
+    parts = [
+        html.unescape(re.sub(r"<[^>]+>", "", text))
+        for text, _ in render_pieces(message, "/balance")
+    ]
+    assert [p.split("\n")[0] for p in parts] == [f"CometAPI balance ({i}/5)" for i in range(1, 6)]
+    shown = sum(p.count(": $5.00 left") for p in parts)
+    note = parts[4].split("\n\n", 1)[1]
+    match = re.fullmatch(r"… (\d+) keys not shown \(a reply holds at most 5 messages\)(.*)", note)
+    assert match, note
+    assert shown + int(match[1]) == 2000 * len(accounts)
+    several = "; ask for one account: /balance <account>"
+    assert match[2] == (several if len(accounts) > 1 else "")
+    assert len(render_pieces(message)) > 5  # an alert is never cut: only answers are
+
+
+async def test_a_command_storm_from_one_chat_makes_one_answer_at_a_time(make_config, comet, tg):
+    """Issue 20, defect 3: while a /balance is being answered in a chat, a repeat
+    there is told once to wait, further repeats get nothing; other commands and
+    other chats go on, and once answered, /balance answers again."""
+    release = asyncio.Event()
+    answer = reply_balance(42)
+
+    async def slow(request):
+        await release.wait()
+        return await answer(request)
+
+    comet.default = slow
+    cfg = make_config(TOTAL_RULE + telegram_section(tg))
+    async with _app(cfg) as app:
+        await app.start_notifiers(listen=True)
+        for _ in range(3):
+            await tg.message(USER_CHAT, "/balance")
+        await tg.message(USER_CHAT, "/help")
+        await tg.message(USER_CHAT, "/id")
+        await tg.message(GROUP_CHAT, "/balance")  # another chat: not held back
+        await tg.wait_sent(3)  # help, id, and the one note
+        early = [check_html(s.text) for s in tg.sent]
+        release.set()
+        await tg.wait_sent(5)  # both chats' answers
+        await tg.message(USER_CHAT, "/balance")  # answered again
+        await tg.wait_sent(6)
+    texts = [(s.chat_id, check_html(s.text)) for s in tg.sent]
+    busy = "Still working on your last /balance; ask again once it is answered."
+    assert [t for _, t in texts].count(busy) == 1
+    assert any(t.startswith("balance-bot commands") for t in early)
+    assert f"chat {USER_CHAT} · user {USER_CHAT}" in early
+    answers = [chat for chat, t in texts if "Balance: $42.00" in t]
+    assert sorted(answers) == sorted([USER_CHAT, USER_CHAT, GROUP_CHAT])
+    assert len(texts) == 6

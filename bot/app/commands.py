@@ -65,6 +65,7 @@ class ChatCommands:
     def __init__(self, source: BalanceSource, actions: AlertActions | None = None) -> None:
         self.source = source
         self.actions = actions  # None: no snoozes or acks (check, tests of the views)
+        self._balances: dict[tuple[str, ...], asyncio.Task[Message]] = {}  # being made
 
     def table(self) -> tuple[Command, ...]:
         """Every command, in the order platforms list them."""
@@ -90,10 +91,27 @@ class ChatCommands:
         )
 
     async def balance(self, arg: str = "") -> Message:
-        source = self.source
+        """/balance [account]. Asked again for the same accounts while an answer
+        is being made, it shares that answer: a storm makes one, not hundreds."""
         names = self._accounts(arg)
         if isinstance(names, Message):
             return names
+        key = tuple(names)
+        making = self._balances.get(key)
+        if making is None:
+            making = asyncio.create_task(self._make_balance(names), name="balance")
+            self._balances[key] = making
+            making.add_done_callback(lambda task: self._made(key, task))
+        return await asyncio.shield(making)  # one asker giving up does not end it for all
+
+    def _made(self, key: tuple[str, ...], task: asyncio.Task[Message]) -> None:
+        if self._balances.get(key) is task:
+            del self._balances[key]
+        if not task.cancelled():
+            task.exception()  # seen: every asker may have given up
+
+    async def _make_balance(self, names: list[str]) -> Message:
+        source = self.source
         fetched = await self._fetch(names)
         burn = {a: source.flow(a).burn for a in names}
         return balance_view(

@@ -14,8 +14,25 @@ from typing import Any
 from bot.engine.model import AlertKey, Event, Severity
 
 KEY_REF = "key:"  # the reference of a line about a key: "key:<account>/<key>"
+# the reference of a line standing for keys left out: "keys:<count>/<account>"
+KEYS_REF = "keys:"
 ALERT_REF = "alert:"  # the reference of a line announcing an alert (buttons act on it)
 _SEP = "\x1f"  # between an alert's rule, account and subject (never in a name: stripped)
+
+
+def keys_ref(account: str, count: int) -> str:
+    return f"{KEYS_REF}{count}/{account}"
+
+
+def keys_in(ref: str | None) -> int:
+    """How many keys a line with reference `ref` is about (see KEY_REF, KEYS_REF)."""
+    if ref is None:
+        return 0
+    if ref.startswith(KEY_REF):
+        return 1
+    if ref.startswith(KEYS_REF):
+        return int(ref.removeprefix(KEYS_REF).partition("/")[0])
+    return 0
 
 
 def alert_ref(key: AlertKey) -> str:
@@ -69,6 +86,9 @@ class Message:
     # is ("alerts", "still_firing", "digest", "test") and the events it tells of
     kind: str = "alerts"
     events: tuple[Event, ...] = ()
+    # an answer cut to a chat's reply limit says this after what it left out: how
+    # to ask for less ("{command}" is the chat's command); "" says nothing
+    narrower: str = ""
 
     def plain_lines(self) -> list[str]:
         out = [self.title]

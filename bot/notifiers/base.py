@@ -17,31 +17,28 @@ from bot.common.backoff import Backoff
 from bot.common.logs import log_event
 from bot.common.secrets import MASK, RedactingFilter, redact, register
 from bot.notifiers import Notifier, NotifierContext, Request
-from bot.notifiers.message import KEY_REF, Message
+from bot.notifiers.message import Message, Piece, keys_in
 
 T = TypeVar("T")
-P = TypeVar("P")
 
 REPLY_LIMIT = 5  # messages in one answer to a command, at most
+BUSY = "Still working on your last {command}; ask again once it is answered."
 
 
 def capped(
-    pieces: Sequence[tuple[P, Sequence[str]]],
-    note: Callable[[Message], list[P]],
-    command: str = "/balance",
-) -> list[P]:
-    """An answer's payloads, at most REPLY_LIMIT: beyond, the last one says how
-    many keys were left out and how to ask for one account. `pieces` pairs each
-    payload with the references of its lines (KEY_REF for a key's line)."""
+    pieces: Sequence[Piece], message: Message, note: Callable[[str], str], command: str
+) -> list[Piece]:
+    """An answer's pieces, at most REPLY_LIMIT: beyond, the last one says how
+    many keys were left out and, if the message says how (Message.narrower), how
+    to ask for less. `note` marks up that line; `command` is the chat's command."""
     if len(pieces) <= REPLY_LIMIT:
-        return [payload for payload, _ in pieces]
+        return list(pieces)
     dropped = pieces[REPLY_LIMIT - 1 :]
-    keys = sum(ref.startswith(KEY_REF) for _, refs in dropped for ref in refs)
-    text = (
-        f"… {keys} keys not shown ({len(dropped)} more parts; a reply holds at most "
-        f"{REPLY_LIMIT} messages); ask for one account: {command} <account>"
-    )
-    return [payload for payload, _ in pieces[: REPLY_LIMIT - 1]] + note(Message(text, ()))
+    keys = sum(keys_in(ref) for piece in dropped for ref in piece.refs)
+    text = f"… {keys} keys not shown (a reply holds at most {REPLY_LIMIT} messages)"
+    if message.narrower:
+        text += "; " + message.narrower.replace("{command}", command)
+    return [*pieces[: REPLY_LIMIT - 1], Piece([note(text)])]
 
 
 def shaped(pattern: str, problem: str) -> AfterValidator:
@@ -76,6 +73,8 @@ class ChatNotifier(Notifier):
         super().__init__(name, config, context)
         self._secrets = tuple(secrets)
         self._starting: asyncio.Task[None] | None = None  # start-up going on in the background
+        # answers under way, by (chat, command): whether a repeat was told BUSY yet
+        self._under_way: dict[tuple[str, str], bool] = {}
         self.logger = logging.getLogger(type(self).__module__)
         for secret in self._secrets:
             register(secret)
@@ -108,6 +107,30 @@ class ChatNotifier(Notifier):
         command = next((c for c in table if c.name == name), None)
         command = command or next(c for c in table if c.name == "help")
         return await command.run(Request(args, chat, user, self.usage(), who))
+
+    async def one_at_a_time(
+        self,
+        chat: str,
+        command: str,
+        answer: Callable[[], Awaitable[None]],
+        busy: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        """Run `answer` (a reply to `command` in `chat`) unless one is under way:
+        a storm of a command makes one answer at a time, while other commands
+        go on. The first repeat meanwhile is told BUSY through `busy`, later
+        ones nothing (a note each would be a storm of its own, and the chat's
+        flood limit would then hold up alerts to it)."""
+        key = (chat, command)
+        if key in self._under_way:
+            if not self._under_way[key]:
+                self._under_way[key] = True
+                await busy(Message(BUSY.format(command=command), ()))
+            return
+        self._under_way[key] = False
+        try:
+            await answer()
+        finally:
+            del self._under_way[key]
 
     def start_later(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Go on with start-up in the background (see keep_trying); stop() cancels it."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from bot.engine.message import (
     ALERT_REF,
     KEY_REF,
+    KEYS_REF,
     Action,
     Line,
     Message,
@@ -19,12 +20,15 @@ from bot.engine.message import (
     Span,
     alert_of,
     alert_ref,
+    keys_in,
+    keys_ref,
     plain,
 )
 
 __all__ = [
     "ALERT_REF",
     "CONTINUED",
+    "KEYS_REF",
     "KEY_REF",
     "Action",
     "Limits",
@@ -37,6 +41,8 @@ __all__ = [
     "alert_ref",
     "buttons",
     "fit",
+    "keys_in",
+    "keys_ref",
     "pack",
     "piece_ref",
     "plain",

@@ -427,13 +427,13 @@ class SlackNotifier(ChatNotifier):
         if not url:
             log_event(logger, "slack.no_response_url", logging.WARNING, channel_id=channel)
             return
-        try:
-            chosen, args = self._chosen(text)
-            if not chosen.public and self._refused(
-                channel, user, command, payload.get("channel_name")
-            ):
-                message = self.context.commands.refusal()
-            else:
+        chosen, args = self._chosen(text)
+        if not chosen.public and self._refused(channel, user, command, payload.get("channel_name")):
+            await self._respond(str(url), self.context.commands.refusal(), channel, command)
+            return
+
+        async def reply() -> None:
+            try:
                 log_event(
                     logger,
                     "slack.command",
@@ -445,14 +445,26 @@ class SlackNotifier(ChatNotifier):
                 who = f"@{name}" if name else user
                 usage = help_lines(self.context.commands.table(), command)
                 message = await chosen.run(Request(args, channel, user, usage, who))
-        except Exception as exc:
-            logger.error(
-                "slack.command_failed",
-                exc_info=exc,
-                extra={"fields": {"channel_id": channel, "user_id": user}},
-            )
-            message = Message("balance-bot could not answer; the reason is in its log.", ())
-        await self._respond(str(url), message, channel, command)
+            except Exception as exc:
+                logger.error(
+                    "slack.command_failed",
+                    exc_info=exc,
+                    extra={"fields": {"channel_id": channel, "user_id": user}},
+                )
+                message = Message("balance-bot could not answer; the reason is in its log.", ())
+            await self._respond(str(url), message, channel, command)
+
+        if chosen.public:  # /balance id: always, at once
+            await reply()
+            return
+        # Answers are ephemeral, seen by the one who asked: one at a time per person.
+        written = command if chosen.name == DEFAULT else f"{command} {chosen.name}"
+        await self.one_at_a_time(
+            f"{channel}/{user}",
+            written,
+            reply,
+            lambda note: self._respond(str(url), note, channel, command),
+        )
 
     async def _pressed(self, payload: dict[str, Any]) -> None:
         """A button of an alert message: acted on if the channel and user are
@@ -517,7 +529,7 @@ class SlackNotifier(ChatNotifier):
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
         """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
         # a response_url takes five posts (RESPONSE_URL_USES), the reply limit of every chat
-        payloads = capped(render_pieces(message), render, command)
+        payloads = [payload for payload, _ in render_pieces(message, command)]
         hook = AsyncWebhookClient(url, timeout=int(REQUEST_TIMEOUT), session=self._http())
         for payload in payloads:
             try:
@@ -615,8 +627,9 @@ def render(message: Message) -> list[dict[str, Any]]:
     return [payload for payload, _ in render_pieces(message)]
 
 
-def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
-    """render(), each payload with the references of its lines."""
+def render_pieces(message: Message, answer: str = "") -> list[tuple[dict[str, Any], list[str]]]:
+    """render(), each payload with the references of its lines; `answer`: the
+    command the message answers (an answer is cut to REPLY_LIMIT payloads: capped)."""
     mark = SEVERITY_MARK.get(message.severity, "") if message.severity else ""
     plain_title = message.title if message.title.strip() else "balance-bot"
     title = fit((Span(plain_title, bold=True),), TITLE_BUDGET, _span)
@@ -640,6 +653,8 @@ def render_pieces(message: Message) -> list[tuple[dict[str, Any], list[str]]]:
         room=PAYLOAD_BUDGET - units(title) - 16, block=TEXT_LIMIT, blocks=MAX_BLOCKS - reserved
     )
     pieces = pack(sections, limits)
+    if answer:
+        pieces = capped(pieces, message, _note, answer)
     total = len(pieces)
     payloads = []
     for index, piece in enumerate(pieces, 1):
@@ -672,6 +687,10 @@ def _actions(pressable: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 def _block(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _note(text: str) -> str:
+    return fit((Span(text, bold=True),), LINE_BUDGET, _span)
 
 
 def _span(text: str, bold: bool) -> str:

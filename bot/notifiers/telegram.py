@@ -345,14 +345,23 @@ class TelegramNotifier(ChatNotifier):
                 self._refused(chat_id, chat.type if chat else None, user_id, _command(update))
                 await self._answer(update, self.context.commands.refusal(), log=False)
                 return
-            answer = await self.answer(
-                command.name,
-                _argument(update),
-                str(chat_id or ""),
-                str(user_id or ""),
-                _who(user) if user else "",
+
+            async def reply() -> None:
+                answer = await self.answer(
+                    command.name,
+                    _argument(update),
+                    str(chat_id or ""),
+                    str(user_id or ""),
+                    _who(user) if user else "",
+                )
+                await self._answer(update, answer)
+
+            if command.public:  # /id: always, at once
+                await reply()
+                return
+            await self.one_at_a_time(
+                str(chat_id), f"/{command.name}", reply, lambda note: self._answer(update, note)
             )
-            await self._answer(update, answer)
 
         return handle
 
@@ -424,7 +433,7 @@ class TelegramNotifier(ChatNotifier):
             log_event(
                 logger, "telegram.command", command=_command(update), chat_id=incoming.chat_id
             )
-        for part in capped(render_pieces(message), render):
+        for part, _ in render_pieces(message, "/balance"):
             for attempt in range(ANSWER_TRIES):
                 try:
                     await incoming.reply_text(
@@ -489,8 +498,9 @@ def render(message: Message) -> list[str]:
     return [part for part, _ in render_pieces(message)]
 
 
-def render_pieces(message: Message) -> list[tuple[str, list[str]]]:
-    """render(), each part with the references of its lines."""
+def render_pieces(message: Message, answer: str = "") -> list[tuple[str, list[str]]]:
+    """render(), each part with the references of its lines; `answer`: the
+    command the message answers (an answer is cut to REPLY_LIMIT parts: capped)."""
     title = fit((Span(message.title, bold=True),), TITLE_BUDGET - 16, _span)
     sections = [
         (
@@ -510,6 +520,8 @@ def render_pieces(message: Message) -> list[tuple[str, list[str]]]:
         if marker <= reserve:
             break
         reserve = marker
+    if answer:
+        pieces = capped(pieces, message, _note, answer)
     total = len(pieces)
     parts = []
     for index, piece in enumerate(pieces, 1):
@@ -517,6 +529,10 @@ def render_pieces(message: Message) -> list[tuple[str, list[str]]]:
         body = "\n\n".join(piece.blocks)
         parts.append((f"{head}\n\n{body}" if body else head, piece.refs))
     return parts
+
+
+def _note(text: str) -> str:
+    return fit((Span(text, bold=True),), LINE_BUDGET, _span)
 
 
 def _span(text: str, bold: bool) -> str:

@@ -31,6 +31,7 @@ from bot.notifiers.message import (
     Section,
     Span,
     alert_ref,
+    keys_ref,
     plain,
 )
 
@@ -335,14 +336,29 @@ class AccountView:
 
 
 def balance_message(views: Iterable[AccountView], now: datetime, tz: ZoneInfo) -> Message:
-    sections = tuple(_account_section(v, now, tz) for v in views)
-    return Message("CometAPI balance", sections)
+    """/balance: a section per account. Key lines stop after KEY_ROOM characters
+    in all, the rest of an account's keys said in one line, so that an answer
+    costs the same to build and send however many keys there are."""
+    sections, room = [], KEY_ROOM
+    for view in views:
+        section, room = _account_section(view, now, tz, room)
+        sections.append(section)
+    narrower = "ask for one account: {command} <account>" if len(sections) > 1 else ""
+    return Message("CometAPI balance", tuple(sections), narrower=narrower)
 
 
 MARK = "🔻"
+# More than five messages of any chat hold (Telegram 5 x 4096, Slack 5 x 10,000
+# characters), so an answer cut here is always cut again to the chat's reply
+# limit, which says how many keys were left out (notifiers.base.capped).
+KEY_ROOM = 60_000
 
 
-def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
+def _account_section(
+    view: AccountView, now: datetime, tz: ZoneInfo, room: int
+) -> tuple[Section, int]:
+    """One account's section, with key lines while `room` (characters) lasts;
+    and the room left."""
     snap = view.snapshot
     heading = name(view.account)
     lines: list[Line] = []
@@ -351,7 +367,7 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
         lines.append((Span("⚠️ fetch failed: ", bold=True), Span(view.error)))
     if snap is None:
         lines.append((Span("no data yet"),))
-        return Section(heading, tuple(lines))
+        return Section(heading, tuple(lines)), room
     if snap.username:
         heading += f" ({name(snap.username)})"
     mark = f"{MARK} " if view.total_firing else ""
@@ -371,17 +387,27 @@ def _account_section(view: AccountView, now: datetime, tz: ZoneInfo) -> Section:
     if snap.keys:
         lines.append((Span(f"Keys ({len(snap.keys)}):"),))
     refs.extend([None] * len(lines))
-    for key in limited:
-        mark = f"{MARK} " if key.name in view.keys_firing else ""
-        left, used = usd(key.remain_quota), usd(key.used_quota)
-        lines.append((Span(f"{mark}{name(key.name)}: {left} left, {used} used"),))
+    shown = 0
+    for key in (*limited, *unlimited):
+        if key.unlimited:
+            text = f"{name(key.name)}: unlimited"
+        else:
+            mark = f"{MARK} " if key.name in view.keys_firing else ""
+            left, used = usd(key.remain_quota), usd(key.used_quota)
+            text = f"{mark}{name(key.name)}: {left} left, {used} used"
+        if len(text) >= room:
+            break
+        room -= len(text) + 1
+        lines.append((Span(text),))
         refs.append(f"{KEY_REF}{view.account}/{key.name}")
-    for key in unlimited:
-        lines.append((Span(f"{name(key.name)}: unlimited"),))
-        refs.append(f"{KEY_REF}{view.account}/{key.name}")
+        shown += 1
+    if shown < len(snap.keys):
+        room = 0  # the accounts after this one show no keys either
+        lines.append((Span(f"… {len(snap.keys) - shown} more keys not shown"),))
+        refs.append(keys_ref(view.account, len(snap.keys) - shown))
     age = duration((now - snap.fetched_at).total_seconds())
     lines.append((Span(f"Data from {clock(snap.fetched_at, tz)} ({age} ago)"),))
-    return Section(heading, tuple(lines), tuple(refs))
+    return Section(heading, tuple(lines), tuple(refs)), room
 
 
 def status_message(
