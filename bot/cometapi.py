@@ -33,6 +33,7 @@ from yarl import URL
 from bot.backoff import retry_after
 from bot.forecast import DailyUse
 from bot.logs import log_event
+from bot.metrics import package_version
 from bot.model import Account, FailureKind, KeyBalance, PollFailure, Snapshot, clean_name
 from bot.secrets import MASK, redact
 
@@ -60,7 +61,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_REDIRECTS = 3  # on the configured host only
 HINT_SOURCE = 4096  # bytes of an error body read for its hint (redacted, then cut to 120)
 MAX_AMOUNT = 1e15  # any figure beyond is no balance: that account's poll failed
-USER_AGENT = "balance-bot (+https://github.com/cometapi-balance-bot)"
+USER_AGENT = f"balance-bot/{package_version()}"  # no project URL: there is none to name
 
 
 class FetchError(Exception):

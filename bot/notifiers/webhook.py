@@ -29,6 +29,7 @@ import aiohttp
 from pydantic import AfterValidator, SecretStr
 
 from bot.backoff import retry_after
+from bot.metrics import package_version
 from bot.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.message import Message
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 VERSION = 1  # of the body's format; bumped only if a field changes meaning or goes away
 REQUEST_TIMEOUT = 15.0  # one POST, connecting included
-USER_AGENT = "balance-bot webhook (+https://github.com/cometapi-balance-bot)"
+USER_AGENT = f"balance-bot/{package_version()}"  # no project URL: there is none to name
 SIGNATURE_HEADER = "X-Balance-Bot-Signature"
 DESTINATION = "default"
 ALERT_EVENTS = frozenset({EventKind.FIRE, EventKind.REMIND, EventKind.RESOLVE})
