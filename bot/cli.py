@@ -60,8 +60,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = T
     p.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        default=default("INFO"),
-        help="least important log lines shown (default INFO)",
+        default=default(None),
+        help="least important log lines shown (default INFO; check: WARNING and its "
+        "alert messages, so that cron mails only news)",
     )
 
 
@@ -148,8 +149,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     fmt = args.log_format or os.environ.get(LOG_FORMAT_ENV) or None
-    level = args.log_level
+    level = args.log_level or ("WARNING" if args.command == "check" else "INFO")
     setup_logging(fmt or "human", level)
+    if args.command == "check" and args.log_level is None:
+        # cron mails what check writes to stderr: news only, i.e. warnings and the
+        # alert messages of the log notifier (bot/notifiers/log.py), which are
+        # notifications check sends; not a line about the seed on every run
+        logging.getLogger("bot.alerts").setLevel(logging.INFO)
     if args.command == "demo":
         from bot.demo import run_demo
 

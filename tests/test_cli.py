@@ -241,6 +241,23 @@ def test_check_json_days_left_is_not_rounded():
     assert json.loads(report.output(as_json=True))["accounts"][0]["days_left"] == 0.0116
 
 
+async def test_check_writes_only_news_to_stderr_at_the_default_level(write_config, comet):
+    """cron mails what check writes: an alert message, a warning; not a seed line per run."""
+    comet.default = reply_balance(15)  # the fake offers no daily_quota: no seed
+    path = write_config()
+    first = await run_bot("check", "-c", path, env=ENV)
+    assert first.proc.returncode == 1, first.stderr
+    assert "seed.unavailable" not in first.stderr
+    assert "notify" in first.stderr and "WARNING · main / total" in first.stderr  # news
+    again = await run_bot("check", "-c", path, env=ENV)
+    assert again.proc.returncode == 1 and again.stderr == ""  # nothing new, nothing said
+    verbose = await run_bot("check", "--log-level", "INFO", "-c", path, env=ENV)
+    assert "seed.unavailable" in verbose.stderr  # asked for
+    comet.default = reply_status(503)
+    failed = await run_bot("check", "-c", path, env=ENV)
+    assert failed.proc.returncode == 3 and "poll.failed" in failed.stderr  # warnings still show
+
+
 def test_check_names_a_missing_config_once_and_says_to_run_init(tmp_path, capsys):
     missing = tmp_path / "rules.toml"
     assert cli_main(["check", "-c", str(missing)]) == 3
