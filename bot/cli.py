@@ -17,8 +17,8 @@ from bot.app.check import build, unknown
 from bot.common import secrets
 from bot.common.logs import LOG_FORMATS, log_event, setup_logging
 from bot.common.plugins import FALLBACK
+from bot.common.version import package_version
 from bot.config import Config, ConfigError
-from bot.ops.metrics import package_version
 from bot.state.types import StoreError
 
 if TYPE_CHECKING:
@@ -34,20 +34,22 @@ LOG_FORMAT_ENV = "BALANCE_BOT_LOG_FORMAT"
 DELIVERY_WAIT = 20.0  # check: how long to wait for its notifications to go out
 
 
-def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = True) -> None:
     """-c, --log-format and --log-level, before or after the sub-command. On the
     sub-parsers their default is SUPPRESS: else a sub-parser's default would
-    overwrite a value given before the sub-command."""
+    overwrite a value given before the sub-command. Without `config`, no -c (the
+    demo reads no config)."""
 
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
 
-    p.add_argument(
-        "-c",
-        "--config",
-        default=default(None),
-        help=f"config file (default: ${config_mod.CONFIG_ENV} or ./rules.toml)",
-    )
+    if config:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=default(None),
+            help=f"config file (default: ${config_mod.CONFIG_ENV} or ./rules.toml)",
+        )
     p.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
@@ -57,8 +59,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     p.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        default=default("INFO"),
-        help="least important log lines shown (default INFO)",
+        default=default(None),
+        help="least important log lines shown (default INFO; check: WARNING and its "
+        "alert messages, so that cron mails only news)",
     )
 
 
@@ -71,19 +74,52 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
-        "run", parents=[common], help="the service: poll, alert, answer chat; SIGHUP reloads"
+
+    def command(
+        name: str, summary: str, description: str, parents: Sequence[argparse.ArgumentParser]
+    ) -> argparse.ArgumentParser:
+        """A sub-command: `summary` in the list of commands, `description` in its --help."""
+        return sub.add_parser(
+            name, parents=list(parents), help=summary, description=f"{summary}. {description}"
+        )
+
+    command(
+        "run",
+        "the service: poll, alert, answer chat; SIGHUP reloads",
+        "Runs until SIGTERM or SIGINT; /healthz and /metrics on [bot] http_listen.",
+        [common],
     )
-    check = sub.add_parser(
-        "check", parents=[common], help="one poll cycle, Nagios-style output and exit code"
+    check = command(
+        "check",
+        "one poll cycle, Nagios-style output and exit code",
+        "Polls every account once, saves alert state, sends notifications, prints one "
+        "line (or JSON) and exits 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN.",
+        [common],
     )
     check.add_argument("--json", action="store_true", help="print one JSON object instead")
     check.add_argument(
         "--no-notify", action="store_true", help="evaluate and save state, send nothing"
     )
-    sub.add_parser("validate", parents=[common], help="check the config and the env vars it names")
-    sub.add_parser("test-notify", parents=[common], help="send a test message to every destination")
-    init = sub.add_parser("init", parents=[common], help="write a starter config")
+    command(
+        "validate",
+        "check the config and the env vars it names",
+        "Prints every problem by its TOML path and sends nothing; exits 0 when valid, else 3.",
+        [common],
+    )
+    command(
+        "test-notify",
+        "send a test message to every destination",
+        "One attempt each, now; prints one line per destination and exits 0 when all "
+        "took it, else 1. State and outbox are not touched.",
+        [common],
+    )
+    init = command(
+        "init",
+        "write a starter config",
+        "Writes a commented config that validates once the variables it prints are set; "
+        "never overwrites a file.",
+        [common],
+    )
     for flag, what in (
         ("--telegram", "alerts to Telegram"),
         ("--slack", "alerts to Slack"),
@@ -95,8 +131,15 @@ def parser() -> argparse.ArgumentParser:
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
     )
-    demo = sub.add_parser(
-        "demo", parents=[common], help="no credentials needed: a simulated account"
+    no_config = argparse.ArgumentParser(add_help=False)
+    _global_options(no_config, defaults=False, config=False)
+    demo = command(
+        "demo",
+        "no credentials needed: a simulated account",
+        "The real pipeline against a built-in simulated account, with its alert messages "
+        "on stderr; reads no config. Telegram and Slack join in when TELEGRAM_BOT_TOKEN and "
+        "TELEGRAM_CHAT_ID, or SLACK_BOT_TOKEN and SLACK_CHANNEL, are set.",
+        [no_config],
     )
     demo.add_argument("--interval", default="2s", help="poll interval (default 2s)")
     return p
@@ -105,7 +148,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     fmt = args.log_format or os.environ.get(LOG_FORMAT_ENV) or None
-    setup_logging(fmt or "human", args.log_level)
+    level = args.log_level or ("WARNING" if args.command == "check" else "INFO")
+    setup_logging(fmt or "human", level)
+    if args.command == "check" and args.log_level is None:
+        # cron mails what check writes to stderr: news only, i.e. warnings and the
+        # alert messages of the log notifier (bot/notifiers/log.py), which are
+        # notifications check sends; not a line about the seed on every run
+        logging.getLogger("bot.alerts").setLevel(logging.INFO)
     if args.command == "demo":
         from bot.app.demo import run_demo
 
@@ -123,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for secret in cfg.secrets():
         secrets.register(secret)
     if fmt is None and cfg.bot.log_format != "human":
-        setup_logging(cfg.bot.log_format, args.log_level)
+        setup_logging(cfg.bot.log_format, level)
     if args.command == "validate":
         print(
             f"{path}: OK ({len(cfg.accounts)} accounts, {len(cfg.rules)} rules, "
@@ -140,13 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_failed(args: argparse.Namespace, path: Path, exc: ConfigError) -> int:
+    problems = [secrets.redact(p) for p in exc.problems]
     if args.command == "check":
-        report = unknown(f"config error in {path}: " + "; ".join(exc.problems))
-        print(report.output(args.json))
+        # one line naming the file once: a problem with the file itself (not
+        # found, not TOML) starts with its name already
+        named = f"{path}: "
+        told = "; ".join(p.removeprefix(named) for p in problems)
+        print(unknown(f"config error in {named}{told}").output(args.json))
         return EXIT_CONFIG
-    print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {secrets.redact(problem)}", file=sys.stderr)
+    print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
     return EXIT_CONFIG
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
+from shlex import quote
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -491,7 +492,15 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [f"{path}: file not found (pass -c/--config FILE or set {CONFIG_ENV})"]
+            [
+                f"{path}: file not found; `balance-bot init` writes a starter config there "
+                f"(the config is -c/--config FILE, else ${CONFIG_ENV}, else ./{DEFAULT_CONFIG})"
+            ]
+        ) from None
+    except IsADirectoryError:
+        inside = quote(str(path / DEFAULT_CONFIG))
+        raise ConfigError(
+            [f"{path}: is a folder; name the config file in it (e.g. -c {inside})"]
         ) from None
     except (OSError, UnicodeDecodeError, ValueError, MemoryError) as exc:
         raise ConfigError([f"{path}: cannot read: {_reason(exc)}"]) from None
@@ -500,7 +509,16 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
     if not environ.get(STATE_ENV) and not state.is_absolute():
         # relative to the config file, wherever the command is run from (a `check`
         # from cron must find the state of `run`); $BALANCE_BOT_STATE_PATH as given
-        cfg = replace(cfg, bot=replace(cfg.bot, state_path=path.parent / state))
+        state = path.parent / state
+        cfg = replace(cfg, bot=replace(cfg.bot, state_path=state))
+    if not state.parent.exists():  # the state file is created, its folder never
+        setting = f"${STATE_ENV}" if environ.get(STATE_ENV) else "state_path"
+        raise ConfigError(
+            [
+                f"bot.state_path: folder {state.parent} does not exist; create it "
+                f"(mkdir -p {quote(str(state.parent))}) or point {setting} at an existing folder"
+            ]
+        )
     return cfg
 
 

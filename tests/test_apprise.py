@@ -402,3 +402,21 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_validation_prints_no_apprise_log_line_and_says_what_apprise_said(make_config, caplog):
+    """Before the problem list, Apprise logged `ERROR Unparseable URL` on its own: its
+    reason now is part of the problem line, and nothing else is printed."""
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ConfigError) as caught:
+        make_config(
+            RULE + '\n[notifiers.apprise]\nurls = ["discord://SECRET-id-without-a-token"]\n'
+        )
+    (problem,) = caught.value.problems
+    assert problem.startswith("notifiers.apprise.urls[0]: this discord:// URL is incomplete")
+    assert "(Apprise: An invalid Discord Webhook Token (None) was specified.)" in problem
+    assert "log line" not in problem  # there is none to read
+    with pytest.raises(ConfigError):
+        make_config(RULE + '\n[notifiers.apprise]\nurls = ["https://example.com/SECRET-hook"]\n')
+    said = [r for r in caplog.records if r.name == "apprise" and r.levelno >= logging.WARNING]
+    assert said == []

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import UTC, datetime
 
 import pytest
 
+from bot.app.check import build
+from bot.cli import main as cli_main
+from bot.engine.model import EngineState, Snapshot
 from fakes.cometapi import reply_balance, reply_raw, reply_stall, reply_status
 from tests.conftest import PROCESS_RULES as RULES
 from tests.conftest import QUERY_KEY
@@ -222,3 +226,62 @@ async def test_corrupt_state_file_stops_run_and_check_with_a_remedy(write_config
     assert check.stdout.startswith("BALANCE UNKNOWN - state file")
     assert (tmp_path / "state.db").read_bytes().startswith(b"garbage")
     assert not comet.requests
+
+
+# --- what a newcomer reads (issue 20) -----------------------------------------------------
+
+
+def test_check_json_days_left_is_not_rounded():
+    """SPEC 3: JSON numbers are not rounded (0.0116 rounded to 0.01 is 14 % off)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    snap = Snapshot("main", "u", 0.29, 10.0, 1, (), at)
+    report = build({"main": snap}, (), EngineState(), lambda _: snap, at, {"main": 25.0})
+    (account,) = report.data["accounts"]
+    assert account["days_left"] == 0.29 / 25.0
+    assert json.loads(report.output(as_json=True))["accounts"][0]["days_left"] == 0.0116
+
+
+async def test_check_writes_only_news_to_stderr_at_the_default_level(write_config, comet):
+    """cron mails what check writes: an alert message, a warning; not a seed line per run."""
+    comet.default = reply_balance(15)  # the fake offers no daily_quota: no seed
+    path = write_config()
+    first = await run_bot("check", "-c", path, env=ENV)
+    assert first.proc.returncode == 1, first.stderr
+    assert "seed.unavailable" not in first.stderr
+    assert "notify" in first.stderr and "WARNING · main / total" in first.stderr  # news
+    again = await run_bot("check", "-c", path, env=ENV)
+    assert again.proc.returncode == 1 and again.stderr == ""  # nothing new, nothing said
+    verbose = await run_bot("check", "--log-level", "INFO", "-c", path, env=ENV)
+    assert "seed.unavailable" in verbose.stderr  # asked for
+    comet.default = reply_status(503)
+    failed = await run_bot("check", "-c", path, env=ENV)
+    assert failed.proc.returncode == 3 and "poll.failed" in failed.stderr  # warnings still show
+
+
+def test_check_names_a_missing_config_once_and_says_to_run_init(tmp_path, capsys):
+    missing = tmp_path / "rules.toml"
+    assert cli_main(["check", "-c", str(missing)]) == 3
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"BALANCE UNKNOWN - config error in {missing}: file not found; ")
+    assert line.count(str(missing)) == 1 and "`balance-bot init`" in line
+
+
+def sub_help(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit):
+        cli_main([*args, "--help"])
+    return capsys.readouterr().out
+
+
+def test_each_command_help_says_what_it_does_and_demo_offers_no_config(capsys):
+    for command, words in (
+        ("run", "Runs until SIGTERM"),
+        ("check", "exits 0 OK, 1 WARNING, 2 CRITICAL or 3 UNKNOWN"),
+        ("validate", "Prints every problem"),
+        ("test-notify", "one line per destination"),
+        ("init", "never overwrites"),
+        ("demo", "reads no config"),
+    ):
+        text = " ".join(sub_help(capsys, command).split())
+        assert words in text, (command, text)
+    assert "--config" not in sub_help(capsys, "demo")
+    assert "--config" in sub_help(capsys, "check")

@@ -434,3 +434,89 @@ def test_empty_globs_could_never_fire(rule, expected):
     assert problems(text.replace("below = 20", f"below = 20\n{rule}")) == [expected]
     keyed = BASE.replace('"total"', '"key"').replace("below = 20", "below = 20\nexclude_keys = []")
     assert parse(keyed, {}).rules[0].exclude_keys == ()
+
+
+# --- a newcomer's first mistakes: one line each, with the remedy (issue 20) ---------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The command line in this process (fast): exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = cli_main(list(args))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_missing_config_says_where_it_was_looked_for_and_to_run_init(tmp_path):
+    missing = tmp_path / "rules.toml"
+    code, _, err = run_cli("validate", "-c", str(missing))
+    assert code == 3
+    assert f"{missing}: file not found; `balance-bot init` writes a starter config there" in err
+    assert "-c/--config FILE, else $BALANCE_BOT_CONFIG, else ./rules.toml" in err
+
+
+def test_a_folder_given_as_the_config_says_to_name_the_file(tmp_path):
+    code, _, err = run_cli("validate", "-c", str(tmp_path))
+    assert code == 3
+    assert (
+        f"{tmp_path}: is a folder; name the config file in it (e.g. -c {tmp_path}/rules.toml)"
+        in err
+    )
+    assert "Errno" not in err
+
+
+def test_a_missing_state_folder_is_a_config_problem_with_its_remedy(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text('[bot]\nstate_path = "state/bot.db"\n' + BASE)
+    code, _, err = run_cli("validate", "-c", str(path))
+    assert code == 3
+    folder = tmp_path / "state"
+    assert (
+        f"bot.state_path: folder {folder} does not exist; create it (mkdir -p {folder}) "
+        "or point state_path at an existing folder"
+    ) in err
+    elsewhere = tmp_path / "nowhere" / "bot.db"
+    code, _, err = run_cli(
+        "validate", "-c", str(path), env={"BALANCE_BOT_STATE_PATH": str(elsewhere)}
+    )
+    assert code == 3 and "or point $BALANCE_BOT_STATE_PATH at an existing folder" in err
+    folder.mkdir()
+    assert run_cli("validate", "-c", str(path))[0] == 0
+
+
+TELEGRAM = """
+[notifiers.telegram]
+token = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+chat_ids = ["${TELEGRAM_CHAT_ID}"]
+"""
+
+
+def test_a_telegram_username_instead_of_a_chat_id_says_how_to_find_the_id():
+    (problem,) = problems(BASE + TELEGRAM, {"TELEGRAM_CHAT_ID": "@mychan"})
+    assert problem == (
+        "notifiers.telegram.chat_ids[0]: must be a numeric chat id such as 123456789 or "
+        "-1001234567890, not a @username: send /id to the bot in that chat to see it (until "
+        "then any number runs the bot, e.g. 1) (from $TELEGRAM_CHAT_ID)"
+    )
+    assert "valid integer" not in problem
+    cfg = parse(BASE + TELEGRAM, {"TELEGRAM_CHAT_ID": "-1001234567890"})
+    assert cfg.notifiers["telegram"].chat_ids == [-1001234567890]
+
+
+def test_a_slack_channel_name_instead_of_its_id_is_a_problem():
+    slack = '\n[notifiers.slack]\nbot_token = "xoxb-1-abcdefghij"\nchannel = "${SLACK_CHANNEL}"\n'
+    (problem,) = problems(BASE + slack, {"SLACK_CHANNEL": "#general"})
+    assert problem.startswith(
+        "notifiers.slack.channel: must be a channel id such as C0123456789, not a #name: it is "
+        "at the bottom of the channel's details"
+    )
+    assert parse(BASE + slack, {"SLACK_CHANNEL": "C0123456789"}).notifiers["slack"].channel

@@ -37,3 +37,23 @@ async def test_demo_with_a_bad_variable_or_option_says_so_in_one_line():
         (line,) = [x for x in bot.stderr.splitlines() if "demo.invalid" in x]
         assert needle in line
         assert "Traceback" not in bot.stderr
+
+
+def test_with_telegram_set_the_demo_still_logs_its_messages(monkeypatch, tmp_path):
+    """Telegram (or Slack) joins in; the log notifier stays, for every rule and the digest."""
+    from bot import config as config_mod
+    from bot.app.demo import demo_config_text, with_log
+    from bot.app.service import active_notifier_names
+
+    chat = {"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "TELEGRAM_CHAT_ID": "-1001234567890"}
+    environ = {"BALANCE_BOT_DEMO_KEY": "demo-key-0123456789", **chat}
+    for name, value in chat.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    text = demo_config_text("2s", tmp_path / "demo.db", "http://127.0.0.1:9/user/quota", "")
+    cfg = with_log(config_mod.parse(text, environ))
+    assert active_notifier_names(cfg) == ["telegram", "log"]
+    assert all(rule.notify == ("log", "telegram") for rule in cfg.rules)
+    assert cfg.digest is not None and cfg.digest.notify is None  # every active notifier
+    alone = with_log(config_mod.parse(text.split("[notifiers.telegram]")[0], environ))
+    assert active_notifier_names(alone) == ["log"] and alone.rules[0].notify is None

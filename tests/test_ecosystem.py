@@ -423,3 +423,26 @@ async def test_init_writes_where_validate_will_look(tmp_path):
     assert (tmp_path / "mine.toml").exists() and (tmp_path / "theirs.toml").exists()
     validate = await run_bot("validate", env=shell, cwd=tmp_path)
     assert validate.proc.returncode == 0 and "theirs.toml: OK" in validate.stdout
+
+
+def test_the_test_message_shows_no_literal_backticks(make_config):
+    """Chat text is escaped, so `balance-bot test-notify` showed its backticks."""
+    from bot.app.testnotify import test_message
+
+    message = test_message(T0, make_config())
+    text = "\n".join(message.plain_lines())
+    assert "`" not in text and "Sent by balance-bot test-notify at" in text
+    spans = message.sections[0].lines[0]
+    assert [s.text for s in spans if s.bold] == ["balance-bot test-notify"]
+
+
+def test_env_example_lists_every_variable_init_names():
+    from bot.app.starter import VARIABLES
+
+    listed = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    wanted = {name for names in VARIABLES.values() for name, _ in names}
+    assert wanted <= listed, sorted(wanted - listed)

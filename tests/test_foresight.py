@@ -141,3 +141,20 @@ async def test_a_digest_sent_after_midnight_for_the_day_before_is_titled_with_th
         assert await app.send_digest(day)
         (row,) = app.store.pending()
     assert row.message is not None and row.message.title == "CometAPI daily digest, 2026-03-01"
+
+
+async def test_spend_and_balance_agree_while_the_burn_rate_gathers_data(make_config, comet):
+    """Two polls five minutes apart: /spend has a spending figure, but the burn rate
+    (burn_window / 4 of samples) is still gathering data, and both commands say so."""
+    comet.default = Spending()
+    clock = Clock(START)
+    async with App(make_config(RULES), retry=FAST, clock=clock) as app:
+        await app.cycle(notify=False)
+        clock.advance(300)
+        await app.cycle(notify=False)
+        commands = ChatCommands(app.model)
+        balance, spent = text(await commands.balance()), text(commands.spend())
+    assert "Burn: gathering data" in balance
+    assert "Spent: $0.30" in spent  # the spending figure stays
+    assert "Burn: gathering data" in spent and "not depleting" not in spent
+    assert "History covers 5m of it" in spent

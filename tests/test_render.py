@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.engine.model import Event, EventKind, KeyBalance, Severity, Snapshot
 from bot.notifiers.message import keys_in, plain
-from bot.notify.render import MARK, AccountView, balance_message, event_line, events_message
+from bot.notify.render import (
+    MARK,
+    AccountView,
+    SpendView,
+    balance_message,
+    event_line,
+    events_message,
+    spend_message,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -196,3 +205,60 @@ def test_a_cut_answer_suggests_one_account_only_when_it_shows_several():
     )
     assert one.narrower == ""
     assert two.narrower == "ask for one account: {command} <account>"
+
+
+# --- wording a newcomer stumbled on (issue 20) ----------------------------------------
+
+
+def test_a_percent_resolve_has_one_parenthesis():
+    e = alert(
+        EventKind.RESOLVE,
+        target="total",
+        subject="total",
+        unit="percent",
+        value=47.9,
+        usd=9.0,
+        threshold=20,
+        recover=30,
+        at=T0 + timedelta(hours=2, minutes=14),
+    )
+    assert plain(event_line(e)) == (
+        "RESOLVED · main / total: $9.00, 47.9% (at or above 30.0%) after 2h 14m"
+    )
+
+
+def test_a_reminder_under_a_minute_says_no_firing_for():
+    soon = alert(EventKind.REMIND, since=T0, at=T0 + timedelta(seconds=20))
+    assert "firing for" not in plain(event_line(soon))
+    assert plain(event_line(soon)).endswith("(below $2.00; resolves at $3.00)")
+    later = alert(EventKind.REMIND, since=T0, at=T0 + timedelta(minutes=3))
+    assert plain(event_line(later)).endswith(", firing for 3m")
+
+
+def test_resolves_of_two_rules_on_one_subject_name_their_rules():
+    at = T0 + timedelta(minutes=5)
+    low = replace(alert(EventKind.RESOLVE, reason="key removed", at=at), rule="key-low")
+    empty = replace(low, rule="key-empty", severity=Severity.WARNING)
+    other = replace(low, subject="batch")  # alone on its subject: as SPEC 6 writes it
+    lines = events_message([low, empty, other]).plain_lines()
+    assert "RESOLVED · main / key prod-api (key-low): key removed after 5m" in lines
+    assert "RESOLVED · main / key prod-api (key-empty): key removed after 5m" in lines
+    assert "RESOLVED · main / key batch: key removed after 5m" in lines
+    alone = events_message([low]).plain_lines()
+    assert "RESOLVED · main / key prod-api: key removed after 5m" in alone
+
+
+def spend(covered: float, spent: float | None = 12.0, rate: float | None = None) -> list[str]:
+    view = SpendView("main", 7 * 86400, covered, spent, 100.0, rate)
+    return spend_message([view], "7d").plain_lines()
+
+
+def test_spend_says_how_long_the_history_covers_in_hours_under_a_day():
+    assert "History covers 2h 10m of it" in spend(2 * 3600 + 600)
+    assert "History covers 1.2 days of it" in spend(1.2 * 86400)
+    assert "History covers none of it" in spend(0, spent=None)
+
+
+def test_spend_shows_the_burn_rate_it_is_given_gathering_data_like_balance():
+    assert "Burn: gathering data" in spend(600, spent=0.0, rate=None)
+    assert "Burn: $24.00/day, ≈ 4.2 days left" in spend(86400, rate=24.0)

@@ -507,3 +507,12 @@ def test_secrets_are_registered_and_the_label_has_no_userinfo():
     assert notifier.label("default") == "ops.example.com:8443"
     text = f"POST {HOOK_PATH} token {QUERY_TOKEN} with {SECRET}, pw-SECRET-123456"
     assert not any(s in redact(text) for s in (*SECRETS, "pw-SECRET-123456"))
+
+
+def test_user_agents_name_the_version_and_no_made_up_address():
+    """Both HTTP clients say what they are; no repository address that does not exist."""
+    from bot.common.version import package_version
+    from bot.upstream import transport as cometapi
+
+    assert USER_AGENT == cometapi.USER_AGENT == f"balance-bot/{package_version()}"
+    assert "http" not in USER_AGENT

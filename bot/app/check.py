@@ -165,7 +165,7 @@ def _account_json(account: str, result: PollResult, rate: float | None) -> dict[
         "total_used_quota": result.total_used_quota,
         "request_count": result.request_count,
         "burn_usd_per_day": rate,
-        "days_left": None if left is None or math.isinf(left) else round(left, 2),
+        "days_left": None if left is None or math.isinf(left) else left,  # unrounded (SPEC 3)
         "keys": [
             {
                 "name": k.name,

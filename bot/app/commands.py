@@ -143,7 +143,8 @@ class ChatCommands:
             latest = source.latest(account)
             samples = source.samples(account, now - period, now)
             remaining = latest.total_quota if latest else None
-            views.append(spend_view(account, samples, remaining, now, period))
+            rate = source.flow(account).burn.total  # what /balance says: one source of truth
+            views.append(spend_view(account, samples, remaining, rate, now, period))
         return spend_message(views, text)
 
     def digest(self, day: date | None = None) -> Message:

@@ -16,6 +16,7 @@ import secrets as random_tokens
 import socket
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -158,6 +159,15 @@ def _free(port: int) -> bool:
     return True
 
 
+def with_log(cfg: config_mod.Config) -> config_mod.Config:
+    """With Telegram or Slack set, the rules notify them and, as without them, the
+    log: the demo shows its messages on stderr either way."""
+    if not cfg.notifiers:
+        return cfg  # the log notifier is the fallback
+    everywhere = (FALLBACK, *cfg.notifiers)
+    return replace(cfg, rules=tuple(replace(rule, notify=everywhere) for rule in cfg.rules))
+
+
 def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> str:
     text = DEMO_CONFIG.format(interval=interval, state_path=state_path, url=url, listen=listen)
     digest_at = (datetime.now(UTC) + timedelta(seconds=DIGEST_AFTER)).strftime("%H:%M:%S")
@@ -170,7 +180,7 @@ def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> 
 
 
 async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
-    from bot.app.service import App
+    from bot.app.service import App, active_notifier_names
 
     key = "demo-" + random_tokens.token_urlsafe(16)
     secrets.register(key)
@@ -182,7 +192,7 @@ async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
             text = demo_config_text(interval, Path(tmp) / "demo.db", simulator.url, listen)
             environ = {**os.environ, "BALANCE_BOT_DEMO_KEY": key}
             try:
-                cfg = config_mod.parse(text, environ, "demo config")
+                cfg = with_log(config_mod.parse(text, environ, "demo config"))
             except config_mod.ConfigError as exc:  # a bad TELEGRAM_CHAT_ID, --interval, ...
                 for problem in exc.problems:
                     log_event(logger, "demo.invalid", logging.ERROR, problem=problem)
@@ -194,7 +204,7 @@ async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
                 "demo.started",
                 account=simulator.url,
                 state=tmp,
-                notifiers=", ".join(cfg.notifiers) or FALLBACK,
+                notifiers=", ".join(active_notifier_names(cfg)),
                 hint="a forecast fires after ~5s, a warning after ~10s, a critical after ~27s, "
                 "a reminder after ~30s, they resolve at ~45s, an outage follows at ~60s, "
                 "the digest at ~90s; Ctrl-C to stop",

@@ -20,7 +20,7 @@ from bot.engine.forecast import seeded_rates
 from bot.engine.model import Account, EventKind
 from bot.notify.routing import release
 from bot.state.types import Commit, OutboxItem, StoreError
-from bot.upstream.transport import FetchError
+from bot.upstream.transport import FetchError, NotOffered
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,11 @@ class Jobs:
                 try:
                     used = await cycle.client.daily(account, first, last)
                 except FetchError as exc:
-                    log_event(logger, "seed.unavailable", account=account.name, reason=exc.reason)
+                    # absent is usual (INFO, quiet in `check`); garbage or a failure is news
+                    level = logging.INFO if isinstance(exc, NotOffered) else logging.WARNING
+                    log_event(
+                        logger, "seed.unavailable", level, account=account.name, reason=exc.reason
+                    )
                     return
             history.seeds[account.name] = seeded_rates(used)
             log_event(logger, "seed.ok", account=account.name, days=len(used))

@@ -36,13 +36,13 @@ class _NoCommands:
 
 
 def test_message(now: datetime, config: Config) -> Message:
+    # no backticks: chats show them literally (message text is plain, escaped)
     line = (
-        f"This destination will get CometAPI balance alerts. Sent by `balance-bot test-notify` "
-        f"at {clock(now, config.bot.zone)}."
+        Span("This destination will get CometAPI balance alerts. Sent by "),
+        Span("balance-bot test-notify", bold=True),
+        Span(f" at {clock(now, config.bot.zone)}."),
     )
-    return Message(
-        "balance-bot test message", (Section("", ((Span(line),),)),), kind=MessageKind.TEST
-    )
+    return Message("balance-bot test message", (Section("", (line,)),), kind=MessageKind.TEST)
 
 
 async def test_notify(config: Config) -> int:

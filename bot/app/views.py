@@ -105,20 +105,26 @@ def _key_series(samples: Sequence[Sample]) -> list[tuple[str, float]]:
 
 
 def spend_view(
-    account: str, samples: Sequence[Sample], remaining: float | None, now: float, period: float
+    account: str,
+    samples: Sequence[Sample],
+    remaining: float | None,
+    rate: float | None,
+    now: float,
+    period: float,
 ) -> SpendView:
     """What `samples` (the account's, from `now - period` on, after a baseline)
-    say it spent, in all and per key."""
+    say it spent, in all and per key. `rate`: the account's burn rate, the one
+    /balance shows (None while gathering data), so both say the same."""
     start = now - period
     covered = now - max(start, samples[0].at) if samples else 0.0
     if len(samples) < 2 or covered <= 0:  # one sample spans nothing: gathering data
-        return SpendView(account, period, covered, None, remaining)
+        return SpendView(account, period, covered, None, remaining, rate)
     spent = spent_between(_points(samples, None, -math.inf), start, now)
     per_key = {
         name: spent_between(_points(samples, name, since), start, now)
         for name, since in _key_series(samples)
     }
-    return SpendView(account, period, covered, spent, remaining, top(per_key, 5))
+    return SpendView(account, period, covered, spent, remaining, rate, top(per_key, 5))
 
 
 def digest_view(

@@ -26,6 +26,7 @@ import importlib
 import inspect
 import logging
 import re
+import threading
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,7 +34,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from bot.common.secrets import RedactingFilter, register
+from bot.common.secrets import RedactingFilter, redact, register
 from bot.engine.model import EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.blocking import BlockingCalls, Busy
@@ -114,13 +115,38 @@ def _library() -> Any:
         raise ValueError(EXTRA_MISSING) from None
 
 
+class _Held(logging.Filter):
+    """Keeps this thread's records of a logger from being printed, and the
+    (redacted) text of its warnings, which say what is wrong with a URL: the
+    problem line says it. Its errors only repeat that the URL did not load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.said: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True  # a send under way elsewhere (a reload validates while it runs)
+        if record.levelno == logging.WARNING:
+            self.said.append(redact(record.getMessage()))
+        return False
+
+
 def url_problem(url: str) -> str | None:
     """Why Apprise cannot use `url`, in words that never quote it; None if it can."""
     lib = _library()
     written = SCHEME.match(url)
     if written is None:
         return f"is not an Apprise URL: write <service>://... (the services: {WIKI})"
-    if lib.Apprise.instantiate(url) is not None:
+    held = _Held()
+    apprise_logger = logging.getLogger("apprise")
+    apprise_logger.addFilter(held)
+    try:
+        usable = lib.Apprise.instantiate(url) is not None
+    finally:
+        apprise_logger.removeFilter(held)
+    if usable:
         return None
     scheme = written[1].lower()
     if scheme in ("http", "https"):
@@ -131,9 +157,10 @@ def url_problem(url: str) -> str | None:
         )
     if scheme not in lib.NotificationManager():
         return f"unknown scheme '{scheme}': Apprise has no such service (the services: {WIKI})"
+    said = f" (Apprise: {' '.join(held.said)})" if held.said else ""
     return (
         f"this {scheme}:// URL is incomplete or malformed, or the service is not "
-        f"available here; Apprise's log line says which (the form of each URL: {WIKI})"
+        f"available here{said}; the form of each URL: {WIKI}"
     )
 
 

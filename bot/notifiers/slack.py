@@ -122,6 +122,18 @@ class SlackConfig(NotifierConfig):
     def _no_app_token(cls, value: Any) -> Any:
         return None if value == "" else value  # "${SLACK_APP_TOKEN:-}" left unset
 
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str) -> str:
+        """Posting takes a #name, but commands, buttons and uploads compare ids."""
+        if not CHANNEL_ID.fullmatch(value):
+            name = ", not a #name" if value.startswith("#") else ""
+            raise ValueError(
+                f"must be a channel id such as C0123456789{name}: it is at the bottom of "
+                "the channel's details (click the channel name), or type /balance id there"
+            )
+        return value
+
 
 class SlackNotifier(ChatNotifier):
     Config = SlackConfig

@@ -14,13 +14,14 @@ import functools
 import html
 import logging
 import os
+import re
 import ssl
 from collections.abc import Sequence
 from typing import Annotated, Any, NamedTuple
 
 import aiohttp
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -93,18 +94,35 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 TOKEN_CARRIERS = ("httpx", "telegram.Bot", "telegram.ext.ExtBot")
 
 
+def _chat_id(value: Any) -> Any:
+    """A chat id is a number; a @username or a t.me link is not (the Bot API
+    takes @channel names, but commands and buttons compare ids)."""
+    if isinstance(value, str) and not re.fullmatch(r"\s*-?\d+\s*", value):
+        name = ", not a @username" if value.strip().startswith("@") else ""
+        raise ValueError(
+            f"must be a numeric chat id such as 123456789 or -1001234567890{name}: send /id "
+            "to the bot in that chat to see it (until then any number runs the bot, e.g. 1)"
+        )
+    return value
+
+
+ChatId = Annotated[int, BeforeValidator(_chat_id)]
+
+
 class TelegramConfig(NotifierConfig):
     token: Annotated[
         SecretStr,
         shaped(".*:", "does not look like a bot token from @BotFather (123456:ABC...)"),
     ]
-    chat_ids: list[int] = Field(min_length=1)
+    chat_ids: list[ChatId] = Field(min_length=1)
     # may use commands and buttons; empty: chat_ids and the chats of every group
-    allowed_chats: list[int] = Field(default_factory=list)
+    allowed_chats: list[ChatId] = Field(default_factory=list)
     allowed_users: list[int] = Field(
         default_factory=list
     )  # if set, only these users may (in an allowed chat)
-    groups: dict[GroupName, Annotated[list[int], Field(min_length=1)]] = Field(default_factory=dict)
+    groups: dict[GroupName, Annotated[list[ChatId], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
     api_url: str = "https://api.telegram.org"
 
 

@@ -35,6 +35,7 @@ from pydantic import AfterValidator, SecretStr
 
 from bot.common.backoff import retry_after
 from bot.common.secrets import register
+from bot.common.version import package_version
 from bot.engine.model import Event, EventKind
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.message import Message
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 VERSION = 1  # of the body's format; bumped only if a field changes meaning or goes away
 REQUEST_TIMEOUT = 15.0  # one POST, connecting included
-USER_AGENT = "balance-bot webhook (+https://github.com/cometapi-balance-bot)"
+USER_AGENT = f"balance-bot/{package_version()}"  # no project URL: there is none to name
 SIGNATURE_HEADER = "X-Balance-Bot-Signature"
 TIMESTAMP_HEADER = "X-Balance-Bot-Timestamp"
 DESTINATION = "default"

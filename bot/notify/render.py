@@ -163,9 +163,11 @@ def _remaining(event: Event) -> str:
     return f"{left} ({percent(event.value)})" if event.unit == Unit.PERCENT else left
 
 
-def event_line(event: Event) -> Line:
+def event_line(event: Event, named: bool = False) -> Line:
     """One event, e.g.
-    CRITICAL · main / key prod-api: $1.42 left (below $2.00; resolves at $3.00)."""
+    CRITICAL · main / key prod-api: $1.42 left (below $2.00; resolves at $3.00).
+    `named`: a resolve says its rule, `main / total (account-low)`, for a message
+    that resolves two rules of one subject."""
     kind, sev = event.kind, event.severity.upper()
     if kind in (EventKind.FIRE, EventKind.REMIND):
         above = event.unit == Unit.USD_SPENT
@@ -176,8 +178,9 @@ def event_line(event: Event) -> Line:
         known = event.rate is not None and event.days is not None and math.isfinite(event.days)
         if event.unit in (Unit.USD, Unit.PERCENT) and known:
             text += f", {forecast(event.rate, event.days)}"
-        if event.since and event.since != event.at:
-            text += f", firing for {duration((event.at - event.since).total_seconds())}"
+        firing = (event.at - event.since).total_seconds() if event.since else 0.0
+        if firing >= 60:  # "firing for 0s" would say nothing
+            text += f", firing for {duration(firing)}"
         label = sev if kind is EventKind.FIRE else f"REMINDER · {sev}"
         return (Span(label, bold=True), Span(f" · {text}"))
     if kind is EventKind.RESOLVE:
@@ -190,9 +193,13 @@ def event_line(event: Event) -> Line:
             what = f"≈ {days(event.value)} left (at or above {days(event.recover_at, exact=True)})"
         elif event.unit == Unit.USD_SPENT:
             what = f"{_value(event)} (at or below {usd(event.recover_at)})"
-        else:
-            what = f"{_remaining(event)} (at or above {_amount(event, event.recover_at)})"
-        return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}: {what}{took}"))
+        else:  # $26.00 (at or above $25.00); $9.00, 47.9% (at or above 30.0%)
+            value = usd(event.usd)
+            if event.unit == Unit.PERCENT:
+                value += f", {percent(event.value)}"
+            what = f"{value} (at or above {_amount(event, event.recover_at)})"
+        rule = f" ({name(event.rule)})" if named else ""
+        return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}{rule}: {what}{took}"))
     if kind is EventKind.UNAVAILABLE:
         polls = int(event.value or 0)
         text = f" · {name(event.account)}: {event.reason}"
@@ -254,15 +261,21 @@ def events_message(events: Sequence[Event], as_of: AsOf | None = None) -> Messag
     to its event (event_ref), so that buttons act on the alerts of their piece.
     With `as_of`, a message whose data is older than a poll interval says when it is from."""
     ordered = sorted(events, key=lambda e: (_ORDER[(e.kind, _sev(e))], e.account, e.subject))
+    resolved: dict[tuple[str, str, str], set[str]] = {}
+    for e in events:
+        if e.kind is EventKind.RESOLVE:
+            resolved.setdefault((e.account, e.target, e.subject), set()).add(e.rule)
     sections: list[Section] = []
     for event in ordered:
         heading = _HEADINGS[_ORDER[(event.kind, _sev(event))]]
         ref = event_ref(event)
+        shared = len(resolved.get((event.account, event.target, event.subject), ())) > 1
+        line = event_line(event, named=event.kind is EventKind.RESOLVE and shared)
         if sections and sections[-1].heading == heading:
             last = sections[-1]
-            sections[-1] = Section(heading, (*last.lines, event_line(event)), (*last.refs, ref))
+            sections[-1] = Section(heading, (*last.lines, line), (*last.refs, ref))
         else:
-            sections.append(Section(heading, (event_line(event),), (ref,)))
+            sections.append(Section(heading, (line,), (ref,)))
     late = _late(events, as_of)
     if late:  # last: the parts before it split as they did on an earlier attempt
         sections.append(Section("", ((Span(late),),)))
@@ -489,6 +502,7 @@ class SpendView:
     covered: float  # seconds the history covers of it
     spent: float | None  # USD; None while gathering data
     remaining: float | None  # the balance now
+    rate: float | None  # the burn rate /balance shows (USD per day); None while gathering data
     top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, USD)
 
 
@@ -499,11 +513,12 @@ def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
         if v.spent is None:
             lines.append((Span("Spent: gathering data"),))
         else:
-            rate = v.spent / v.covered * 86400 if v.covered else 0.0
             lines.append((Span("Spent: "), Span(usd(v.spent), bold=True)))
-            lines.append((Span(f"Burn: {burn(rate, v.remaining or 0.0)}"),))
+        lines.append((Span(f"Burn: {burn(v.rate, v.remaining or 0.0)}"),))
         if v.covered < v.period - 60:
-            lines.append((Span(f"History covers {v.covered / 86400:.1f} days of it"),))
+            covered = days(v.covered / 86400) if v.covered >= 86400 else duration(v.covered)
+            covered = covered if v.covered > 0 else "none"
+            lines.append((Span(f"History covers {covered} of it"),))
         if v.top:
             lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
         sections.append(Section(name(v.account), tuple(lines)))

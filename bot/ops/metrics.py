@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from bot.common.version import package_version
 from bot.engine.model import AlertState, PollFailure, PollResult, Snapshot, days_left
 
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
@@ -31,13 +31,6 @@ MAX_LABEL = 100
 
 def _label(text: str) -> str:
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
-
-
-def package_version() -> str:
-    try:
-        return version("cometapi-balance-bot")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "unknown"
 
 
 class _Balances(Collector):

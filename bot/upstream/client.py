@@ -22,7 +22,14 @@ from bot.common.secrets import MASK, redact
 from bot.engine.forecast import DailyUse
 from bot.engine.model import Account, FailureKind, PollFailure, Snapshot
 from bot.upstream.provider import Provider
-from bot.upstream.transport import FetchError, RetryPolicy, Transport, new_session, safe_chars
+from bot.upstream.transport import (
+    FetchError,
+    NotOffered,
+    RetryPolicy,
+    Transport,
+    new_session,
+    safe_chars,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +146,7 @@ class Client:
         garbage."""
         provider = self.provider(account)
         if not provider.seeds:
-            raise FetchError(FailureKind.BAD_RESPONSE, f"{account.provider} offers no daily usage")
+            raise NotOffered(f"{account.provider} offers no daily usage")
         try:
             return await provider.daily(account, self._http, self._timeout, first, last)
         except FetchError as exc:

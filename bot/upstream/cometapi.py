@@ -21,7 +21,7 @@ from msgspec.structs import astuple
 from bot.engine.forecast import DailyUse
 from bot.engine.model import Account, FailureKind, KeyBalance, Snapshot, clean_name
 from bot.upstream.parse import MAX_AMOUNT, MAX_NAME, number, unique_subjects
-from bot.upstream.transport import FetchError, Transport, clean_text, describe, hint_of
+from bot.upstream.transport import FetchError, NotOffered, Transport, clean_text, describe, hint_of
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 
@@ -211,12 +211,10 @@ def parse_daily(body: bytes, first: date, last: date) -> list[DailyUse]:
         data = data["data"]
     daily = data.get("daily_quota") if isinstance(data, dict) else None
     if not isinstance(daily, dict):
-        raise FetchError(FailureKind.BAD_RESPONSE, "no daily_quota in the answer")
+        raise NotOffered("no daily_quota in the answer")
     asked = {(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)}
     if not asked.intersection(daily):
-        raise FetchError(
-            FailureKind.BAD_RESPONSE, f"daily_quota lists no day from {first} to {last}"
-        )
+        raise NotOffered(f"daily_quota lists no day from {first} to {last}")
     days = []
     day = first
     while day <= last:

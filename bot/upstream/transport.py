@@ -20,12 +20,13 @@ from yarl import URL
 
 from bot.common.backoff import retry_after
 from bot.common.secrets import MASK, redact
+from bot.common.version import package_version
 from bot.engine.model import FailureKind, clean_name
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_REDIRECTS = 3  # on the configured host only
 HINT_SOURCE = 4096  # bytes of an error body read for its hint (redacted, then cut to 120)
-USER_AGENT = "balance-bot (+https://github.com/cometapi-balance-bot)"
+USER_AGENT = f"balance-bot/{package_version()}"  # no project URL: there is none to name
 
 
 class FetchError(Exception):
@@ -40,6 +41,14 @@ class FetchError(Exception):
     @property
     def transient(self) -> bool:
         return self.kind in (FailureKind.UNREACHABLE, FailureKind.RATE_LIMITED)
+
+
+class NotOffered(FetchError):
+    """The upstream (or provider) does not offer something optional that was asked
+    for, such as CometAPI's daily_quota: no anomaly, just absent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(FailureKind.BAD_RESPONSE, reason)
 
 
 @dataclass(frozen=True, slots=True)
