@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -155,8 +156,9 @@ class ChatCommands:
         firing, _ = firing_events(source.state, source.rules, source.latest, now)
         silences = self.actions.store.silences(now) if self.actions else []
         at = now.timestamp()
-        views = [
-            digest_view(
+        views = []
+        for account in source.account_names():
+            view = digest_view(
                 account,
                 source.latest(account),
                 source.flow(account).burn.total,
@@ -167,8 +169,10 @@ class ChatCommands:
                 source.timezone,
                 silences,
             )
-            for account in source.account_names()
-        ]
+            health = source.state.health.get(account)
+            if health and health.failures:  # an account not read shows why, not just "no data"
+                view = replace(view, error=health.last_error)
+            views.append(view)
         day = day or now.astimezone(source.timezone).date()
         return digest_message(views, day.isoformat())
 

@@ -30,7 +30,7 @@ from bot.common.backoff import Backoff
 from bot.common.logs import log_event
 from bot.common.secrets import redact, register
 from bot.config import Config, split_listen
-from bot.engine.model import MessageKind
+from bot.engine.model import MessageKind, Snapshot
 from bot.notifiers import Notifier, NotifierContext
 from bot.notify.delivery import Delivery, Outcome
 from bot.notify.routing import QuietHours, Router
@@ -152,6 +152,8 @@ class App:
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _data_read: bool = field(init=False, default=False)  # a cycle since start read an account
+    _digest_waiting: date | None = field(init=False, default=None)  # due, waiting for data
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -315,9 +317,13 @@ class App:
             # the first cycle's forecasts start from the seed, if it comes in time
             await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)
         try:
-            await self.cycle()
+            result = await self.cycle()
             if self.pipeline.cycles_done == 1:  # start-up's garbage is gone: give it back
                 _trim_heap()
+            if not self._data_read and result.committed:
+                self._data_read = any(isinstance(r, Snapshot) for r in result.results.values())
+                if self._data_read:
+                    await self._send_waiting_digest()
         except asyncio.CancelledError:
             if not self.tasks.closing:
                 raise
@@ -385,9 +391,24 @@ class App:
 
     async def _scheduled_digest(self) -> None:
         day = self._digest_day(self.clock())
+        if day is None:
+            return
+        if not self._data_read:  # never a digest with no data: it waits for the first
+            self._digest_waiting = day
+            log_event(logger, "digest.waiting", day=day.isoformat(), reason="no data read yet")
+            return
+        await self._send_digest_logged(day)
+
+    async def _send_waiting_digest(self) -> None:
+        """Right after the first cycle that read data: the digest that was due
+        meanwhile (missed while down, or scheduled), if still within DIGEST_GRACE."""
+        day, self._digest_waiting = self._digest_waiting, None
+        if day is not None and day == self._digest_day(self.clock()):
+            await self._send_digest_logged(day)
+
+    async def _send_digest_logged(self, day: date) -> None:
         try:
-            if day is not None:
-                await self.send_digest(day)
+            await self.send_digest(day)
         except StoreError as exc:
             log_event(logger, "digest.not_saved", logging.ERROR, reason=str(exc))
 
@@ -440,9 +461,9 @@ class App:
             )
         await self.release_held()
         await self.tell_missed()
-        missed = self._digest_day(self.clock())  # at start only: not on a reload
-        if missed is not None:
-            await self.send_digest(missed)
+        # at start only, not on a reload: a digest missed while down goes out
+        # right after the first cycle that reads data (_scheduled_cycle)
+        self._digest_waiting = self._digest_day(self.clock())
         self._seeding = self.tasks.spawn("seed", self.jobs.seed(), once=True)
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(

@@ -539,6 +539,7 @@ class DigestView:
     week: Sequence[float | None]  # end-of-day balances of the last 7 local days, oldest first
     firing: Sequence[Event]
     snoozed: Sequence[str] = ()
+    error: str = ""  # why its last poll failed, if it did
 
 
 def _amounts(items: Sequence[tuple[str, float]]) -> str:
@@ -550,6 +551,8 @@ def digest_message(views: Sequence[DigestView], day: str) -> Message:
     for v in views:
         lines: list[Line] = []
         snap = v.snapshot
+        if v.error:
+            lines.append((Span("⚠️ fetch failed: ", bold=True), Span(v.error)))
         if snap is None:
             lines.append((Span("no data yet"),))
         else:

@@ -99,7 +99,7 @@ class Client:
         policy = self._retry
         started = time.monotonic()
 
-        def backoff_hook(exc: Exception) -> bool | float:
+        def backoff_hook(exc: BaseException) -> bool | float:
             """Retry transient failures, honouring Retry-After, within the deadline."""
             if not isinstance(exc, FetchError) or not exc.transient:
                 return False
