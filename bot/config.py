@@ -34,16 +34,12 @@ from pydantic import (
 
 from bot.common import plugins
 from bot.common.secrets import MASK, MIN_LENGTH, redact
+from bot.engine.kinds import Kind, kinds
 from bot.engine.model import (
     Account,
-    Below,
-    DaysLeft,
     Rule,
-    RuleKind,
     Severity,
-    SpendAbove,
     Target,
-    Unit,
     globs,
 )
 
@@ -242,13 +238,11 @@ class KindKeys:
     recovery: str
     rises: bool  # the recovery level is above the threshold (below, days left)
     default: Callable[[float], float]
+    kind: type[Kind]
 
 
-KINDS = (
-    KindKeys("below", "recover_above", True, lambda v: v * 1.1 if v > 0 else 0.01),
-    KindKeys("below_percent", "recover_above_percent", True, lambda v: min(v * 1.1, 100.0)),
-    KindKeys("days_left_below", "recover_above_days", True, lambda v: v * 1.5),
-    KindKeys("spend_above", "recover_below", False, lambda v: v * 0.8),
+KINDS = tuple(
+    KindKeys(k.config_key, k.recovery_key, not k.rising, k.default_recovery, k) for k in kinds()
 )
 _BY_RECOVERY = {k.recovery: k for k in KINDS}
 _ONE_OF = "below (USD), below_percent, days_left_below or spend_above"
@@ -436,16 +430,10 @@ def build_rule(section: RuleSection | Mapping[str, Any]) -> Rule:
     """One validated [[rules]] entry as the engine's plain value."""
     if not isinstance(section, RuleSection):
         section = RuleSection.model_validate(section)
-    kind: RuleKind
-    # each recovery level was set by RuleSection._default_recovery if not given
-    if section.below_percent is not None:
-        kind = Below(Unit.PERCENT, section.below_percent, _set(section.recover_above_percent))
-    elif section.days_left_below is not None:
-        kind = DaysLeft(section.days_left_below, _set(section.recover_above_days))
-    elif section.spend_above is not None:
-        kind = SpendAbove(section.spend_above, _set(section.recover_below), _set(section.window))
-    else:
-        kind = Below(Unit.USD, _set(section.below), _set(section.recover_above))
+    # exactly one kind's threshold is set, and its recovery level by _default_recovery
+    keys = next(k for k in KINDS if getattr(section, k.threshold) is not None)
+    levels = (getattr(section, k) for k in (keys.threshold, keys.recovery, *keys.kind.extra_keys))
+    kind = keys.kind(*(_set(v) for v in levels))
     return Rule(
         name=section.name,
         target=Target(section.target),

@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import Any
 
 from bot.app.views import Latest, firing_events
+from bot.engine.kinds import Kind, kinds
 from bot.engine.model import (
     EngineState,
     PollFailure,
@@ -23,7 +24,6 @@ from bot.engine.model import (
     Severity,
     Snapshot,
     Target,
-    Unit,
     days_left,
 )
 from bot.notifiers.message import plain
@@ -123,20 +123,27 @@ def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot, rate: float |
     forecast rule also 'main_days_left'=2.4;3:;1: (U while gathering data or
     when not depleting)."""
     label = _perf_label(account)
-    out = f"'{label}_total'={snap.total_quota:.2f};{_levels(rules, account, Unit.USD)}"
-    days_rules = _levels(rules, account, Unit.DAYS)
-    if days_rules != ";":
-        left = days_left(snap.total_quota, rate)
-        value = "U" if left is None or math.isinf(left) else f"{left:.1f}"
-        out += f" '{label}_days_left'={value};{days_rules}"
-    return out
+    out = []
+    for kind in kinds():
+        if kind.perf_label is None:
+            continue
+        levels = _levels(rules, account, kind)
+        if kind.is_remainder or levels != ";":  # the balance always; others with a rule
+            out.append(
+                f"'{label}_{kind.perf_label}'={kind.perf_value(snap.total_quota, rate)};{levels}"
+            )
+    return " ".join(out)
 
 
-def _levels(rules: Sequence[Rule], account: str, unit: Unit) -> str:
-    """`warn;crit` from the total rules of `unit`: the highest threshold of each severity."""
+def _levels(rules: Sequence[Rule], account: str, kind: type[Kind]) -> str:
+    """`warn;crit` from the total rules of `kind`: the highest threshold of each severity."""
     levels: dict[Severity, float] = {}
     for rule in rules:
-        if rule.target is Target.TOTAL and rule.kind.unit is unit and rule.matches_account(account):
+        if (
+            rule.target is Target.TOTAL
+            and type(rule.kind) is kind
+            and rule.matches_account(account)
+        ):
             current = levels.get(rule.severity)
             threshold = rule.kind.threshold
             levels[rule.severity] = max(current, threshold) if current else threshold

@@ -31,7 +31,6 @@ from bot.engine.model import (
     PollResult,
     Silence,
     Snapshot,
-    SpendAbove,
 )
 from bot.engine.rules import AccountOutcome, split_alerts
 from bot.notify.followup import follow_up
@@ -67,7 +66,7 @@ class CycleResult:
 
 def new_history(config: Config, store: StateStore) -> History:
     """The cycle's memory of spending, with the windows the config's rules look over."""
-    spend_windows = {r.kind.window for r in config.rules if isinstance(r.kind, SpendAbove)}
+    spend_windows = {w for r in config.rules if (w := r.kind.spend_window()) is not None}
     return History(store.history, config.bot.burn_window, spend_windows, config.bot.interval)
 
 

@@ -24,7 +24,6 @@ from bot.engine.model import (
     Silence,
     Snapshot,
     Target,
-    Unit,
 )
 from bot.engine.rules import notify_for, shape
 from bot.notifiers.message import Message
@@ -225,7 +224,7 @@ def firing_events(
 
 def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Event:
     usd: float | None = alert.value
-    if rule.kind.unit is Unit.PERCENT:
+    if rule.kind.is_share:  # the alert's value is a share: the money is in the snapshot
         snap = latest(alert.key.account)
         usd = None
         if snap and rule.target is Target.TOTAL:

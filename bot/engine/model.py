@@ -14,8 +14,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from unicodedata import category
+
+from bot.engine.units import Unit, days_left
+
+if TYPE_CHECKING:
+    from bot.engine.kinds import Kind
+
+__all__ = ["Unit", "days_left"]  # re-exported: they read as part of the model
 
 
 class Severity(StrEnum):
@@ -38,15 +45,6 @@ class Target(StrEnum):
 TOTAL = "total"  # the subject of a total rule
 
 
-class Unit(StrEnum):
-    """The unit of an alert's value, threshold and recovery level."""
-
-    USD = "usd"
-    PERCENT = "percent"
-    DAYS = "days"  # days left at the current burn rate
-    USD_SPENT = "usd_spent"  # USD spent within a rule's window
-
-
 # --- configuration, as plain values ---------------------------------------------------
 
 
@@ -59,67 +57,13 @@ class Account:
     currency: str = "USD"  # ISO 4217 code of its money
 
 
-class _Falling:
-    """Fires when the value is below `threshold`; resolves at or above `recover_at`."""
-
-    __slots__ = ()
-    threshold: float
-    recover_at: float
-
-    def fires(self, value: float) -> bool:
-        return value < self.threshold
-
-    def recovers(self, value: float) -> bool:
-        return value >= self.recover_at
-
-
-@dataclass(frozen=True, slots=True)
-class Below(_Falling):
-    """A balance (USD) or what remains of a key (percent) below a threshold."""
-
-    unit: Unit
-    threshold: float
-    recover_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class DaysLeft(_Falling):
-    """The money lasts less than `threshold` days at the current burn rate; a
-    rate of zero (not depleting) resolves it."""
-
-    threshold: float
-    recover_at: float
-    unit: ClassVar[Unit] = Unit.DAYS
-
-
-@dataclass(frozen=True, slots=True)
-class SpendAbove:
-    """Fires when more than `threshold` USD was spent within `window` seconds;
-    resolves at or below `recover_at`."""
-
-    threshold: float
-    recover_at: float
-    window: float
-    unit: ClassVar[Unit] = Unit.USD_SPENT
-
-    def fires(self, value: float) -> bool:
-        return value > self.threshold
-
-    def recovers(self, value: float) -> bool:
-        return value <= self.recover_at
-
-
-# the sum of a rule's kinds; each has unit, threshold, recover_at, fires() and recovers()
-RuleKind = Below | DaysLeft | SpendAbove
-
-
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One [[rules]] entry. What is measured and when it fires is `kind`."""
 
     name: str
     target: Target
-    kind: RuleKind
+    kind: Kind
     severity: Severity = Severity.WARNING
     accounts: tuple[str, ...] = ("*",)
     keys: tuple[str, ...] = ("*",)
@@ -237,17 +181,6 @@ class Flow:
 
     burn: Figures = field(default_factory=Figures)
     spent: Mapping[float, Figures] = field(default_factory=dict)
-
-
-def days_left(remaining: float, rate: float | None) -> float | None:
-    """Days the money lasts at `rate` USD/day: None while gathering data, inf
-    when not depleting (whatever remains: a spent, idle key never fires a
-    forecast), 0 when nothing remains."""
-    if rate is None:
-        return None
-    if rate <= 0:
-        return math.inf
-    return max(remaining, 0.0) / rate
 
 
 # --- alert state -----------------------------------------------------------------------

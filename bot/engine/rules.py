@@ -21,8 +21,6 @@ from bot.engine.model import (
     AccountHealth,
     AlertKey,
     AlertState,
-    Below,
-    DaysLeft,
     Event,
     EventKind,
     FailureKind,
@@ -31,11 +29,8 @@ from bot.engine.model import (
     PollFailure,
     PollResult,
     Rule,
-    RuleKind,
     Snapshot,
-    SpendAbove,
     Target,
-    Unit,
     days_left,
 )
 
@@ -200,18 +195,20 @@ def measures(
     `tracked` (the subjects that have an alert state), a USD threshold rule
     skips untracked keys that do not fire: most keys, on most polls."""
     kind = rule.kind
-    spent = flow.spent.get(kind.window, NO_FIGURES) if isinstance(kind, SpendAbove) else NO_FIGURES
+    spend_window = kind.spend_window()
+    spent = flow.spent.get(spend_window, NO_FIGURES) if spend_window is not None else NO_FIGURES
     # a key's rate costs a look at its history: only forecasts need it for every
     # key; other rules' events get theirs when they are announced (_with_forecast)
-    forecast = isinstance(kind, DaysLeft)
+    forecast = kind.needs_rate
     if rule.target is Target.TOTAL:
         total, used, rate = snapshot.total_quota, snapshot.total_used_quota, flow.burn.total
-        yield _measure(kind, TOTAL, total, used, rate, spent.total)
+        yield Measure(TOTAL, kind.measure(total, used, rate, spent.total), total, rate)
         return
     watched = _watched(rule)
     rates, spent_keys = flow.burn.keys, spent.keys
-    quick = tracked is not None and isinstance(kind, Below) and kind.unit is Unit.USD
+    quick = tracked is not None and kind.is_remainder
     threshold, tracked = kind.threshold, tracked or ()
+    measure = kind.measure
     for name, remain, used in snapshot.keys:
         if quick and remain >= threshold and name not in tracked:
             continue  # fine and without an alert state: what step() would find
@@ -223,7 +220,7 @@ def measures(
         if in_scope:
             rate = rates.get(name) if forecast else None
             spent_key = spent_keys.get(name) if spent_keys else None
-            yield _measure(kind, name, remain, used, rate, spent_key)
+            yield Measure(name, measure(remain, used, rate, spent_key), remain, rate)
 
 
 _WATCHED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, bool]] = {}
@@ -238,24 +235,6 @@ def _watched(rule: Rule) -> dict[str, bool]:
     if len(known) > _WATCHED_LIMIT:
         known.clear()
     return known
-
-
-def _measure(
-    kind: RuleKind,
-    subject: str,
-    remain: float,
-    used: float,
-    rate: float | None,
-    spent: float | None,
-) -> Measure:
-    if isinstance(kind, DaysLeft):
-        return Measure(subject, days_left(remain, rate), remain, rate)
-    if isinstance(kind, SpendAbove):
-        return Measure(subject, spent, remain, rate)
-    if kind.unit is Unit.USD:
-        return Measure(subject, remain, remain, rate)
-    capacity = remain + used
-    return Measure(subject, remain / capacity * 100 if capacity > 0 else 0.0, remain, rate)
 
 
 def _apply_rule(
@@ -378,6 +357,6 @@ def alert_event(
         notify=rule.notify or (),
         rate=m.rate,
         days=days_left(usd, m.rate) if usd is not None else None,
-        window=getattr(rule.kind, "window", None),
+        window=rule.kind.spend_window(),
         gathering=m.value is None,
     )

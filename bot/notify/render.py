@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from bot.engine.kinds import kind_of
 from bot.engine.model import (
     Ack,
     AlertKey,
@@ -20,9 +21,9 @@ from bot.engine.model import (
     Severity,
     Silence,
     Snapshot,
-    Unit,
     days_left,
 )
+from bot.engine.text import days, duration, forecast, name, usd
 from bot.notifiers.message import (
     KEY_REF,
     Action,
@@ -34,37 +35,6 @@ from bot.notifiers.message import (
     keys_ref,
     plain,
 )
-
-MAX_NAME = 200  # long user strings are cut so that any single line stays small
-
-
-def name(text: str) -> str:
-    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
-
-
-def usd(value: float | None) -> str:
-    if value is None:
-        return "?"
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
-
-
-def percent(value: float | None) -> str:
-    return "?" if value is None else f"{value:.1f}%"
-
-
-def duration(seconds: float) -> str:
-    """2h 14m, 3d 4h, 45s."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
 
 
 def clock(when: datetime, tz: ZoneInfo) -> str:
@@ -104,22 +74,6 @@ def subject(event: Event) -> str:
     return f"{name(event.account)} / key {name(event.subject)}"
 
 
-def days(value: float | None, exact: bool = False) -> str:
-    """2.4 days; a configured level as written (3 days, 4.5 days) with `exact`."""
-    if value is None:
-        return "?"
-    text = f"{value:g}" if exact else f"{value:.1f}"
-    return f"{text} day" if text in ("1", "1.0") else f"{text} days"
-
-
-def window(seconds: float) -> str:
-    """1h, 30m, 1d, 1h 30m: how a spend rule's window is said."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return duration(seconds)
-
-
 def burn(rate: float | None, remaining: float) -> str:
     """$41.20/day, ≈ 2.4 days left; $0.00/day, not depleting; gathering data."""
     if rate is None:
@@ -130,53 +84,21 @@ def burn(rate: float | None, remaining: float) -> str:
     return f"{usd(rate)}/day, ≈ {left:.1f} days left"
 
 
-def forecast(rate: float | None, left: float | None) -> str:
-    """≈ 1.3 days left at $1.09/day; not depleting; gathering data."""
-    if rate is None:
-        return "gathering data"
-    if left is None or math.isinf(left):
-        return "not depleting"
-    return f"≈ {left:.1f} days left at {usd(rate)}/day"
-
-
-def _amount(event: Event, value: float | None) -> str:
-    if event.unit == Unit.PERCENT:
-        return percent(value)
-    if event.unit == Unit.DAYS:
-        return days(value, exact=True)
-    return usd(value)
-
-
-def _value(event: Event) -> str:
-    """What the subject's value is now, in the rule's terms."""
-    if event.unit == Unit.DAYS:
-        return "gathering data" if event.gathering else forecast(event.rate, event.value)
-    if event.unit == Unit.USD_SPENT:
-        spent = "? (gathering data)" if event.gathering else usd(event.value)
-        return f"{spent} spent in the last {window(event.window or 0)}"
-    return f"{_remaining(event)} left"
-
-
-def _remaining(event: Event) -> str:
-    """$1.42, or $1.42 (8.5%) for a percent rule."""
-    left = usd(event.usd)
-    return f"{left} ({percent(event.value)})" if event.unit == Unit.PERCENT else left
-
-
 def event_line(event: Event, named: bool = False) -> Line:
     """One event, e.g.
     CRITICAL · main / key prod-api: $1.42 left (below $2.00; resolves at $3.00).
     `named`: a resolve says its rule, `main / total (account-low)`, for a message
     that resolves two rules of one subject."""
     kind, sev = event.kind, event.severity.upper()
+    rule_kind = kind_of(event.unit)
     if kind in (EventKind.FIRE, EventKind.REMIND):
-        above = event.unit == Unit.USD_SPENT
+        level = rule_kind.level
         text = (
-            f"{subject(event)}: {_value(event)} ({'above' if above else 'below'} "
-            f"{_amount(event, event.threshold)}; resolves at {_amount(event, event.recover_at)})"
+            f"{subject(event)}: {rule_kind.now(event)} ({'above' if rule_kind.rising else 'below'} "
+            f"{level(event.threshold)}; resolves at {level(event.recover_at)})"
         )
         known = event.rate is not None and event.days is not None and math.isfinite(event.days)
-        if event.unit in (Unit.USD, Unit.PERCENT) and known:
+        if rule_kind.with_forecast and known:
             text += f", {forecast(event.rate, event.days)}"
         firing = (event.at - event.since).total_seconds() if event.since else 0.0
         if firing >= 60:  # "firing for 0s" would say nothing
@@ -185,19 +107,7 @@ def event_line(event: Event, named: bool = False) -> Line:
         return (Span(label, bold=True), Span(f" · {text}"))
     if kind is EventKind.RESOLVE:
         took = f" after {duration((event.at - event.since).total_seconds())}" if event.since else ""
-        if event.reason:
-            what = f"{event.reason}"
-        elif event.unit == Unit.DAYS and (event.value is None or math.isinf(event.value)):
-            what = "not depleting"
-        elif event.unit == Unit.DAYS:
-            what = f"≈ {days(event.value)} left (at or above {days(event.recover_at, exact=True)})"
-        elif event.unit == Unit.USD_SPENT:
-            what = f"{_value(event)} (at or below {usd(event.recover_at)})"
-        else:  # $26.00 (at or above $25.00); $9.00, 47.9% (at or above 30.0%)
-            value = usd(event.usd)
-            if event.unit == Unit.PERCENT:
-                value += f", {percent(event.value)}"
-            what = f"{value} (at or above {_amount(event, event.recover_at)})"
+        what = event.reason or rule_kind.resolved(event)
         rule = f" ({name(event.rule)})" if named else ""
         return (Span("RESOLVED", bold=True), Span(f" · {subject(event)}{rule}: {what}{took}"))
     if kind is EventKind.UNAVAILABLE:
