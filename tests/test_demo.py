@@ -43,7 +43,7 @@ def test_with_telegram_set_the_demo_still_logs_its_messages(monkeypatch, tmp_pat
     """Telegram (or Slack) joins in; the log notifier stays, for every rule and the digest."""
     from bot import config as config_mod
     from bot.app.demo import demo_config_text, with_log
-    from bot.app.service import active_notifier_names
+    from bot.app.fleet import active_notifier_names
 
     chat = {"TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35, "TELEGRAM_CHAT_ID": "-1001234567890"}
     environ = {"BALANCE_BOT_DEMO_KEY": "demo-key-0123456789", **chat}

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from bot.app.service import DIGEST_SENT, App
+from bot.app.digest import DIGEST_SENT
+from bot.app.service import App
 from bot.notify.render import DigestView, digest_message
 from fakes.cometapi import reply_balance, reply_status
 from fakes.telegram import FakeTelegram
@@ -90,7 +91,7 @@ async def test_a_scheduled_digest_with_no_data_yet_waits_for_the_first(make_conf
     comet.default = reply_status(502)
     async with App(make_config(sections(tg)), retry=FAST) as app, serving(app):
         await app.pipeline.wait_cycles(1)
-        await app._scheduled_digest()  # its time comes while nothing was read
+        await app.digests.scheduled()  # its time comes while nothing was read
         assert app.store.meta(DIGEST_SENT) is None
         comet.default = reply_balance(42)
         while not digests(tg):

@@ -136,7 +136,7 @@ async def test_a_digest_sent_after_midnight_for_the_day_before_is_titled_with_th
     clock = Clock(datetime(2026, 3, 2, 0, 30, tzinfo=UTC))  # yesterday's 23:30 was missed
     cfg = make_config(RULES + '\n[digest]\nat = "23:30"\n')
     async with App(cfg, retry=FAST, clock=clock) as app:
-        day = app._digest_day(clock())
+        day = app.digests.day(clock())
         assert day is not None and day.isoformat() == "2026-03-01"
         assert await app.send_digest(day)
         (row,) = app.store.pending()

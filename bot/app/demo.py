@@ -180,7 +180,8 @@ def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> 
 
 
 async def run_demo(stop: asyncio.Event, interval: str = "2s") -> int:
-    from bot.app.service import App, active_notifier_names
+    from bot.app.fleet import active_notifier_names
+    from bot.app.service import App
 
     key = "demo-" + random_tokens.token_urlsafe(16)
     secrets.register(key)

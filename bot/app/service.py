@@ -12,40 +12,38 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import notifiers as registry
 from bot.app.actions import AlertActions
 from bot.app.commands import ChatCommands
 from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
+from bot.app.digest import DIGEST_GRACE, Digests
+from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
 from bot.app.readmodel import ReadModel
-from bot.app.views import DestinationState, health
+from bot.app.views import health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
 from bot.common.secrets import redact, register
 from bot.config import Config, split_listen
-from bot.engine.model import MessageKind, Snapshot
+from bot.engine.model import Snapshot
 from bot.notifiers import Notifier, NotifierContext
 from bot.notify.delivery import Delivery, Outcome
-from bot.notify.routing import QuietHours, Router
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
 from bot.state.sqlite.store import Store
-from bot.state.types import OutboxItem, StoreError, StoreReplacedError
+from bot.state.types import StoreError, StoreReplacedError
 from bot.upstream.client import Client
 from bot.upstream.transport import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
-DIGEST_GRACE = timedelta(hours=12)  # a digest missed while down is sent at start until then
-DIGEST_SENT = "digest_date"  # meta key: the local date of the last scheduled digest
 
 
 GC_THRESHOLDS = (50_000, 20, 100)  # collections per allocations: gen0, then gen1/gen2 in turn
@@ -75,16 +73,6 @@ def _trim_heap() -> None:
 
 class StartupError(Exception):
     """The service cannot start; the message names the setting and the remedy."""
-
-
-def active_notifier_names(config: Config) -> list[str]:
-    """Configured notifiers, and the fallback when nothing else is or a rule names it."""
-    names = list(config.notifiers)
-    fallback = registry.FALLBACK
-    wanted = any(rule.notify and fallback in rule.notify for rule in config.rules)
-    if fallback not in names and (not names or wanted):
-        names.append(fallback)
-    return names
 
 
 class Tasks:
@@ -137,13 +125,13 @@ class App:
     model: ReadModel = field(init=False)
     pipeline: Cycle = field(init=False)
     jobs: Jobs = field(init=False)
+    digests: Digests = field(init=False)
     delivery: Delivery = field(init=False)
     metrics: Metrics = field(init=False)
-    notifiers: dict[str, Notifier] = field(init=False)
+    fleet: Fleet = field(init=False)
     tasks: Tasks = field(init=False)
     web: WebServer | None = field(init=False, default=None)
     _stack: contextlib.AsyncExitStack = field(init=False)
-    destinations: dict[tuple[str, str], DestinationState] = field(init=False)
     commands: ChatCommands = field(init=False)
     fatal: str = field(init=False, default="")  # why the service stopped on its own
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
@@ -152,8 +140,6 @@ class App:
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
-    _data_read: bool = field(init=False, default=False)  # a cycle since start read an account
-    _digest_waiting: date | None = field(init=False, default=None)  # due, waiting for data
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -181,7 +167,6 @@ class App:
         self.metrics = Metrics()
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
-        self.destinations = {}
         accounts = [a.name for a in config.accounts]
         snapshots = {a: s for a, s in self.store.load_snapshots().items() if a in accounts}
         history = new_history(config, self.store)
@@ -194,13 +179,8 @@ class App:
         actions = AlertActions(self.store, self.model, self._acted)
         self.commands = ChatCommands(self.model, actions)
         context = NotifierContext(self.commands, config.bot.zone)
-        self.notifiers = {}
-        for name in active_notifier_names(config):
-            section = config.notifiers.get(name)
-            cls = registry.load(name)
-            self.notifiers[name] = cls(
-                name, section if section is not None else cls.Config(), context
-            )
+        self.fleet = Fleet(self.metrics, clock)
+        self.fleet.build(config, context)
         self.delivery = Delivery(
             self.store,
             self.notifiers,
@@ -216,12 +196,20 @@ class App:
             self.store,
             client,
             self.model,
-            self._router(config),
+            self.fleet.router(config),
             self.metrics,
             self._queued,
             clock,
         )
         self.jobs = Jobs(self.pipeline)
+        self.digests = Digests(
+            lambda: self.config,
+            lambda: self.pipeline.router,
+            self.store,
+            self.commands,
+            clock,
+            self._wake_delivery,
+        )
         self._refresh_backlog()
 
     def _now(self) -> datetime:
@@ -232,45 +220,29 @@ class App:
         cycle may wait for its send (when the delivery loop runs)."""
         running = self._deliveries is not None and not self._deliveries.done()
         attempted = self.delivery.expect_send() if running else None
-        self.delivery.wake()
-        self._refresh_backlog()
+        self._wake_delivery()
         return attempted.wait() if attempted else None
 
     def _acted(self) -> None:
         """A snooze, ack or edit from chat: edits go out, the gauge follows."""
         self.metrics.silences_active.set(len(self.store.silences(self.clock())))
+        self._wake_delivery()
+
+    @property
+    def notifiers(self) -> dict[str, Notifier]:
+        return self.fleet.notifiers
+
+    def _delivery_outcome(self, outcome: Outcome) -> None:
+        self.fleet.record(outcome)
+        self._refresh_backlog()
+
+    def _wake_delivery(self) -> None:
+        """Something was queued or changed in the outbox: delivery looks now."""
         self._refresh_backlog()
         self.delivery.wake()
 
-    def _delivery_outcome(self, outcome: Outcome) -> None:
-        self.metrics.notifications.labels(outcome.notifier, outcome.outcome).inc()
-        self._refresh_backlog()
-        queue = (outcome.notifier, outcome.destination)
-        before = self.destinations.get(queue, DestinationState())
-        ok = outcome.outcome == "delivered"
-        if before.ok is not ok:
-            self.destinations[queue] = DestinationState(ok, outcome.reason, self.clock())
-        elif not ok:
-            self.destinations[queue] = replace(before, last_error=outcome.reason)
-        label = self._label(*queue)
-        self.metrics.destination_up.labels(outcome.notifier, label).set(int(ok))
-        if before.ok is not False and not ok:
-            log_event(
-                logger,
-                "destination.failing",
-                logging.ERROR,
-                notifier=outcome.notifier,
-                destination=label,
-                reason=outcome.reason,
-                hint="messages for it wait in the outbox (or, if failed for good, it is told "
-                "of the alerts still firing at the next start); /healthz shows its state",
-            )
-        elif before.ok is False and ok:
-            log_event(logger, "destination.ok", notifier=outcome.notifier, destination=label)
-
-    def _label(self, notifier: str, destination: str) -> str:
-        plugin = self.notifiers.get(notifier)
-        return plugin.label(destination) if plugin else destination
+    async def send_digest(self, day: date) -> bool:
+        return await self.digests.send(day)
 
     def _refresh_backlog(self) -> None:
         try:
@@ -280,7 +252,7 @@ class App:
 
     async def start_notifiers(self, listen: bool) -> None:
         self._stack.push_async_callback(self._stop_notifiers)
-        await asyncio.gather(*(_start(x, listen) for x in self.notifiers.values()))
+        await self.fleet.start(listen)
 
     def _left(self) -> float:
         """Seconds left until the exit is due (SHUTDOWN_GRACE from the signal)."""
@@ -290,25 +262,14 @@ class App:
 
     async def _stop_notifiers(self) -> None:
         await self._stop_background()  # sends under way finish before their notifier stops
-        for name, notifier in self.notifiers.items():
-            try:
-                await asyncio.wait_for(notifier.stop(), self._left())
-            except Exception as exc:
-                log_event(
-                    logger,
-                    "notifier.stop_failed",
-                    logging.WARNING,
-                    notifier=name,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
+        await self.fleet.stop(self._left)
 
     async def cycle(self, notify: bool = True) -> CycleResult:
         started = asyncio.get_running_loop().time()
         result = await self.pipeline.run(notify, after=self.jobs.prune)
         self.metrics.poll_duration.observe(asyncio.get_running_loop().time() - started)
         if result.queued:
-            self._refresh_backlog()
-            self.delivery.wake()
+            self._wake_delivery()
         return result
 
     async def _scheduled_cycle(self) -> None:
@@ -320,10 +281,11 @@ class App:
             result = await self.cycle()
             if self.pipeline.cycles_done == 1:  # start-up's garbage is gone: give it back
                 _trim_heap()
-            if not self._data_read and result.committed:
-                self._data_read = any(isinstance(r, Snapshot) for r in result.results.values())
-                if self._data_read:
-                    await self._send_waiting_digest()
+            read = result.committed and any(
+                isinstance(r, Snapshot) for r in result.results.values()
+            )
+            if read and not self.digests.data_read:
+                await self.digests.data_arrived()
         except asyncio.CancelledError:
             if not self.tasks.closing:
                 raise
@@ -342,8 +304,7 @@ class App:
     async def tell_missed(self) -> None:
         """At start: destinations that missed alerts still firing hear of them."""
         if await self.jobs.tell_missed():
-            self._refresh_backlog()
-            self.delivery.wake()
+            self._wake_delivery()
 
     async def release_held(self) -> None:
         """What quiet hours held goes out at their end (and at start, if they
@@ -354,71 +315,10 @@ class App:
             log_event(logger, "quiet.not_released", logging.ERROR, reason=str(exc))
             return
         if released:
-            self._refresh_backlog()
-            self.delivery.wake()
-
-    # --- the daily digest -----------------------------------------------------
-
-    def _digest_day(self, when: datetime) -> date | None:
-        """The local date whose digest time `when` falls on or after by less than
-        DIGEST_GRACE (today's, or yesterday's after midnight); None if neither."""
-        digest = self.config.digest
-        if digest is None:
-            return None
-        zone = self.config.bot.zone
-        local = when.astimezone(zone)
-        for day in (local.date(), local.date() - timedelta(days=1)):
-            due = datetime.combine(day, digest.at, zone)
-            if timedelta(0) <= local - due < DIGEST_GRACE:
-                return day
-        return None
-
-    async def send_digest(self, day: date) -> bool:
-        """The scheduled digest of `day`, to every destination of [digest].notify,
-        through the outbox; at most one per local date (recorded in the state
-        file). False if that date already had one."""
-        digest = self.config.digest
-        if digest is None or self.store.meta(DIGEST_SENT) == day.isoformat():
-            return False
-        message = self.commands.digest(day)
-        queues = self.pipeline.router.queues_of(digest.notify or ())
-        items = [OutboxItem(n, d, (), MessageKind.DIGEST, message) for n, d in queues]
-        self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
-        log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
-        self._refresh_backlog()
-        self.delivery.wake()
-        return True
-
-    async def _scheduled_digest(self) -> None:
-        day = self._digest_day(self.clock())
-        if day is None:
-            return
-        if not self._data_read:  # never a digest with no data: it waits for the first
-            self._digest_waiting = day
-            log_event(logger, "digest.waiting", day=day.isoformat(), reason="no data read yet")
-            return
-        await self._send_digest_logged(day)
-
-    async def _send_waiting_digest(self) -> None:
-        """Right after the first cycle that read data: the digest that was due
-        meanwhile (missed while down, or scheduled), if still within DIGEST_GRACE."""
-        day, self._digest_waiting = self._digest_waiting, None
-        if day is not None and day == self._digest_day(self.clock()):
-            await self._send_digest_logged(day)
-
-    async def _send_digest_logged(self, day: date) -> None:
-        try:
-            await self.send_digest(day)
-        except StoreError as exc:
-            log_event(logger, "digest.not_saved", logging.ERROR, reason=str(exc))
+            self._wake_delivery()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         model, scheduler = self.model, self._scheduler
-        destinations = {
-            f"{n} {self._label(n, d)}": self.destinations.get((n, d), DestinationState())
-            for n, plugin in self.notifiers.items()
-            for d in plugin.destinations()
-        }
         return health(
             model.accounts,
             model.state.health,
@@ -429,7 +329,7 @@ class App:
             scheduler is not None and scheduler.running,
             self.clock(),
             self.tasks.dead,
-            destinations,
+            self.fleet.destination_states(),
         )
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[App], None] | None = None) -> None:
@@ -461,9 +361,7 @@ class App:
             )
         await self.release_held()
         await self.tell_missed()
-        # at start only, not on a reload: a digest missed while down goes out
-        # right after the first cycle that reads data (_scheduled_cycle)
-        self._digest_waiting = self._digest_day(self.clock())
+        self.digests.at_start()
         self._seeding = self.tasks.spawn("seed", self.jobs.seed(), once=True)
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
@@ -509,7 +407,7 @@ class App:
         if config.digest is not None:
             at = config.digest.at
             scheduler.add_job(
-                self._scheduled_digest,
+                self.digests.scheduled,
                 CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
                 id="digest",
                 coalesce=True,
@@ -549,7 +447,9 @@ class App:
             config = replace(config, bot=bot)
             for secret in config.secrets():
                 register(secret)
-            restarted = await self._swap_notifiers(old, config)
+            restarted = await self.fleet.swap(
+                old, config, NotifierContext(self.commands, config.bot.zone)
+            )
             self.config = config
             client = self.pipeline.client
             polling = ("interval", "request_timeout", "max_concurrency")
@@ -562,7 +462,7 @@ class App:
                     config.bot.interval, config.bot.request_timeout
                 )
                 client = Client(session, config.bot.request_timeout, retry, self._now)
-            await self.pipeline.reconfigure(config, client, self._router(config))
+            await self.pipeline.reconfigure(config, client, self.fleet.router(config))
             self.delivery.fresh_for, self.delivery.zone = config.bot.interval, config.bot.zone
             scheduler = self._scheduler
             if scheduler is not None and scheduler.running:
@@ -581,49 +481,6 @@ class App:
             )
         await self.release_held()  # quiet hours that the new config ends or changed
         await self.tell_missed()  # a destination added hears of what fires
-
-    async def _swap_notifiers(self, old: Config, config: Config) -> list[str]:
-        """New instances for the notifiers whose section changed, the rest
-        untouched. The old ones stop first: Telegram answers a second listener on
-        one token with 409 Conflict (a send meanwhile waits in the outbox)."""
-        context = NotifierContext(self.commands, config.bot.zone)
-        wanted = active_notifier_names(config)
-        changed = [
-            n
-            for n in wanted
-            if n not in self.notifiers or old.notifiers.get(n) != config.notifiers.get(n)
-        ]
-        retired = [self.notifiers[n] for n in self.notifiers if n not in wanted or n in changed]
-        for plugin in retired:
-            try:
-                await asyncio.wait_for(plugin.stop(), SHUTDOWN_GRACE)
-            except Exception as exc:
-                log_event(
-                    logger,
-                    "notifier.stop_failed",
-                    logging.WARNING,
-                    notifier=plugin.name,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-        for name in changed:
-            cls = registry.load(name)
-            section = config.notifiers.get(name)
-            plugin = cls(name, section if section is not None else cls.Config(), context)
-            await _start(plugin, listen=True)
-            self.notifiers[name] = plugin  # delivery reads this dict
-        for name in [n for n in self.notifiers if n not in wanted]:
-            del self.notifiers[name]
-        for plugin in self.notifiers.values():
-            plugin.context = context  # the time zone, for the ones kept
-        return changed
-
-    def _router(self, config: Config) -> Router:
-        quiet = config.bot.quiet
-        return Router(
-            {n: list(x.destinations()) for n, x in self.notifiers.items()},
-            {n: dict(x.groups()) for n, x in self.notifiers.items()},
-            QuietHours(*quiet, config.bot.zone) if quiet else None,
-        )
 
     async def _stop_background(self) -> None:
         """Stop polling (letting a cycle under way finish), then delivery (letting
@@ -655,18 +512,3 @@ class App:
                 )
         if self._scheduler is not None:
             log_event(logger, "bot.stopped")
-
-
-async def _start(notifier: Notifier, listen: bool) -> None:
-    """Start a notifier; one that cannot start is logged, and its sends are
-    retried from the outbox (its destinations show it in /healthz)."""
-    try:
-        await notifier.start(listen)
-    except Exception as exc:
-        log_event(
-            logger,
-            "notifier.start_failed",
-            logging.ERROR,
-            notifier=notifier.name,
-            reason=f"{type(exc).__name__}: {exc}",
-        )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot import notifiers as registry
-from bot.app.service import active_notifier_names
+from bot.app.fleet import active_notifier_names
 from bot.common.secrets import redact
 from bot.config import Config
 from bot.engine.model import MessageKind
