@@ -26,7 +26,7 @@ from bot.app.digest import DIGEST_GRACE, Digests
 from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
 from bot.app.readmodel import ReadModel
-from bot.app.views import health
+from bot.app.views import DestinationState, health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
 from bot.common.secrets import redact, register
@@ -231,6 +231,10 @@ class App:
     @property
     def notifiers(self) -> dict[str, Notifier]:
         return self.fleet.notifiers
+
+    @property
+    def destinations(self) -> dict[tuple[str, str], DestinationState]:
+        return self.fleet.states
 
     def _delivery_outcome(self, outcome: Outcome) -> None:
         self.fleet.record(outcome)
