@@ -654,7 +654,7 @@ def bot_files() -> str:
 
 def machine_line() -> str:
     try:  # bench/bench.py's machine line; importing it imports the whole bot
-        from bench import machine
+        from bench import code_label, machine
     except Exception:  # another part of bot/ mid-change: the same facts, briefly
         cpu = "unknown CPU"
         with contextlib.suppress(OSError):
@@ -666,13 +666,7 @@ def machine_line() -> str:
             f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         )
-    changed = subprocess.run(
-        ["git", "--no-optional-locks", "status", "--porcelain", "--", "bot"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return machine() + (" (with uncommitted changes in bot/)" if changed else "")
+    return machine(code_label())
 
 
 def budget(f: FileSize) -> str:
