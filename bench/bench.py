@@ -13,11 +13,13 @@ Parts (`--only` selects them; all but `profile` run by default):
 - cycle: the bot's full cycle (`App.cycle()` in-process: fetch, parse, evaluate,
   history, persist) and a bare aiohttp loop that GETs the same URLs at the same
   concurrency (the bot's default max_concurrency) and decodes each body with
-  `json.loads`, side by side: N = 100, 1,000, 5,000 accounts x K = 50 keys and
-  N = 1,000 x K = 500, each with the balances steady and with them moving on
-  every poll; wall time and the CPU time of this process per account, the bare
-  loop measured before and after the cycles; plus a context row with a 50 ms
-  upstream;
+  `json.loads`, and a minimal loop (b) on the bot's own session (its connector
+  and headers, a timeout, the status checked), side by side: N = 100, 1,000,
+  5,000 accounts x K = 50 keys and N = 1,000 x K = 500, each with the balances
+  steady and with them moving on every poll; wall time and the CPU time of this
+  process per account, the bare loop measured before and after the cycles; the
+  moving cycles' CPU by stage (parse, history, rules, commit, the rest); plus a
+  context row with a 50 ms upstream;
 - rules: `evaluate()` on 10,000 keys x 5 rules;
 - start: the real `balance-bot run` spawned, to its first completed poll;
 - idle: its RSS with Telegram and Slack configured (against fakes) and listening;
@@ -111,9 +113,11 @@ from bot.engine.model import (  # noqa: E402
 from bot.engine.rules import measures  # noqa: E402
 from bot.notify.plan import Context, evaluate  # noqa: E402
 from bot.upstream.cometapi import parse_quota  # noqa: E402
+from bot.upstream.transport import new_session  # noqa: E402
 
 KEYS = 50  # keys per account in most runs
 CONCURRENCY = Settings().max_concurrency  # the bot's default, used by both loops
+TIMEOUT = Settings().request_timeout  # the bot's default, used by the minimal loop
 TELEGRAM_CHAT = 111111
 PARTS = ("cycle", "rules", "start", "idle", "peak", "latency", "state", "profile")
 DEFAULT_PARTS = tuple(p for p in PARTS if p != "profile")
@@ -379,10 +383,14 @@ class Throughput:
     runs: int
     bare_seconds: list[float] = field(default_factory=list)
     bare_cpu: list[float] = field(default_factory=list)  # process_time of this process
+    minimal_seconds: list[float] = field(default_factory=list)  # the bot's session, (b)
+    minimal_cpu: list[float] = field(default_factory=list)
     cycle_seconds: list[float] = field(default_factory=list)
     cycle_cpu: list[float] = field(default_factory=list)
     fake_busy: list[float] = field(default_factory=list)  # the fake's CPU / wall, both loops
     events: int = 0  # alerts per timed cycle (none expected)
+    stages: dict[str, float] = field(default_factory=dict)  # CPU s per cycle, wrapped runs
+    staged_cpu: float = 0.0  # the wrapped cycles' CPU (the loop thread's), per cycle
 
     @property
     def label(self) -> str:
@@ -418,6 +426,27 @@ class Throughput:
         return self.cycle_cpu_us / self.bare_cpu_us
 
     @property
+    def minimal_ratio(self) -> float:
+        """The full cycle against the minimal loop (b), wall."""
+        return median(self.cycle_seconds) / median(self.minimal_seconds)
+
+    @property
+    def minimal_cpu_us(self) -> float:
+        return median(self.minimal_cpu) / self.accounts * 1e6
+
+    @property
+    def minimal_cpu_ratio(self) -> float:
+        return self.cycle_cpu_us / self.minimal_cpu_us
+
+    def stage_us(self) -> list[tuple[str, float]]:
+        """CPU µs per account by stage in the wrapped cycles: the stages, and the
+        rest (the HTTP client, the event loop and the cycle's glue)."""
+        per = {name: seconds / self.accounts * 1e6 for name, seconds in self.stages.items()}
+        total = self.staged_cpu / self.accounts * 1e6
+        rest = ("the rest: HTTP client, event loop, glue", total - sum(per.values()))
+        return [*per.items(), rest, ("**the cycle (these runs)**", total)]
+
+    @property
     def targeted(self) -> bool:
         return (self.accounts, self.keys, self.moving) == TARGET_RATIO_AT and not self.delay_ms
 
@@ -431,6 +460,26 @@ async def bare_loop(
 
     async def one(url: str) -> None:
         async with gate, session.get(url) as resp:
+            json.loads(await resp.read())
+
+    cpu, started = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(url) for url in urls))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def minimal_loop(
+    session: aiohttp.ClientSession, urls: list[str], concurrency: int, seconds: float
+) -> tuple[float, float]:
+    """(b) The least a poller must do: the bot's own session (its connector, headers),
+    one task per account behind a semaphore, a timeout, the status looked at, the
+    body read and decoded with json.loads. Wall and CPU seconds."""
+    gate = asyncio.Semaphore(concurrency)
+    limit = aiohttp.ClientTimeout(total=seconds)
+
+    async def one(url: str) -> None:
+        async with gate, session.get(url, timeout=limit) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"minimal loop: HTTP {resp.status}")
             json.loads(await resp.read())
 
     cpu, started = time.process_time(), time.perf_counter()
@@ -466,6 +515,14 @@ async def measure_throughput(
                     t.fake_busy.append((await fake.cpu_seconds() - fake_cpu) / wall)
                     t.bare_seconds.append(wall)
                     t.bare_cpu.append(cpu)
+        async with new_session(CONCURRENCY) as session:
+            await minimal_loop(session, urls, CONCURRENCY, TIMEOUT)
+            with bot_gc():
+                for _ in range(runs):
+                    gc.collect()
+                    wall, cpu = await minimal_loop(session, urls, CONCURRENCY, TIMEOUT)
+                    t.minimal_seconds.append(wall)
+                    t.minimal_cpu.append(cpu)
 
     await bare_runs()
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
@@ -487,6 +544,18 @@ async def measure_throughput(
                     if not result.committed or failed or len(result.results) != accounts:
                         raise RuntimeError(f"cycle of {accounts}: not committed, or {failed[:3]}")
                     t.events = max(t.events, len(result.events))
+                stages = wrap_stages(app, time.thread_time)  # as many cycles again, by stage
+                staged_cpu = 0.0
+                try:
+                    for _ in range(runs):
+                        gc.collect()
+                        cpu = time.thread_time()
+                        await app.cycle()
+                        staged_cpu += time.thread_time() - cpu
+                finally:
+                    stages.undo()
+                t.stages = {name: sec / runs for name, sec in stages.seconds.items()}
+                t.staged_cpu = staged_cpu / runs
     gc.collect()
     await bare_runs()
     await fake.set_moving(False)
@@ -1174,7 +1243,8 @@ class Stages:
     """Wall time spent in named functions, wrapped where the cycle looks them up
     (module attributes, instance attributes); each wrapper costs about a µs."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock  # time.thread_time: the event loop thread's CPU
         self.seconds: dict[str, float] = {}
         self._undo: list[tuple[object, str, Any]] = []
 
@@ -1182,15 +1252,15 @@ class Stages:
         original = getattr(owner, name, None)
         if original is None:
             return
-        seconds = self.seconds
+        seconds, clock = self.seconds, self.clock
         seconds.setdefault(stage, 0.0)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started = clock()
             try:
                 return original(*args, **kwargs)
             finally:
-                seconds[stage] += time.perf_counter() - started
+                seconds[stage] += clock() - started
 
         setattr(owner, name, timed)
         self._undo.append((owner, name, original))
@@ -1201,12 +1271,12 @@ class Stages:
         self._undo.clear()
 
 
-def wrap_stages(app: App) -> Stages:
+def wrap_stages(app: App, clock: Callable[[], float] = time.perf_counter) -> Stages:
     """The cycle's stages that are plain function calls; the rest of a cycle is
     fetching (aiohttp), the event loop, logging and the cycle's own code."""
     import bot.upstream.cometapi as bot_cometapi  # the code measured
 
-    stages = Stages()
+    stages = Stages(clock)
     stages.wrap(bot_cometapi, "_parse", "parse: JSON decode + model")
     for name in ("advance", "record", "flow"):
         stages.wrap(app.model.history, name, "history (advance, record, flow)")
@@ -1346,6 +1416,11 @@ def summary(report: Report) -> list[str]:
                 f"CPU per account) | {t.ratio:.2f}x; {t.cpu_ratio:.2f}x | ≤ {TARGET_RATIO}x "
                 f"| {verdict(t.ratio <= TARGET_RATIO)} |"
             )
+            out.append(
+                f"| full cycle / minimal loop (b), N = {t.label}, balances moving (wall; "
+                f"CPU per account) | {t.minimal_ratio:.2f}x; {t.minimal_cpu_ratio:.2f}x "
+                f"| ≤ {TARGET_RATIO}x | {verdict(t.minimal_ratio <= TARGET_RATIO)} |"
+            )
     for lat in report.latencies:
         med = median(lat.detect_ms)
         out.append(
@@ -1407,8 +1482,9 @@ def render_throughput(report: Report) -> list[str]:
         f"after them). CPU: this process's CPU time per account. Collector: {gc_setting()}.",
         "",
         "| N x K | balances | runs | bare (acc/s) | full cycle (acc/s) | cycle/bare, wall "
-        "| bare CPU (µs/acc) | cycle CPU (µs/acc) | cycle/bare, CPU | target | |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| bare CPU (µs/acc) | minimal (b) CPU (µs/acc) | cycle CPU (µs/acc) "
+        "| cycle/bare, CPU | cycle/minimal (b), wall; CPU | target | |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for t in [*report.throughput, *report.slow]:
         label = t.label + (f", upstream {t.delay_ms:g} ms (context)" if t.delay_ms else "")
@@ -1416,7 +1492,8 @@ def render_throughput(report: Report) -> list[str]:
         out.append(
             f"| {label} | {t.balances} | {t.runs} | {fmt_rate(t.bare_rate)} "
             f"| {fmt_rate(t.cycle_rate)} | {t.ratio:.2f}x | {t.bare_cpu_us:.0f} "
-            f"| {t.cycle_cpu_us:.0f} | {t.cpu_ratio:.2f}x | {target} "
+            f"| {t.minimal_cpu_us:.0f} | {t.cycle_cpu_us:.0f} | {t.cpu_ratio:.2f}x "
+            f"| {t.minimal_ratio:.2f}x; {t.minimal_cpu_ratio:.2f}x | {target} "
             f"| {verdict(t.ratio <= TARGET_RATIO) if t.targeted else ''} |"
         )
     if report.json_us:
@@ -1428,6 +1505,26 @@ def render_throughput(report: Report) -> list[str]:
                 f"(json.loads) and {dumps:.0f} µs to encode one stored snapshot (json.dumps).",
             ]
         )
+    staged = [t for t in report.throughput if t.stages and t.moving]
+    if staged:
+        out.extend(
+            [
+                "",
+                "Where a moving cycle's CPU goes, µs per account (the event loop thread's "
+                "CPU): the stages timed by wrapping them, in as many cycles again after the "
+                "timed ones. The rest, less the minimal loop's (b) CPU (HTTP and json.loads, "
+                "last row), is about what the cycle's own glue costs.",
+                "",
+                "| stage | " + " | ".join(t.label for t in staged) + " |",
+                "|---|" + "---:|" * len(staged),
+            ]
+        )
+        columns = [dict(t.stage_us()) for t in staged]
+        for name in columns[0]:
+            cells = " | ".join(f"{c.get(name, 0.0):.1f}" for c in columns)
+            out.append(f"| {name} | {cells} |")
+        floors = " | ".join(f"{t.minimal_cpu_us:.1f}" for t in staged)
+        out.append(f"| for scale: minimal loop (b) | {floors} |")
     return out
 
 
