@@ -122,11 +122,11 @@ TELEGRAM_CHAT = 111111
 PARTS = ("cycle", "rules", "start", "idle", "peak", "latency", "state", "profile")
 DEFAULT_PARTS = tuple(p for p in PARTS if p != "profile")
 
-TARGET_RATIO = 1.5  # SPEC 8: full cycle time / decode-loop time, N = 1,000 x 50, moving
-TARGET_RATIO_AT = (1000, 50, True)  # (accounts, keys, moving) the target applies to
+# SPEC 8: full cycle / decode loop, CPU per account, by (accounts, keys, moving)
+TARGET_RATIOS = {(1000, 50, True): 1.5, (1000, 500, True): 2.0}
 TARGET_EVALS = 500_000  # subject evaluations per second
 TARGET_FIRST_POLL = 1.5  # seconds from spawn to the first completed poll
-TARGET_IDLE_RSS = 70.0  # MB
+TARGET_IDLE_RSS = 66.0  # MB
 TARGET_PEAK_RSS = 200.0  # MB, N = 5,000 x 50
 TARGET_LATENCY = 20.0  # ms from detection to the first sendMessage, at every N
 TARGET_MESSAGES = 2  # per destination per cycle, beyond splits forced by the 4,096 limit
@@ -448,7 +448,14 @@ class Throughput:
 
     @property
     def targeted(self) -> bool:
-        return (self.accounts, self.keys, self.moving) == TARGET_RATIO_AT and not self.delay_ms
+        return self.target is not None
+
+    @property
+    def target(self) -> float | None:
+        """SPEC 8's bound on the CPU ratio for this row, if it has one."""
+        if self.delay_ms:
+            return None
+        return TARGET_RATIOS.get((self.accounts, self.keys, self.moving))
 
 
 async def bare_loop(
@@ -1413,13 +1420,13 @@ def summary(report: Report) -> list[str]:
         if t.targeted:
             out.append(
                 f"| full cycle / bare decode loop, N = {t.label}, balances moving (wall; "
-                f"CPU per account) | {t.ratio:.2f}x; {t.cpu_ratio:.2f}x | ≤ {TARGET_RATIO}x "
-                f"| {verdict(t.ratio <= TARGET_RATIO)} |"
+                f"CPU per account) | {t.ratio:.2f}x; {t.cpu_ratio:.2f}x | ≤ {t.target}x CPU "
+                f"| {verdict(t.cpu_ratio <= (t.target or 0))} |"
             )
             out.append(
                 f"| full cycle / minimal loop (b), N = {t.label}, balances moving (wall; "
                 f"CPU per account) | {t.minimal_ratio:.2f}x; {t.minimal_cpu_ratio:.2f}x "
-                f"| ≤ {TARGET_RATIO}x | {verdict(t.minimal_ratio <= TARGET_RATIO)} |"
+                f"| ≤ {t.target}x CPU | {verdict(t.minimal_cpu_ratio <= (t.target or 0))} |"
             )
     for lat in report.latencies:
         med = median(lat.detect_ms)
@@ -1488,13 +1495,13 @@ def render_throughput(report: Report) -> list[str]:
     ]
     for t in [*report.throughput, *report.slow]:
         label = t.label + (f", upstream {t.delay_ms:g} ms (context)" if t.delay_ms else "")
-        target = f"≤ {TARGET_RATIO}x" if t.targeted else ""
+        target = f"≤ {t.target}x CPU" if t.targeted else ""
         out.append(
             f"| {label} | {t.balances} | {t.runs} | {fmt_rate(t.bare_rate)} "
             f"| {fmt_rate(t.cycle_rate)} | {t.ratio:.2f}x | {t.bare_cpu_us:.0f} "
             f"| {t.minimal_cpu_us:.0f} | {t.cycle_cpu_us:.0f} | {t.cpu_ratio:.2f}x "
             f"| {t.minimal_ratio:.2f}x; {t.minimal_cpu_ratio:.2f}x | {target} "
-            f"| {verdict(t.ratio <= TARGET_RATIO) if t.targeted else ''} |"
+            f"| {verdict(t.cpu_ratio <= (t.target or 0)) if t.targeted else ''} |"
         )
     if report.json_us:
         loads, dumps = report.json_us
