@@ -92,5 +92,6 @@ class ReadModel:
             result = await self.client.poll(self.accounts[account])
             if isinstance(result, PollFailure):
                 return latest, result.reason
+            result = self.history.derive_used(result)  # not recorded: the cycle's to do
             self._adhoc[account] = result
             return result, ""

@@ -23,7 +23,7 @@ from bot.engine.model import (
     Snapshot,
     days_left,
 )
-from bot.engine.text import days, duration, forecast, name, usd
+from bot.engine.text import days, duration, forecast, money, name
 from bot.notifiers.message import (
     KEY_REF,
     Action,
@@ -74,14 +74,14 @@ def subject(event: Event) -> str:
     return f"{name(event.account)} / key {name(event.subject)}"
 
 
-def burn(rate: float | None, remaining: float) -> str:
+def burn(rate: float | None, remaining: float, currency: str = "USD") -> str:
     """$41.20/day, ≈ 2.4 days left; $0.00/day, not depleting; gathering data."""
     if rate is None:
         return "gathering data"
     left = days_left(remaining, rate)
     if left is None or math.isinf(left):
-        return f"{usd(rate)}/day, not depleting"
-    return f"{usd(rate)}/day, ≈ {left:.1f} days left"
+        return f"{money(rate, currency)}/day, not depleting"
+    return f"{money(rate, currency)}/day, ≈ {left:.1f} days left"
 
 
 def event_line(event: Event, named: bool = False) -> Line:
@@ -92,14 +92,15 @@ def event_line(event: Event, named: bool = False) -> Line:
     kind, sev = event.kind, event.severity.upper()
     rule_kind = kind_of(event.unit)
     if kind in (EventKind.FIRE, EventKind.REMIND):
-        level = rule_kind.level
+        level = rule_kind.level_in
         text = (
             f"{subject(event)}: {rule_kind.now(event)} ({'above' if rule_kind.rising else 'below'} "
-            f"{level(event.threshold)}; resolves at {level(event.recover_at)})"
+            f"{level(event.threshold, event.currency)}; "
+            f"resolves at {level(event.recover_at, event.currency)})"
         )
         known = event.rate is not None and event.days is not None and math.isfinite(event.days)
         if rule_kind.with_forecast and known:
-            text += f", {forecast(event.rate, event.days)}"
+            text += f", {forecast(event.rate, event.days, event.currency)}"
         firing = (event.at - event.since).total_seconds() if event.since else 0.0
         if firing >= 60:  # "firing for 0s" would say nothing
             text += f", firing for {duration(firing)}"
@@ -120,7 +121,10 @@ def event_line(event: Event, named: bool = False) -> Line:
     took = f" after {duration((event.at - event.since).total_seconds())}" if event.since else ""
     return (
         Span("DATA BACK", bold=True),
-        Span(f" · {name(event.account)}: balance {usd(event.usd)}{took} without data"),
+        Span(
+            f" · {name(event.account)}: balance "
+            f"{money(event.usd, event.currency)}{took} without data"
+        ),
     )
 
 
@@ -293,15 +297,21 @@ def _account_section(
         return Section(heading, tuple(lines)), room
     if snap.username:
         heading += f" ({name(snap.username)})"
+    cur = snap.currency
     mark = f"{MARK} " if view.total_firing else ""
-    lines.append((Span(f"{mark}Balance: "), Span(usd(snap.total_quota), bold=True)))
-    used = f"Used: {usd(snap.total_used_quota)}"
+    balance = "unlimited" if snap.unlimited else money(snap.total_quota, cur)
+    lines.append((Span(f"{mark}Balance: "), Span(balance, bold=True)))
+    if not snap.available:
+        lines.append((Span("⚠️ not available for API calls", bold=True),))
+    used = f"Used: {money(snap.total_used_quota, cur)}"
+    if snap.used_derived:
+        used += " (from balance drops since first seen)"
     if snap.request_count is not None:
         used += f" · Requests: {snap.request_count:,}"
     lines.append((Span(used),))
-    lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota)}"),))
+    lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota, cur)}"),))
     if view.top:
-        spenders = ", ".join(f"{name(k)} {usd(r)}/day" for k, r in view.top)
+        spenders = ", ".join(f"{name(k)} {money(r, cur)}/day" for k, r in view.top)
         lines.append((Span(f"Spending most: {spenders}"),))
     limited = sorted(
         (k for k in snap.keys if not k.unlimited), key=lambda k: (k.remain_quota, k.name)
@@ -316,7 +326,7 @@ def _account_section(
             text = f"{name(key.name)}: unlimited"
         else:
             mark = f"{MARK} " if key.name in view.keys_firing else ""
-            left, used = usd(key.remain_quota), usd(key.used_quota)
+            left, used = money(key.remain_quota, cur), money(key.used_quota, cur)
             text = f"{mark}{name(key.name)}: {left} left, {used} used"
         if len(text) >= room:
             break
@@ -413,7 +423,8 @@ class SpendView:
     spent: float | None  # USD; None while gathering data
     remaining: float | None  # the balance now
     rate: float | None  # the burn rate /balance shows (USD per day); None while gathering data
-    top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, USD)
+    top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, money)
+    currency: str = "USD"  # of every amount in it
 
 
 def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
@@ -423,14 +434,14 @@ def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
         if v.spent is None:
             lines.append((Span("Spent: gathering data"),))
         else:
-            lines.append((Span("Spent: "), Span(usd(v.spent), bold=True)))
-        lines.append((Span(f"Burn: {burn(v.rate, v.remaining or 0.0)}"),))
+            lines.append((Span("Spent: "), Span(money(v.spent, v.currency), bold=True)))
+        lines.append((Span(f"Burn: {burn(v.rate, v.remaining or 0.0, v.currency)}"),))
         if v.covered < v.period - 60:
             covered = days(v.covered / 86400) if v.covered >= 86400 else duration(v.covered)
             covered = covered if v.covered > 0 else "none"
             lines.append((Span(f"History covers {covered} of it"),))
         if v.top:
-            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+            lines.append((Span(f"Spent most: {_amounts(v.top, v.currency)}"),))
         sections.append(Section(name(v.account), tuple(lines)))
     return Message(f"CometAPI spending, last {period_text}", tuple(sections))
 
@@ -450,10 +461,11 @@ class DigestView:
     firing: Sequence[Event]
     snoozed: Sequence[str] = ()
     error: str = ""  # why its last poll failed, if it did
+    currency: str = "USD"  # of every amount in it
 
 
-def _amounts(items: Sequence[tuple[str, float]]) -> str:
-    return ", ".join(f"{name(k)} {usd(a)}" for k, a in items)
+def _amounts(items: Sequence[tuple[str, float]], currency: str = "USD") -> str:
+    return ", ".join(f"{name(k)} {money(a, currency)}" for k, a in items)
 
 
 def digest_message(views: Sequence[DigestView], day: str) -> Message:
@@ -466,16 +478,21 @@ def digest_message(views: Sequence[DigestView], day: str) -> Message:
         if snap is None:
             lines.append((Span("no data yet"),))
         else:
-            lines.append((Span("Balance: "), Span(usd(snap.total_quota), bold=True)))
-            lines.append((Span(f"Burn: {burn(v.rate, snap.total_quota)}"),))
-        spent = "gathering data" if v.last_day is None else usd(v.last_day)
-        before = "" if v.day_before is None else f" (the 24 h before: {usd(v.day_before)})"
+            cur = v.currency
+            balance = "unlimited" if snap.unlimited else money(snap.total_quota, cur)
+            lines.append((Span("Balance: "), Span(balance, bold=True)))
+            if not snap.available:
+                lines.append((Span("⚠️ not available for API calls", bold=True),))
+            lines.append((Span(f"Burn: {burn(v.rate, snap.total_quota, cur)}"),))
+        cur = v.currency
+        spent = "gathering data" if v.last_day is None else money(v.last_day, cur)
+        before = "" if v.day_before is None else f" (the 24 h before: {money(v.day_before, cur)})"
         lines.append((Span(f"Spent in the last 24 h: {spent}{before}"),))
         lines.append((Span(f"Last 7 days: {sparkline(v.week)}"),))
         if v.top:
-            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+            lines.append((Span(f"Spent most: {_amounts(v.top, cur)}"),))
         if v.emptiest:
-            closest = ", ".join(f"{name(k)} {usd(a)} left" for k, a in v.emptiest)
+            closest = ", ".join(f"{name(k)} {money(a, cur)} left" for k, a in v.emptiest)
             lines.append((Span(f"Closest to empty: {closest}"),))
         firing = [plain(event_line(e)) for e in v.firing]
         lines.append((Span(f"Firing: {len(firing)}" if firing else "Firing: none"),))
