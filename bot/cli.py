@@ -278,6 +278,7 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                     monitor.latest,
                     monitor.now(),
                     burn,
+                    monitor.accounts,
                 )
             if notify:
                 await _flush(app)
