@@ -127,6 +127,13 @@ def parser() -> argparse.ArgumentParser:
     ):
         init.add_argument(flag, action="store_true", help=what)
     init.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        choices=["newapi", "openrouter", "deepseek"],
+        help="add an account of this provider besides CometAPI's (repeatable; docs/providers.md)",
+    )
+    init.add_argument(
         "-o",
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
@@ -163,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.app.starter import write_starter
 
         output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
-        return write_starter(output, args.telegram, args.slack, args.webhook)
+        return write_starter(output, args.telegram, args.slack, args.webhook, args.provider)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)

@@ -160,3 +160,31 @@ def test_a_derived_used_figure_grows_with_drops_and_never_with_a_top_up():
     assert used == [0.0, 10.0, 15.0, 15.0, 35.0, 35.0]
     reported = Snapshot("x", "", 5.0, 7.0, None, (), NOW)
     assert derive_used(ledger, reported) is reported  # a provider's own figure is kept
+
+
+def test_init_adds_an_account_per_provider_that_validates_once_its_variables_are_set(
+    tmp_path, capsys
+):
+    from bot.cli import main
+
+    out = tmp_path / "rules.toml"
+    args = ["init", "--provider", "deepseek", "--provider", "newapi", "--provider", "openrouter"]
+    assert main([*args, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("NEWAPI_URL", "NEWAPI_KEY", "OPENROUTER_MANAGEMENT_KEY", "DEEPSEEK_API_KEY"):
+        assert f"export {name}=..." in printed
+    env = {
+        "COMETAPI_QUERY_KEY": "sk-q-0123456789",
+        "NEWAPI_URL": "https://api.example.com",
+        "NEWAPI_KEY": "sk-n-0123456789",
+        "OPENROUTER_MANAGEMENT_KEY": "sk-or-0123456789",
+        "DEEPSEEK_API_KEY": "sk-d-0123456789",
+    }
+    cfg = parse(out.read_text(), env)
+    assert [(a.name, a.provider) for a in cfg.accounts] == [
+        ("main", "cometapi"),
+        ("deepseek", "deepseek"),
+        ("newapi", "newapi"),
+        ("openrouter", "openrouter"),
+    ]
+    assert '\n\n[[accounts]]\nname = "deepseek"' in out.read_text()

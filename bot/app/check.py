@@ -181,7 +181,6 @@ def _account_json(
             "days_left": None,
             "keys": [],
             "error": result.reason,
-            "available": None,
         }
     left = days_left(result.total_quota, rate)
     return {
@@ -204,5 +203,4 @@ def _account_json(
             for k in result.keys
         ],
         "error": None,
-        "available": result.available,
     }
