@@ -67,7 +67,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = T
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
+        prog="balance-bot",
+        description="Watch AI credit balances (CometAPI, OpenRouter, DeepSeek, new-api sites); "
+        "warn in Telegram and Slack.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _global_options(p, defaults=True)

@@ -188,3 +188,12 @@ def test_init_adds_an_account_per_provider_that_validates_once_its_variables_are
         ("openrouter", "openrouter"),
     ]
     assert '\n\n[[accounts]]\nname = "deepseek"' in out.read_text()
+
+
+def test_titles_name_cometapi_only_while_every_account_is_one():
+    from bot.notify.render import name_providers
+
+    assert events_message([fire()]).title.startswith("CometAPI balance")
+    name_providers(["cometapi", "deepseek"])
+    assert events_message([fire()]).title.startswith("AI credit balance")
+    name_providers(["cometapi"])

@@ -268,3 +268,4 @@ async def test_a_deepseek_burn_rate_from_balance_drops_and_a_top_up(write, comet
     assert seek["burn_usd_per_day"] is not None and seek["burn_usd_per_day"] >= 0
     assert seek["total_used_quota"] > 0  # the derived used figure
     assert len(notices(bot, "WARNING · seek / total")) == 1
+    assert any("AI credit balance" in line for line in bot.lines)  # not "CometAPI"

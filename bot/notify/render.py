@@ -68,6 +68,20 @@ _HEADINGS = {
 }
 
 
+_BRAND = ["CometAPI"]  # the word titles start with: set from the configured accounts
+
+
+def name_providers(providers: Iterable[str]) -> None:
+    """What the titles call the money watched: "CometAPI balance" while every
+    account is a CometAPI one, "AI credit balance" once another provider joins.
+    Set by the app whenever a config is (re)loaded."""
+    _BRAND[0] = "CometAPI" if set(providers) <= {"cometapi"} else "AI credit"
+
+
+def brand() -> str:
+    return _BRAND[0]
+
+
 def subject(event: Event) -> str:
     if event.target == "total" or not event.target:
         return f"{name(event.account)} / total"
@@ -149,7 +163,7 @@ def still_firing_message(events: Sequence[Event], as_of: AsOf | None = None) -> 
     """Sent once to a destination that missed alerts still firing (it was added to
     the config, or its sends had failed for good)."""
     msg = events_message(events, as_of)
-    title = f"CometAPI balance: still firing, {len(events)} alert" + (
+    title = f"{brand()} balance: still firing, {len(events)} alert" + (
         "s" if len(events) > 1 else ""
     )
     return Message(title, msg.sections, msg.severity, msg.actions)
@@ -243,7 +257,7 @@ def _title(events: Sequence[Event]) -> str:
         counts[label] = counts.get(label, 0) + 1
     order = ["critical", "warning", "reminder", "data unavailable", "resolved", "data back"]
     parts = [f"{counts[k]} {k}" for k in order if k in counts]
-    return "CometAPI balance: " + ", ".join(parts)
+    return f"{brand()} balance: " + ", ".join(parts)
 
 
 # --- /balance and /status ----------------------------------------------------
@@ -271,7 +285,7 @@ def balance_message(views: Iterable[AccountView], now: datetime, tz: ZoneInfo) -
         section, room = _account_section(view, now, tz, room)
         sections.append(section)
     narrower = "ask for one account: {command} <account>" if len(sections) > 1 else ""
-    return Message("CometAPI balance", tuple(sections), narrower=narrower)
+    return Message(f"{brand()} balance", tuple(sections), narrower=narrower)
 
 
 MARK = "🔻"
@@ -368,9 +382,9 @@ def status_message(
         notes.append(Section("☑️ Acknowledged", lines))
     if not firing and not unavailable:
         clear = Section("", ((Span("No alert is firing."),),))
-        return Message("CometAPI balance: all clear", (clear, *notes))
+        return Message(f"{brand()} balance: all clear", (clear, *notes))
     msg = events_message([*unavailable, *firing])
-    title = f"CometAPI balance: {len(firing)} firing" + (
+    title = f"{brand()} balance: {len(firing)} firing" + (
         f", {len(unavailable)} without data" if unavailable else ""
     )
     return Message(title, (*msg.sections, *notes), msg.severity)
@@ -443,7 +457,7 @@ def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
         if v.top:
             lines.append((Span(f"Spent most: {_amounts(v.top, v.currency)}"),))
         sections.append(Section(name(v.account), tuple(lines)))
-    return Message(f"CometAPI spending, last {period_text}", tuple(sections))
+    return Message(f"{brand()} spending, last {period_text}", tuple(sections))
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,4 +514,4 @@ def digest_message(views: Sequence[DigestView], day: str) -> Message:
         if v.snoozed:
             lines.append((Span("Snoozed: " + ", ".join(v.snoozed)),))
         sections.append(Section(name(v.account), tuple(lines)))
-    return Message(f"CometAPI daily digest, {day}", tuple(sections))
+    return Message(f"{brand()} daily digest, {day}", tuple(sections))
