@@ -20,6 +20,8 @@ Parts (`--only` selects them; all but `profile` run by default):
   process per account, the bare loop measured before and after the cycles; the
   moving cycles' CPU by stage (parse, history, rules, commit, the rest); plus a
   context row with a 50 ms upstream;
+- providers: N = 1,000 accounts, moving, all CometAPI and then a quarter each of
+  cometapi, newapi, openrouter and deepseek: this process's CPU per request made;
 - rules: `evaluate()` on 10,000 keys x 5 rules;
 - start: the real `balance-bot run` spawned, to its first completed poll;
 - idle: its RSS with Telegram and Slack configured (against fakes) and listening;
@@ -119,7 +121,7 @@ KEYS = 50  # keys per account in most runs
 CONCURRENCY = Settings().max_concurrency  # the bot's default, used by both loops
 TIMEOUT = Settings().request_timeout  # the bot's default, used by the minimal loop
 TELEGRAM_CHAT = 111111
-PARTS = ("cycle", "rules", "start", "idle", "peak", "latency", "state", "profile")
+PARTS = ("cycle", "providers", "rules", "start", "idle", "peak", "latency", "state", "profile")
 DEFAULT_PARTS = tuple(p for p in PARTS if p != "profile")
 
 # SPEC 8: full cycle / decode loop, CPU per account, by (accounts, keys, moving)
@@ -130,6 +132,7 @@ TARGET_IDLE_RSS = 66.0  # MB
 TARGET_PEAK_RSS = 200.0  # MB, N = 5,000 x 50
 TARGET_LATENCY = 20.0  # ms from detection to the first sendMessage, at every N
 TARGET_MESSAGES = 2  # per destination per cycle, beyond splits forced by the 4,096 limit
+TARGET_MIXED = 1.10  # issue 22: a mixed cycle's CPU per request / an all-CometAPI one's
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class Plan:
     )
     state_file: tuple[int, int, int] = (1000, 50, 60)  # (accounts, keys, polls)
     profile: tuple[int, int, int] = (1000, 50, 5)  # (accounts, keys, cycles)
+    mixed: tuple[int, int] = (1000, 5)  # (accounts, runs): ¼ of each provider vs all CometAPI
 
     @classmethod
     def quick(cls) -> Plan:
@@ -180,6 +184,7 @@ class Plan:
             latency_cases=((1, 1, 2), (100, 1, 2), (100, 50, 2)),
             state_file=(100, 50, 5),
             profile=(200, 50, 2),
+            mixed=(200, 2),
         )
 
 
@@ -568,6 +573,96 @@ async def measure_throughput(
     await fake.set_moving(False)
     await fake.control("delay?ms=0")
     return t
+
+
+# --- every provider in one cycle ------------------------------------------------------
+
+
+@dataclass
+class Mixed:
+    """Cycles of N accounts of one mix of providers: CPU and requests per cycle."""
+
+    label: str
+    accounts: int
+    cpu: list[float] = field(default_factory=list)  # this process's CPU seconds per cycle
+    requests: list[int] = field(default_factory=list)  # requests the fake served per cycle
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return median(c / r for c, r in zip(self.cpu, self.requests, strict=True)) * 1e6
+
+
+PROVIDER_CYCLE = ("cometapi", "newapi", "openrouter", "deepseek")
+
+
+def mixed_config_text(fake: FakeUpstream, accounts: int, state: Path, mixed: bool) -> str:
+    """N accounts on the fake: all CometAPI, or a quarter of each provider (in turn);
+    the same two rules (the key rule applies where keys are listed)."""
+    base = fake.url_of("comet")
+    urls = {
+        "cometapi": fake.comet_url,
+        "newapi": base,
+        "openrouter": f"{base}/api/v1",
+        "deepseek": base,
+    }
+    parts = [f'[bot]\ninterval = "5m"\nstate_path = "{state}"\nhttp_listen = ""\n']
+    for i in range(accounts):
+        provider = PROVIDER_CYCLE[i % 4] if mixed else "cometapi"
+        parts.append(
+            f'[[accounts]]\nname = "acct-{i:05d}"\nkey = "{key_for(i)}"\n'
+            f'url = "{urls[provider]}"\nprovider = "{provider}"\n'
+        )
+    parts.append(RULES_TOML)
+    return "\n".join(parts)
+
+
+async def measure_mixed(fake: FakeUpstream, accounts: int, runs: int) -> list[Mixed]:
+    """An all-CometAPI cycle and a mixed one (¼ each of cometapi, newapi, openrouter,
+    deepseek) of N accounts, balances moving, side by side: CPU per request made
+    (newapi makes two requests per poll, openrouter one plus its key pages)."""
+    await fake.set_low(False)
+    await fake.set_moving(True)
+    out = []
+    for label, mixed in (("all cometapi", False), ("¼ each provider", True)):
+        m = Mixed(label, accounts)
+        with tempfile.TemporaryDirectory(prefix="bench-mixed-") as tmp:
+            cfg = load_config(mixed_config_text(fake, accounts, Path(tmp) / "state.db", mixed))
+            async with App(cfg) as app:
+                for _ in range(2):
+                    await app.cycle()
+                with bot_gc():
+                    for _ in range(runs):
+                        gc.collect()
+                        before = int((await fake.control("stats"))["requests"])
+                        cpu = time.process_time()
+                        result = await app.cycle()
+                        m.cpu.append(time.process_time() - cpu)
+                        m.requests.append(int((await fake.control("stats"))["requests"]) - before)
+                        failed = [r for r in result.results.values() if not isinstance(r, Snapshot)]
+                        if failed:
+                            raise RuntimeError(f"mixed cycle: {failed[:3]}")
+        out.append(m)
+    await fake.set_moving(False)
+    return out
+
+
+def render_mixed(report: Report) -> list[str]:
+    if len(report.mixed) != 2:
+        return []
+    comet, mixed = report.mixed
+    ratio = mixed.cpu_per_request_us / comet.cpu_per_request_us
+    return [
+        f"Every provider in one cycle: N = {comet.accounts:,}, balances moving, CometAPI and "
+        f"OpenRouter accounts with {KEYS} keys; CPU of this process per request made "
+        "(median of the runs).",
+        "",
+        "| accounts | requests per cycle | CPU per request (µs) | vs all CometAPI | target | |",
+        "|---|---:|---:|---:|---|---|",
+        f"| {comet.label} | {median(comet.requests):.0f} | {comet.cpu_per_request_us:.0f} "
+        "| 1.00x | | |",
+        f"| {mixed.label} | {median(mixed.requests):.0f} | {mixed.cpu_per_request_us:.0f} "
+        f"| {ratio:.2f}x | ≤ {TARGET_MIXED:.2f}x | {verdict(ratio <= TARGET_MIXED)} |",
+    ]
 
 
 def json_floor(repeats: int = 2000) -> tuple[float, float]:
@@ -1357,6 +1452,7 @@ class Report:
     latencies: list[Latency] = field(default_factory=list)
     state: StateFile | None = None
     profile: Profile | None = None
+    mixed: list[Mixed] = field(default_factory=list)
     logs: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -1618,6 +1714,8 @@ def render(report: Report) -> str:
         out.extend([*rows, ""])
     if report.throughput or report.slow:
         out.extend([*render_throughput(report), ""])
+    if report.mixed:
+        out.extend([*render_mixed(report), ""])
     if report.latencies:
         out.extend([*render_latency(report), ""])
     if report.state:
@@ -1702,6 +1800,7 @@ async def run(plan: Plan, only: set[str], progress: Callable[[str], None], repor
     sizes += [n for n, _, _ in plan.latency_cases] if wanted("latency") else []
     sizes += [plan.peak_accounts] if wanted("peak") else []
     sizes += [plan.state_file[0]] if wanted("state") else []
+    sizes += [plan.mixed[0]] if wanted("providers") else []
     sizes += [plan.profile[0]] if wanted("profile") and plan.profile[1] == KEYS else []
     async with FakeUpstream(max(sizes, default=1), KEYS) as fake:
         if wanted("cycle"):
@@ -1720,6 +1819,10 @@ async def run(plan: Plan, only: set[str], progress: Callable[[str], None], repor
                 n, delay, runs = plan.slow_upstream
                 progress(f"bare loop vs full cycle, N={n}, {delay:g} ms upstream latency")
                 report.slow.append(await measure_throughput(fake, n, runs, True, delay))
+        if wanted("providers"):
+            n, runs = plan.mixed
+            progress(f"every provider in one cycle, N={n}")
+            report.mixed = await measure_mixed(fake, n, runs)
         if wanted("start"):
             progress("start-up to first poll")
             report.first_poll = await measure_first_poll(fake, plan.first_poll_runs)

@@ -67,7 +67,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = T
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
+        prog="balance-bot",
+        description="Watch AI credit balances (CometAPI, OpenRouter, DeepSeek, new-api sites); "
+        "warn in Telegram and Slack.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _global_options(p, defaults=True)
@@ -127,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
     ):
         init.add_argument(flag, action="store_true", help=what)
     init.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        choices=["newapi", "openrouter", "deepseek"],
+        help="add an account of this provider besides CometAPI's (repeatable; docs/providers.md)",
+    )
+    init.add_argument(
         "-o",
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
@@ -163,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.app.starter import write_starter
 
         output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
-        return write_starter(output, args.telegram, args.slack, args.webhook)
+        return write_starter(output, args.telegram, args.slack, args.webhook, args.provider)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)
@@ -278,6 +287,7 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                     monitor.latest,
                     monitor.now(),
                     burn,
+                    monitor.accounts,
                 )
             if notify:
                 await _flush(app)

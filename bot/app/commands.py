@@ -145,7 +145,8 @@ class ChatCommands:
             samples = source.samples(account, now - period, now)
             remaining = latest.total_quota if latest else None
             rate = source.flow(account).burn.total  # what /balance says: one source of truth
-            views.append(spend_view(account, samples, remaining, rate, now, period))
+            currency = latest.currency if latest else "USD"
+            views.append(spend_view(account, samples, remaining, rate, now, period, currency))
         return spend_message(views, text)
 
     def digest(self, day: date | None = None) -> Message:

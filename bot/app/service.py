@@ -176,6 +176,7 @@ class App:
         )
         self.metrics.snapshots = lambda: list(self.model.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
+        self.metrics.providers = lambda: {n: a.provider for n, a in self.model.accounts.items()}
         actions = AlertActions(self.store, self.model, self._acted)
         self.commands = ChatCommands(self.model, actions)
         context = NotifierContext(self.commands, config.bot.zone)

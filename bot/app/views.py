@@ -110,6 +110,7 @@ def spend_view(
     rate: float | None,
     now: float,
     period: float,
+    currency: str = "USD",
 ) -> SpendView:
     """What `samples` (the account's, from `now - period` on, after a baseline)
     say it spent, in all and per key. `rate`: the account's burn rate, the one
@@ -117,13 +118,13 @@ def spend_view(
     start = now - period
     covered = now - max(start, samples[0].at) if samples else 0.0
     if len(samples) < 2 or covered <= 0:  # one sample spans nothing: gathering data
-        return SpendView(account, period, covered, None, remaining, rate)
+        return SpendView(account, period, covered, None, remaining, rate, (), currency)
     spent = spent_between(_points(samples, None, -math.inf), start, now)
     per_key = {
         name: spent_between(_points(samples, name, since), start, now)
         for name, since in _key_series(samples)
     }
-    return SpendView(account, period, covered, spent, remaining, rate, top(per_key, 5))
+    return SpendView(account, period, covered, spent, remaining, rate, top(per_key, 5), currency)
 
 
 def digest_view(
@@ -173,6 +174,7 @@ def digest_view(
         week_of_balances(samples, now, tz),
         mine,
         snoozed,
+        currency=snapshot.currency if snapshot else "USD",
     )
 
 

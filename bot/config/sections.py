@@ -165,7 +165,7 @@ class AccountSection(_Section):
     key: SecretStr
     url: str | None = None  # default: the provider's
     provider: str = plugins.DEFAULT_PROVIDER
-    currency: str = "USD"
+    currency: str | None = None  # default USD (deepseek: USD if offered, else its first)
 
     @field_validator("provider")
     @classmethod
@@ -178,8 +178,8 @@ class AccountSection(_Section):
 
     @field_validator("currency")
     @classmethod
-    def _currency(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", v):
+    def _currency(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
             raise ValueError(f"must be an ISO 4217 code such as USD, CNY or EUR, not {v!r}")
         return v
 

@@ -110,7 +110,14 @@ def _set(value: float | None) -> float:
 def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     settings = Settings(**doc.bot.model_dump())
     accounts = tuple(
-        Account(a.name, a.key.get_secret_value(), a.url or "", a.provider, a.currency)
+        Account(
+            a.name,
+            a.key.get_secret_value(),
+            a.url or "",
+            a.provider,
+            a.currency or "USD",
+            a.currency is not None,
+        )
         for a in doc.accounts
     )
     digest = None
