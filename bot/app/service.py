@@ -36,7 +36,8 @@ from bot.notifiers import Notifier, NotifierContext
 from bot.notify.delivery import Delivery, Outcome
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
-from bot.state.sqlite.store import Store
+from bot.state.backends import open_store
+from bot.state.protocol import StateStore
 from bot.state.types import StoreError, StoreReplacedError
 from bot.upstream.client import Client
 from bot.upstream.transport import RetryPolicy
@@ -121,7 +122,7 @@ class App:
     clock: Clock = utcnow
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
-    store: Store = field(init=False)
+    store: StateStore = field(init=False)
     model: ReadModel = field(init=False)
     pipeline: Cycle = field(init=False)
     jobs: Jobs = field(init=False)
@@ -140,6 +141,7 @@ class App:
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _counting: bool = field(init=False, default=False)  # a backlog count is on its way
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -155,8 +157,8 @@ class App:
 
     async def _open(self) -> None:
         config, stack = self.config, self._stack
-        self.store = Store.open(config.bot.state_path)
-        stack.callback(self.store.close)
+        self.store = await open_store(config.bot.state_path)
+        stack.push_async_callback(self.store.close)
         session = Client.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
         retry = self.retry or RetryPolicy.for_schedule(
@@ -168,12 +170,12 @@ class App:
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
         accounts = [a.name for a in config.accounts]
-        snapshots = {a: s for a, s in self.store.load_snapshots().items() if a in accounts}
+        stored = await self.store.load_snapshots()
+        snapshots = {a: s for a, s in stored.items() if a in accounts}
         history = new_history(config, self.store)
-        history.restore(snapshots, clock())
-        self.model = ReadModel(
-            config, self.store, client, clock, self.store.load_state(accounts), snapshots, history
-        )
+        await history.restore(snapshots, clock())
+        state = await self.store.load_state(accounts)
+        self.model = ReadModel(config, self.store, client, clock, state, snapshots, history)
         self.metrics.snapshots = lambda: list(self.model.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
         actions = AlertActions(self.store, self.model, self._acted)
@@ -210,7 +212,7 @@ class App:
             clock,
             self._wake_delivery,
         )
-        self._refresh_backlog()
+        await self._count_backlog()
 
     def _now(self) -> datetime:
         return self.clock()
@@ -223,9 +225,9 @@ class App:
         self._wake_delivery()
         return attempted.wait() if attempted else None
 
-    def _acted(self) -> None:
+    async def _acted(self) -> None:
         """A snooze, ack or edit from chat: edits go out, the gauge follows."""
-        self.metrics.silences_active.set(len(self.store.silences(self.clock())))
+        self.metrics.silences_active.set(len(await self.store.silences(self.clock())))
         self._wake_delivery()
 
     @property
@@ -249,8 +251,15 @@ class App:
         return await self.digests.send(day)
 
     def _refresh_backlog(self) -> None:
+        """The backlog gauge is counted again soon: once, however many ask meanwhile."""
+        if not self._counting and not self.tasks.closing:
+            self._counting = True
+            self.tasks.spawn("backlog", self._count_backlog(), once=True)
+
+    async def _count_backlog(self) -> None:
+        self._counting = False
         try:
-            self.metrics.observe_backlog(self.store.backlog(), self.notifiers)
+            self.metrics.observe_backlog(await self.store.backlog(), self.notifiers)
         except StoreError as exc:
             log_event(logger, "store.read_failed", logging.WARNING, reason=str(exc))
 

@@ -128,7 +128,7 @@ class Delivery:
         try:
             while not self._stopping:
                 self._wake.clear()
-                for queue in self._queues():
+                for queue in await self._queues():
                     if queue not in workers or workers[queue].done():
                         workers[queue] = asyncio.create_task(self._work(queue))
                 await self._wake.wait()
@@ -140,12 +140,12 @@ class Delivery:
 
     async def deliver_due(self) -> float | None:
         """One pass over every destination; returns seconds until the next retry, if any."""
-        waits = await asyncio.gather(*(self._pass(queue) for queue in self._queues()))
+        waits = await asyncio.gather(*(self._pass(queue) for queue in await self._queues()))
         due = [w for w in waits if w is not None]
         return max(min(due), 0.0) if due else None
 
-    def _queues(self) -> list[Queue]:
-        return self.store.queues()
+    async def _queues(self) -> list[Queue]:
+        return await self.store.queues()
 
     async def _work(self, queue: Queue) -> None:
         nudge = self._nudges.setdefault(queue, asyncio.Event())
@@ -153,7 +153,7 @@ class Delivery:
             nudge.clear()
             try:
                 wait = await self._pass(queue)
-                if wait is None and not self.store.pending(queue):
+                if wait is None and not await self.store.pending(queue):
                     return
             except Exception as exc:  # the store failed (disk full?): try again later
                 log_event(logger, "delivery.error", logging.ERROR, reason=redact(str(exc)))
@@ -164,7 +164,7 @@ class Delivery:
 
     async def _pass(self, queue: Queue) -> float | None:
         async with self._locks.setdefault(queue, asyncio.Lock()):
-            return await self._drain(self.store.pending(queue))
+            return await self._drain(await self.store.pending(queue))
 
     async def _drain(self, rows: list[OutboxRow]) -> float | None:
         """Rows in order until one must wait (the seconds until it is due). An edit
@@ -183,7 +183,7 @@ class Delivery:
                 wait = (row.next_attempt_at - now).total_seconds()
                 cap = self._delays.get(row.id, self.backoff.maximum)
                 if wait > cap:  # the clock stepped back: wait the delay from now, no more
-                    self.store.reschedule(row.id, now + timedelta(seconds=cap))
+                    await self.store.reschedule(row.id, now + timedelta(seconds=cap))
                     self._log(
                         row,
                         "delivery.clock_stepped",
@@ -192,10 +192,10 @@ class Delivery:
                     )
                     wait = cap
             elif row.problem:
-                self._unreadable(row)
+                await self._unreadable(row)
                 continue
             elif not events and row.message is None:
-                self.store.mark_done(
+                await self.store.mark_done(
                     row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
                 )
                 continue
@@ -220,10 +220,10 @@ class Delivery:
         notifier = self.notifiers.get(row.notifier)
         return notifier.label(row.destination) if notifier else row.destination
 
-    def _unreadable(self, row: OutboxRow) -> None:
+    async def _unreadable(self, row: OutboxRow) -> None:
         """A row this version cannot read (written by another version) fails with
         its reason; the rows after it go on."""
-        self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
+        await self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
         self._log(
             row,
             "delivery.unreadable",
@@ -235,7 +235,7 @@ class Delivery:
     async def _deliver(self, row: OutboxRow, events: tuple[Event, ...]) -> float | None:
         notifier = self.notifiers.get(row.notifier)
         if notifier is None or not notifier.reaches(row.destination):
-            self.store.mark_done(
+            await self.store.mark_done(
                 row.id,
                 OutboxStatus.DROPPED,
                 self.clock(),
@@ -265,13 +265,13 @@ class Delivery:
                 )
             except DeliveryError as exc:
                 self._attempted.set()
-                return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+                return await self._failed(row, exc.reason, exc.permanent, exc.retry_after)
             except TimeoutError:
                 self._attempted.set()
-                return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
+                return await self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
             except Exception as exc:  # a notifier bug must not stop delivery to others
                 self._attempted.set()
-                return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+                return await self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
             self._attempted.set()
             alerts = tuple(key for ref in refs if (key := alert_of(ref)) is not None)
             if platform_id is not None and alerts:  # buttons, and edits as its alerts change
@@ -286,10 +286,10 @@ class Delivery:
                     told,
                     alerts,
                 )
-                self.store.record_message(sent, self.clock())
+                await self.store.record_message(sent, self.clock())
             if index + 1 < len(pieces):
-                self.store.mark_sent_parts(row.id, index + 1)
-        self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+                await self.store.mark_sent_parts(row.id, index + 1)
+        await self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self._delays.pop(row.id, None)
         self.on_outcome(Outcome(row.notifier, row.destination, "delivered"))
         self._log(
@@ -306,9 +306,11 @@ class Delivery:
         """An edit of a message sent before, in one payload (lines left out if it
         has grown past the platform's limit). One still failing a day after it
         was queued is dropped: by then the message has scrolled out of sight."""
-        sent = self.store.sent(row.edit_of) if row.edit_of is not None else None
+        sent = await self.store.sent(row.edit_of) if row.edit_of is not None else None
         if sent is None:
-            self.store.mark_done(row.id, OutboxStatus.DROPPED, self.clock(), "message unknown")
+            await self.store.mark_done(
+                row.id, OutboxStatus.DROPPED, self.clock(), "message unknown"
+            )
             return None
         pieces = notifier.pieces(message)
         keep = sum(len(s.lines) for s in message.sections[:-1])
@@ -329,7 +331,7 @@ class Delivery:
         except Exception as exc:  # a notifier bug must not stop delivery to others
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+            await self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
             self._delays.pop(row.id, None)
             self._log(
                 row,
@@ -341,7 +343,7 @@ class Delivery:
             # the message was deleted, or is too old to edit: the alert itself went
             # out and the destination may be fine, so its health stays as it is
             status = OutboxStatus.FAILED if permanent else OutboxStatus.DROPPED
-            self.store.mark_done(row.id, status, self.clock(), redact(reason))
+            await self.store.mark_done(row.id, status, self.clock(), redact(reason))
             self._delays.pop(row.id, None)
             self._log(
                 row,
@@ -350,14 +352,14 @@ class Delivery:
                 reason=redact(reason),
             )
             return None
-        return self._failed(row, reason, False, retry_after)
+        return await self._failed(row, reason, False, retry_after)
 
-    def _failed(
+    async def _failed(
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
     ) -> float | None:
         reason = redact(reason)
         if permanent:
-            self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
+            await self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
             self._delays.pop(row.id, None)
             self.on_outcome(Outcome(row.notifier, row.destination, "failed", reason))
             self._log(
@@ -371,7 +373,9 @@ class Delivery:
             return None
         attempts = row.attempts + 1
         delay = self.backoff.delay(attempts, retry_after, self.rand)
-        self.store.mark_retry(row.id, attempts, self.clock() + timedelta(seconds=delay), reason)
+        await self.store.mark_retry(
+            row.id, attempts, self.clock() + timedelta(seconds=delay), reason
+        )
         self._delays[row.id] = delay
         self.on_outcome(Outcome(row.notifier, row.destination, "retry", reason))
         self._log(

@@ -15,7 +15,7 @@ from bot.state.types import Commit
 
 
 class Alerts(Db):
-    def load_state(self, accounts: Iterable[str]) -> EngineState:
+    async def load_state(self, accounts: Iterable[str]) -> EngineState:
         """State of the configured accounts; others' rows are ignored."""
         wanted = set(accounts)
         alerts: dict[AlertKey, AlertState] = {}
@@ -55,13 +55,13 @@ class Alerts(Db):
                 )
         return EngineState(alerts, health)
 
-    def load_snapshots(self) -> dict[str, Snapshot]:
+    async def load_snapshots(self) -> dict[str, Snapshot]:
         return {
             row["account"]: snapshot_of(row["data"])
             for row in self._rows("SELECT account, data FROM snapshots")
         }
 
-    def commit_cycle(self, commit: Commit) -> None:
+    async def commit_cycle(self, commit: Commit) -> None:
         old, new, now, snapshots = commit.old, commit.new, commit.now, commit.snapshots
         gone = [k for k in old.alerts if k not in new.alerts]
         changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]

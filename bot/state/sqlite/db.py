@@ -4,6 +4,7 @@ thread), migrations on open, transactions, and what SQLite errors mean to a user
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -49,7 +50,7 @@ class Db:
         try:
             store._open()
         except BaseException:
-            store.close()
+            store._close()
             raise
         return store
 
@@ -118,8 +119,8 @@ class Db:
             raise StoreError(f"state file {self.path} is closed")
         return self._db
 
-    def close(self) -> None:
-        with self._pruning:
+    async def close(self) -> None:
+        with self._pruning:  # a prune batch is short: waiting for it does not stall the loop
             self._close()
 
     def _close(self) -> None:
@@ -142,7 +143,7 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
 
-    def check_file(self) -> None:
+    async def check_file(self) -> None:
         try:
             held, there = os.fstat(self._lock_fd), os.stat(self.path)
             same = (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
@@ -177,10 +178,12 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
 
-    def prune(self, now: datetime, history_days: int = 90) -> int:
+    async def prune(self, now: datetime, history_days: int = 90) -> int:
         """Delete up to PRUNE_BATCH expired or downsampled rows per kind, on a
-        connection of its own, so that it can run in a worker thread while the
-        loop goes on."""
+        connection of its own, in a worker thread while the loop goes on."""
+        return await asyncio.to_thread(self._prune_locked, now, history_days)
+
+    def _prune_locked(self, now: datetime, history_days: int) -> int:
         with self._pruning:
             return self._prune(now, history_days)
 
