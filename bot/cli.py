@@ -19,7 +19,7 @@ from bot.common.logs import LOG_FORMATS, log_event, setup_logging
 from bot.common.plugins import FALLBACK
 from bot.common.version import package_version
 from bot.config import Config, ConfigError
-from bot.state.types import StoreError
+from bot.state.types import SchemaTooNewError, StoreError
 
 if TYPE_CHECKING:
     from bot.app.service import App
@@ -233,6 +233,9 @@ def _run_async(main_coro: Main) -> int:
 
     try:
         return asyncio.run(runner())
+    except SchemaTooNewError as exc:  # a newer balance-bot's state: a config problem
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_CONFIG
     except StoreError as exc:
         log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
         return EXIT_FAILED
@@ -267,7 +270,8 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
             await app.jobs.seed()
             result = await app.cycle(notify)
             if not result.committed:
-                report = unknown(f"could not save state to {cfg.bot.state_path}")
+                where = secrets.redact(cfg.bot.state_url) or cfg.bot.state_path
+                report = unknown(f"could not save state to {where}")
             else:
                 monitor = app.model
                 burn = {a: f.burn.total for a, f in monitor.flows.items()}

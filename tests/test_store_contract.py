@@ -29,7 +29,7 @@ from bot.engine.model import (
 )
 from bot.state.protocol import StateStore
 from bot.state.types import Commit, OutboxItem, OutboxStatus, SentMessage
-from tests.stores import BACKENDS, Opener, sqlite_opener  # noqa: F401 - fixtures
+from tests.stores import BACKENDS, Opener
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = AlertKey("low", "main", "total")

@@ -157,7 +157,7 @@ class App:
 
     async def _open(self) -> None:
         config, stack = self.config, self._stack
-        self.store = await open_store(config.bot.state_path)
+        self.store = await open_store(config.bot.state_path, config.bot.state_url)
         stack.push_async_callback(self.store.close)
         session = Client.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
@@ -445,7 +445,7 @@ class App:
         section changed. `state_path` and `http_listen` need a restart."""
         async with self._reloading:
             old = self.config
-            for name in ("state_path", "http_listen"):
+            for name in ("state_path", "state_url", "http_listen"):
                 if getattr(config.bot, name) != getattr(old.bot, name):
                     log_event(
                         logger,
@@ -455,7 +455,10 @@ class App:
                         hint="kept as it was; restart balance-bot to apply it",
                     )
             bot = replace(
-                config.bot, state_path=old.bot.state_path, http_listen=old.bot.http_listen
+                config.bot,
+                state_path=old.bot.state_path,
+                state_url=old.bot.state_url,
+                http_listen=old.bot.http_listen,
             )
             config = replace(config, bot=bot)
             for secret in config.secrets():

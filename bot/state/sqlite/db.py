@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+from bot.state.codec import dt, ts
 from bot.state.sqlite import samples
 from bot.state.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from bot.state.types import OUTBOX_KEEP_DAYS, StoreError, StoreReplacedError
@@ -24,12 +25,7 @@ PRUNE_BATCH = 1000  # rows per prune statement: the loop's writes never wait lon
 PRUNE_PAUSE = 0.1  # seconds between two of them: longer than SQLite's longest busy wait
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+_ts, _dt = ts, dt  # times as every backend stores them
 
 
 class Db:

@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from bot.engine.model import AlertKey, EventFormatError, MessageKind
-from bot.state.codec import decode_payload, encode_payload
+from bot.engine.model import AlertKey
+from bot.state.codec import encode_payload, outbox_row
 from bot.state.sqlite.db import Db, _ts
 from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told
 
@@ -93,7 +93,7 @@ class Outbox(Db):
             rows = self._rows(sql + " ORDER BY id")
         else:
             rows = self._rows(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
-        return [_outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows]
 
     async def queues(self) -> list[tuple[str, str]]:
         rows = self._rows(
@@ -145,7 +145,7 @@ class Outbox(Db):
             "next_attempt_at FROM outbox WHERE status='held' AND hold_until <= ? ORDER BY id",
             (_ts(due) if due else "9999",),
         )
-        return [_outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows]
 
     async def release(
         self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime
@@ -158,26 +158,3 @@ class Outbox(Db):
                 ((OutboxStatus.SUPERSEDED, _ts(now), i) for i in held),
             )
             enqueue_rows(db, items, now)
-
-
-def _outbox_row(r: sqlite3.Row) -> OutboxRow:
-    message, edit_of = None, None
-    try:
-        kind, events, message, edit_of = decode_payload(r["events"])
-        problem = ""
-    except EventFormatError as exc:
-        kind, events, problem = MessageKind.ALERTS, (), str(exc)
-    return OutboxRow(
-        id=r["id"],
-        created_at=datetime.fromisoformat(r["created_at"]),
-        notifier=r["notifier"],
-        destination=r["destination"],
-        events=events,
-        parts_sent=r["parts_sent"],
-        attempts=r["attempts"],
-        next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
-        kind=kind,
-        problem=problem,
-        message=message,
-        edit_of=edit_of,
-    )
