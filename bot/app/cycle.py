@@ -39,7 +39,14 @@ from bot.notify.routing import Router
 from bot.notify.suppression import Facts
 from bot.ops.metrics import Metrics
 from bot.state.protocol import StateStore
-from bot.state.types import Commit, OutboxItem, Sample, StoreError, StoreReplacedError
+from bot.state.types import (
+    Commit,
+    FencedError,
+    OutboxItem,
+    Sample,
+    StoreError,
+    StoreReplacedError,
+)
 from bot.upstream.client import Client, poll_each
 
 logger = logging.getLogger(__name__)
@@ -273,7 +280,7 @@ class Cycle:
             await self.store.commit_cycle(
                 Commit(batch.old, batch.new, snapshots, outbox, now, list(batch.samples.values()))
             )
-        except StoreReplacedError:
+        except (StoreReplacedError, FencedError):  # the App stops, or steps down
             raise
         except StoreError as exc:
             event, level = (

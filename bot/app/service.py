@@ -37,14 +37,15 @@ from bot.notify.delivery import Delivery, Outcome
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
 from bot.state.backends import open_store
-from bot.state.protocol import StateStore
-from bot.state.types import StoreError, StoreReplacedError
+from bot.state.protocol import Leadership, StateStore
+from bot.state.types import FencedError, StoreError, StoreReplacedError
 from bot.upstream.client import Client
 from bot.upstream.transport import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
+CHECK_EVERY = 2.0  # seconds between two checks of a replica's active lock (SPEC 7b)
 
 
 GC_THRESHOLDS = (50_000, 20, 100)  # collections per allocations: gen0, then gen1/gen2 in turn
@@ -122,6 +123,7 @@ class App:
     clock: Clock = utcnow
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
+    lease: Leadership | None = None  # replicas: the active lock this process holds (SPEC 7b)
     store: StateStore = field(init=False)
     model: ReadModel = field(init=False)
     pipeline: Cycle = field(init=False)
@@ -135,6 +137,7 @@ class App:
     _stack: contextlib.AsyncExitStack = field(init=False)
     commands: ChatCommands = field(init=False)
     fatal: str = field(init=False, default="")  # why the service stopped on its own
+    stepped_down: str = field(init=False, default="")  # why a replica stopped being active
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
     _seeding: asyncio.Task[None] | None = field(init=False, default=None)
@@ -157,7 +160,8 @@ class App:
 
     async def _open(self) -> None:
         config, stack = self.config, self._stack
-        self.store = await open_store(config.bot.state_path, config.bot.state_url)
+        epoch = self.lease.epoch if self.lease else None
+        self.store = await open_store(config.bot.state_path, config.bot.state_url, epoch)
         stack.push_async_callback(self.store.close)
         session = Client.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
@@ -167,6 +171,7 @@ class App:
         clock = self._now  # what tests set as `app.clock`, at any time
         client = Client(session, config.bot.request_timeout, retry, clock)
         self.metrics = Metrics()
+        self.metrics.active.set(1)
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
         accounts = [a.name for a in config.accounts]
@@ -191,6 +196,7 @@ class App:
             on_outcome=self._delivery_outcome,
             fresh_for=config.bot.interval,
             zone=config.bot.zone,
+            may_send=self.lease.holding if self.lease else None,
         )
         # the first alert of a cycle leaves at once: `_queued` wakes delivery
         self.pipeline = Cycle(
@@ -303,10 +309,30 @@ class App:
             if not self.tasks.closing:
                 raise
             # shutting down: the cycle was abandoned (logged as such), nothing to add
+        except FencedError as exc:
+            self.step_down(str(exc))
         except StoreReplacedError as exc:
             self.stop_on_error(str(exc))
         except Exception:
             logger.exception("cycle.crashed")
+
+    def step_down(self, reason: str) -> None:
+        """A replica that is no longer the active one: no send starts from now on,
+        and the service stops as at SIGTERM (the replica stands by again)."""
+        if not self.stepped_down:
+            self.stepped_down = reason
+            self.delivery.stop()
+            self.metrics.active.set(0)
+            log_event(logger, "replica.stepping_down", logging.WARNING, reason=reason)
+        self._halt.set()
+
+    async def _hold_lease(self, lease: Leadership) -> None:
+        """Check the active lock every CHECK_EVERY seconds; step down once it is lost."""
+        while True:
+            if not await lease.holding():
+                break
+            await asyncio.sleep(CHECK_EVERY)  # a period: nothing to wait on but time
+        self.step_down(f"lost the active lock on {lease.where} (its connection failed)")
 
     def stop_on_error(self, reason: str) -> None:
         """Stop the service: something a restart must look at (`fatal` says what)."""
@@ -332,7 +358,7 @@ class App:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         model, scheduler = self.model, self._scheduler
-        return health(
+        ok, body = health(
             model.accounts,
             model.state.health,
             model.polls,
@@ -344,6 +370,7 @@ class App:
             self.tasks.dead,
             self.fleet.destination_states(),
         )
+        return ok, {"role": "active", **body}
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[App], None] | None = None) -> None:
         """`balance-bot run`: poll on schedule, deliver, listen, until `stop` is set.
@@ -372,6 +399,8 @@ class App:
                 port=self.web.port,
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
+        if self.lease is not None:
+            self.tasks.spawn("lease", self._hold_lease(self.lease))
         await self.release_held()
         await self.tell_missed()
         self.digests.at_start()

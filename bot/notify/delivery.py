@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message, alert_of, trimmed
 from bot.notify.render import AsOf, event_ref, outbox_message
 from bot.state.protocol import StateStore
-from bot.state.types import OutboxRow, OutboxStatus, SentMessage
+from bot.state.types import FencedError, OutboxRow, OutboxStatus, SentMessage
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,11 @@ class Delivery:
         on_outcome: Callable[[Outcome], None] = lambda outcome: None,
         fresh_for: float = 0.0,
         zone: ZoneInfo = UTC_ZONE,
+        may_send: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.store = store
+        # replicas (SPEC 7b): asked before each send; False stops delivery at once
+        self.may_send = may_send
         # a message leaving later than this after its data says when the data is from
         self.fresh_for, self.zone = fresh_for, zone
         self.notifiers = notifiers
@@ -155,6 +158,10 @@ class Delivery:
                 wait = await self._pass(queue)
                 if wait is None and not await self.store.pending(queue):
                     return
+            except FencedError as exc:  # another process is active: it sends from now on
+                log_event(logger, "delivery.fenced", logging.WARNING, reason=str(exc))
+                self.stop()
+                return
             except Exception as exc:  # the store failed (disk full?): try again later
                 log_event(logger, "delivery.error", logging.ERROR, reason=redact(str(exc)))
                 wait = self.backoff.initial
@@ -209,6 +216,16 @@ class Delivery:
             waiting_edits.add(row.edit_of)
         return soonest
 
+    async def _still_active(self) -> bool:
+        """Whether this process may send now (always, but for a replica that lost
+        its lock: it then stops delivering at once; the row stays for the next)."""
+        if self.may_send is None or await self.may_send():
+            return True
+        log_event(logger, "delivery.not_active", logging.WARNING, reason="lost the active lock")
+        self._attempted.set()
+        self.stop()
+        return False
+
     def _log(self, about: OutboxRow, event: str, level: int, **fields: Any) -> None:
         """A log line about a row, naming its notifier and destination."""
         log_event(
@@ -259,6 +276,8 @@ class Delivery:
         pieces = notifier.pieces(message)
         for index in range(row.parts_sent, len(pieces)):
             payload, refs = pieces[index]
+            if not await self._still_active():
+                return None
             try:
                 platform_id = await asyncio.wait_for(
                     notifier.send(row.destination, payload), SEND_TIMEOUT
@@ -320,6 +339,8 @@ class Delivery:
         payload = pieces[0][0]
         retry_after: float | None = None
         permanent = False
+        if not await self._still_active():
+            return None
         try:
             await asyncio.wait_for(
                 notifier.edit(row.destination, sent.platform_id, payload), SEND_TIMEOUT

@@ -145,3 +145,22 @@ class StateStore(AlertStore, OutboxStore, HistoryStore, MarkStore, Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Leadership(Protocol):
+    """Which of the processes sharing a state is active (SPEC 7b): a lock only
+    one can hold, and the epoch its taking raised (the store fences its writes
+    with it). SQLite needs none: its file lock admits one process at all."""
+
+    where: str  # the database, as messages name it
+    epoch: int | None  # while held
+
+    async def acquire(self) -> bool:
+        """Take the lock if nobody holds it; raises StoreError if the state cannot be reached."""
+        ...
+
+    async def holding(self) -> bool:
+        """Whether this process still holds it (checked before each send)."""
+        ...
+
+    async def release(self) -> None: ...
