@@ -1185,7 +1185,7 @@ async def outbox_empty(app: App, within: float = 120.0) -> None:
     that our polling does not compete with the delivery being timed."""
     await asyncio.sleep(0.5)
     async with asyncio.timeout(within):
-        while app.store.backlog().get("telegram"):  # noqa: ASYNC110 - no event to wait on
+        while (await app.store.backlog()).get("telegram"):  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.1)
 
 

@@ -19,9 +19,10 @@ from bot.common.logs import LOG_FORMATS, log_event, setup_logging
 from bot.common.plugins import FALLBACK
 from bot.common.version import package_version
 from bot.config import Config, ConfigError
-from bot.state.types import StoreError
+from bot.state.types import SchemaTooNewError, StoreError
 
 if TYPE_CHECKING:
+    from bot.app.replica import Replica
     from bot.app.service import App
 
 logger = logging.getLogger("bot")
@@ -242,6 +243,9 @@ def _run_async(main_coro: Main) -> int:
 
     try:
         return asyncio.run(runner())
+    except SchemaTooNewError as exc:  # a newer balance-bot's state: a config problem
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_CONFIG
     except StoreError as exc:
         log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
         return EXIT_FAILED
@@ -250,6 +254,8 @@ def _run_async(main_coro: Main) -> int:
 async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event) -> int:
     from bot.app.service import App, StartupError
 
+    if cfg.bot.state_url:
+        return await _serve_replica(cfg, path, stop, hangup)
     try:
         async with App(cfg) as app:
             reloading = app.tasks.spawn("reloads", _reloads(app, path, hangup))
@@ -264,11 +270,44 @@ async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.E
     return EXIT_FAILED if app.fatal else EXIT_OK
 
 
+async def _serve_replica(
+    cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event
+) -> int:
+    """A replica on a shared database: standby, active while it holds the lock (SPEC 7b)."""
+    from bot.app.replica import Replica
+    from bot.app.service import StartupError
+    from bot.state.backends import lease
+
+    replica = Replica(cfg, lease(cfg.bot.state_url))
+    reloading = asyncio.create_task(_reloads(replica, path, hangup), name="reloads")
+    try:
+        await replica.serve(stop)
+    except StartupError as exc:
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_FAILED
+    finally:
+        reloading.cancel()
+        await asyncio.gather(reloading, return_exceptions=True)
+    return EXIT_FAILED if replica.fatal else EXIT_OK
+
+
 async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
     from bot.app.service import App
+    from bot.state.backends import lease
 
+    held = None
     try:
-        async with App(cfg) as app:
+        if cfg.bot.state_url:  # as with the SQLite lock: not beside an active process
+            held = lease(cfg.bot.state_url)
+            if not await held.acquire():
+                refused = unknown(
+                    f"database {held.where} is in use by an active balance-bot process; "
+                    "check reads the state only when none is active (stop it, or ask "
+                    "its /healthz and /metrics)"
+                )
+                print(refused.output(as_json))
+                return int(refused.status)
+        async with App(cfg, lease=held) as app:
             if notify:
                 await app.start_notifiers(listen=False)
                 await app.release_held()
@@ -276,7 +315,8 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
             await app.jobs.seed()
             result = await app.cycle(notify)
             if not result.committed:
-                report = unknown(f"could not save state to {cfg.bot.state_path}")
+                where = secrets.redact(cfg.bot.state_url) or cfg.bot.state_path
+                report = unknown(f"could not save state to {where}")
             else:
                 monitor = app.model
                 burn = {a: f.burn.total for a, f in monitor.flows.items()}
@@ -293,6 +333,9 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                 await _flush(app)
     except StoreError as exc:
         report = unknown(str(exc))
+    finally:
+        if held is not None:
+            await held.release()
     print(report.output(as_json))
     return int(report.status)
 
@@ -311,7 +354,7 @@ async def _flush(app: App) -> None:
         )
 
 
-async def _reloads(app: App, path: Path, hangup: asyncio.Event) -> None:
+async def _reloads(app: App | Replica, path: Path, hangup: asyncio.Event) -> None:
     """SIGHUP: read the config again; a valid one is applied, an invalid one is
     logged problem by problem and the running one kept."""
     while True:

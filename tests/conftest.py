@@ -12,6 +12,7 @@ from bot.config import Config
 from fakes.cometapi import FakeCometAPI
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram
+from tests.stores import pg_server, postgres_opener, sqlite_opener  # noqa: F401 - fixtures
 
 QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
 TG_TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"

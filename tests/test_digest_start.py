@@ -61,7 +61,7 @@ async def test_no_digest_before_data_then_one_with_real_numbers(make_config, com
     comet.default = reply_balance(42)
     async with App(make_config(sections(tg)), retry=FAST) as app, serving(app):
         await app.pipeline.wait_cycles(1)
-        assert app.store.meta(DIGEST_SENT) is None  # nothing recorded, nothing queued
+        assert await app.store.meta(DIGEST_SENT) is None  # nothing recorded, nothing queued
         assert digests(tg) == []
         (text,) = [s.text for s in await tg.wait_sent(1)]
         assert DIGEST in text
@@ -92,7 +92,7 @@ async def test_a_scheduled_digest_with_no_data_yet_waits_for_the_first(make_conf
     async with App(make_config(sections(tg)), retry=FAST) as app, serving(app):
         await app.pipeline.wait_cycles(1)
         await app.digests.scheduled()  # its time comes while nothing was read
-        assert app.store.meta(DIGEST_SENT) is None
+        assert await app.store.meta(DIGEST_SENT) is None
         comet.default = reply_balance(42)
         while not digests(tg):
             await tg.wait_sent(len(tg.sent) + 1)

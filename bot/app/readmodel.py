@@ -75,11 +75,11 @@ class ReadModel:
     def account_names(self) -> list[str]:
         return list(self.accounts)
 
-    def flow(self, account: str) -> Flow:
-        return self.history.flow(account, self.clock())
+    async def flow(self, account: str) -> Flow:
+        return await self.history.flow(account, self.clock())
 
-    def samples(self, account: str, since: float, until: float) -> list[Sample]:
-        return self.store.history.of(account, since, until)
+    async def samples(self, account: str, since: float, until: float) -> list[Sample]:
+        return await self.store.history.of(account, since, until)
 
     def latest(self, account: str) -> Snapshot | None:
         candidates = [s for s in (self.snapshots.get(account), self._adhoc.get(account)) if s]

@@ -31,7 +31,7 @@ class _NoCommands:
     def refusal(self) -> Message:
         return Message("", ())
 
-    def press(self, press: Press) -> str:
+    async def press(self, press: Press) -> str:
         return ""
 
 

@@ -69,7 +69,7 @@ def load(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         # from cron must find the state of `run`); $BALANCE_BOT_STATE_PATH as given
         state = path.parent / state
         cfg = replace(cfg, bot=replace(cfg.bot, state_path=state))
-    if not state.parent.exists():  # the state file is created, its folder never
+    if not cfg.bot.state_url and not state.parent.exists():  # created, its folder never
         setting = f"${STATE_ENV}" if environ.get(STATE_ENV) else "state_path"
         raise ConfigError(
             [
@@ -176,6 +176,8 @@ def _override(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str
     if not isinstance(bot, dict):
         return found
     for variable, key in ENV_OVERRIDES.items():
+        if key == "state_path" and bot.get("state_url"):
+            continue  # the image's state file is not wanted beside a database
         if environ.get(variable):
             bot[key] = environ[variable]
             found[f"bot.{key}"] = variable

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -31,6 +32,7 @@ class Settings:
 
     interval: float = 300.0
     state_path: Path = Path("balance-bot.db")
+    state_url: str = ""  # PostgreSQL instead of the file (SPEC 7b)
     stale_after: int = 3
     request_timeout: float = 10.0
     http_listen: str = "127.0.0.1:9464"
@@ -71,6 +73,8 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value in the config, for the redaction registry."""
         found = [a.key for a in self.accounts]
+        if self.bot.state_url:
+            found.append(urlsplit(self.bot.state_url).password or "")
         for section in self.notifiers.values():
             if isinstance(section, BaseModel):
                 for name in type(section).model_fields:

@@ -167,6 +167,11 @@ class Metrics:
         self.silences_active = Gauge(
             "balance_bot_silences_active", "Snoozes running (set from chat)", registry=r
         )
+        self.active = Gauge(
+            "balance_bot_active",
+            "1 in the process that polls and sends, 0 in a standby (SPEC 7b)",
+            registry=r,
+        )
         self._rule_labels: set[tuple[str, str]] = set()
         self.build = Info("balance_bot_build", "Build information", registry=r)
         self.build.info({"version": package_version()})
