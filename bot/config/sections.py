@@ -327,6 +327,7 @@ class RuleSection(_Section):
 
 class DigestSection(_Section):
     at: str
+    charts: bool = False  # each account's 7-day chart after the text (6b)
     notify: list[str] | None = None
 
     @field_validator("at")

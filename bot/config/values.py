@@ -57,6 +57,7 @@ class Digest:
 
     at: time
     notify: tuple[str, ...] | None = None
+    charts: bool = False  # each account's 7-day chart after the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,6 @@ def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     digest = None
     if doc.digest is not None:
         notify = tuple(doc.digest.notify) if doc.digest.notify is not None else None
-        digest = Digest(parse_time(doc.digest.at), notify)
+        digest = Digest(parse_time(doc.digest.at), notify, doc.digest.charts)
     rules = tuple(build_rule(r) for r in doc.rules)
     return Config(settings, accounts, rules, dict(sections), digest)
