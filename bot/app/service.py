@@ -26,6 +26,7 @@ from bot.app.digest import DIGEST_GRACE, Digests
 from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
 from bot.app.readmodel import ReadModel
+from bot.app.statuspage import StatusPage
 from bot.app.views import DestinationState, health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
@@ -346,7 +347,10 @@ class App:
         self._stack.push_async_callback(self._stop_background)
         if bot.http_listen:
             host, port = split_listen(bot.http_listen)
-            self.web = WebServer(make_app(self.health, self.metrics), host, port)
+            web = self.config.web
+            page = StatusPage(self.model, self.commands, web.token) if web.status_page else None
+            site = page.site() if page else None
+            self.web = WebServer(make_app(self.health, self.metrics, site), host, port)
             try:
                 await self.web.start()
             except OSError as exc:
@@ -363,6 +367,13 @@ class App:
                 port=self.web.port,
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
+            if page is not None:
+                log_event(
+                    logger,
+                    "http.status_page",
+                    url=f"http://{host}:{self.web.port}/",
+                    token="required" if web.token else "none (anyone who reaches it sees it)",
+                )
         await self.release_held()
         await self.tell_missed()
         self.digests.at_start()
