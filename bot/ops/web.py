@@ -86,7 +86,7 @@ def _add_status_page(app: web.Application, site: StatusSite) -> None:
             moved.set_cookie(
                 COOKIE, cookie_value(token), httponly=True, samesite="Strict", path="/"
             )
-            return moved
+            raise moved
         view = await site.page()
         body = await asyncio.to_thread(render_page, view)
         return web.Response(text=body, content_type="text/html", headers=PAGE_HEADERS)
