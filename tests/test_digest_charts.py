@@ -131,6 +131,7 @@ async def test_each_accounts_chart_follows_the_digest_text(make_config, comet, t
     assert received.json["kind"] == "digest"
     assert b"PNG" not in received.body and "chart" not in received.body.decode()
     assert {status for _, status, _ in rows} == {"delivered"}
+    assert [k for n, _, k in rows if n == "webhook"] == ["digest"]  # no chart row at all
     per_notifier = [(n, k) for n, _, k in rows if n == "telegram"]
     assert per_notifier == [("telegram", "digest"), ("telegram", "chart"), ("telegram", "chart")]
 

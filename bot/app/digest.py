@@ -32,6 +32,7 @@ class Digests:
     commands: ChatCommands
     clock: Callable[[], datetime]
     queued: Callable[[], None]  # wakes delivery
+    shows_pictures: Callable[[str], bool] = lambda notifier: True  # by notifier name
     data_read: bool = False  # a cycle since start read an account
     _waiting: date | None = field(default=None, init=False)  # due, waiting for data
 
@@ -66,7 +67,8 @@ class Digests:
         items = []
         for n, d in queues:  # per destination the text, then each chart: in this order
             items.append(OutboxItem(n, d, (), MessageKind.DIGEST, message))
-            items.extend(OutboxItem(n, d, (), MessageKind.CHART, chart) for chart in charts)
+            if self.shows_pictures(n):  # a webhook gets the text only
+                items.extend(OutboxItem(n, d, (), MessageKind.CHART, chart) for chart in charts)
         self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
         log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
         self.queued()

@@ -210,6 +210,7 @@ class App:
             self.commands,
             clock,
             self._wake_delivery,
+            self._shows_pictures,
         )
         self._refresh_backlog()
 
@@ -240,6 +241,11 @@ class App:
     def _delivery_outcome(self, outcome: Outcome) -> None:
         self.fleet.record(outcome)
         self._refresh_backlog()
+
+    def _shows_pictures(self, notifier: str) -> bool:
+        """Whether a notifier shows pictures (a webhook does not: it is sent none)."""
+        plugin = self.fleet.notifiers.get(notifier)
+        return plugin is not None and type(plugin).picture is not Notifier.picture
 
     def _wake_delivery(self) -> None:
         """Something was queued or changed in the outbox: delivery looks now."""
