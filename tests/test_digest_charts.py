@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiohttp import web
@@ -17,13 +17,14 @@ from bot.engine.message import Message, Picture
 from bot.engine.model import MessageKind
 from bot.state.codec import decode_payload, encode_payload
 from bot.state.types import OutboxItem
-from fakes.cometapi import quota
+from fakes.cometapi import quota, reply_balance
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram, server_error
 from fakes.webhook import FakeWebhook
-from tests.conftest import ALERTS, APP_TOKEN, BOT_TOKEN, TG_TOKEN
+from tests.conftest import ALERTS, APP_TOKEN, BOT_TOKEN, QUERY_KEY, TG_TOKEN
 from tests.helpers import FAST, QUICK, Clock
 from tests.pngs import assert_chart
+from tests.process import BotProcess
 
 START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 DAY = date(2026, 3, 1)
@@ -228,3 +229,40 @@ async def test_apprise_gets_the_chart_as_an_attachment_where_the_service_takes_o
     assert attached["filename"] == "main-7d.png" and attached["mimetype"] == "image/png"
     assert_chart(base64.b64decode(attached["base64"]))
     assert chart.json["title"] == "main · 7d" and "balance $" in chart.json["message"]
+
+
+async def test_sigkill_between_the_text_and_the_picture_sends_each_once(write_config, comet, tg):
+    """A real `balance-bot run`: the digest's text goes out, the process is
+    killed (SIGKILL) while Telegram has the photo's upload in hand and has not
+    answered; the next run sends the photo, once, and neither the text nor a
+    second digest again."""
+    comet.default = reply_balance(42)
+    at = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%H:%M:%S")
+    path = write_config(
+        rules=RULES,
+        extra=f"""
+[digest]
+at = "{at}"
+charts = true
+
+[notifiers.telegram]
+token = "{TG_TOKEN}"
+chat_ids = [{CHAT}]
+api_url = "{tg.url}"
+""",
+    )
+    env = {"TEST_QUERY_KEY": QUERY_KEY}
+    held = tg.hang("sendPhoto")
+    first = await BotProcess("run", "-c", path, env=env).start()
+    await tg.wait_calls("sendPhoto", 1, within=60)  # the text went before it
+    assert len([s for s in tg.sent if DIGEST in s.text]) == 1
+    first.kill()
+    await first.wait()
+    held.set()  # the upload Telegram had in hand fails: nothing was shown
+    second = await BotProcess("run", "-c", path, env=env).start()
+    (photo,) = await tg.wait_photos(1, within=60)
+    assert await second.stop() == 0  # SIGTERM: whatever is under way finishes
+    assert photo.filename == "main-7d.png" and photo.chat_id == CHAT
+    assert_chart(photo.data)
+    assert len(tg.photos) == 1
+    assert len([s for s in tg.sent if DIGEST in s.text]) == 1
