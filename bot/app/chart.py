@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -311,10 +314,30 @@ async def render_async(chart: Chart, theme: str = "light") -> bytes:
 
 
 def _draw(chart: Chart, colours: Theme) -> bytes:
-    from matplotlib import rc_context
+    _private_config()
+    import matplotlib
 
-    with rc_context({"text.parse_math": False}):  # "$" is money here, not TeX
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()  # the same picture whatever matplotlibrc a machine has
+        matplotlib.rcParams["text.parse_math"] = False  # "$" is money here, not TeX
         return _plot(chart, colours)
+
+
+def _private_config() -> None:
+    """matplotlib's config and font cache in a directory of our own: the image's
+    root file system is read-only (matplotlib would warn and make one anyway),
+    and no user's matplotlibrc changes the charts."""
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    folder = Path(tempfile.gettempdir()) / f"balance-bot-matplotlib-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        mine = folder.stat().st_uid == os.getuid() and not folder.is_symlink()
+    except OSError:
+        mine = False
+    os.environ["MPLCONFIGDIR"] = str(
+        folder if mine else tempfile.mkdtemp(prefix="balance-bot-mpl-")
+    )
 
 
 def _plot(chart: Chart, colours: Theme) -> bytes:
