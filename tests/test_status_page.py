@@ -23,6 +23,7 @@ from bot import config as config_mod
 from bot.app.service import App
 from bot.common import secrets
 from bot.config import ConfigError
+from bot.engine.model import Ack, AlertKey
 from bot.ops.status import authorized, cookie_value
 from fakes.cometapi import FakeCometAPI, quota
 from tests.conftest import QUERY_KEY
@@ -188,6 +189,31 @@ async def test_the_page_shows_the_numbers_and_never_a_key_or_token(serve):
     assert "WARNING · main / total: $760.00 left (below $900.00; resolves at $950.00)" in page
     everything = page + "".join(headers.values())
     assert TOKEN not in everything and QUERY_KEY not in everything
+
+
+async def test_snoozed_and_acknowledged_alerts_say_by_whom_and_until_when(serve):
+    site = await serve(token="")
+    app = site.app
+    assert app.commands.actions is not None
+    app.commands.actions.snooze("runway 2h", "@ann")  # both accounts' runway alerts
+    now = app.model.now()
+    app.store.add_acks([Ack(AlertKey("low", "main", "total"), "@bob", now)])
+    async with aiohttp.ClientSession() as session, session.get(site.base + "/") as response:
+        page = await response.text()
+    rows = re.findall(
+        r"<tr><td class=\"warning\">(\w+)</td><td>([^<]+)</td>"
+        r"<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>",
+        page,
+    )
+    states = sorted((state, who) for state, _, _, _, who in rows)
+    assert states == [
+        ("acknowledged", "@bob"),
+        ("firing", ""),
+        ("snoozed", "@ann"),
+        ("snoozed", "@ann"),
+    ]
+    until = [u for state, _, _, u, _ in rows if state == "snoozed"]
+    assert until == [until[0]] * 2 and re.fullmatch(r"2026-03-01 \d\d:\d\d", until[0])
 
 
 async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(serve):
