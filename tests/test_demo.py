@@ -23,6 +23,7 @@ async def test_demo_fires_a_real_alert_and_stops_cleanly():
     await bot.wait_for(lambda lines: any("delivery.sent" in line for line in lines), within=10)
     assert await bot.stop() == 0
     assert "demo.started" in bot.stderr and "http.listening" in bot.stderr
+    assert "http.status_page" in bot.stderr  # the status page is on, its address said
     assert "Traceback" not in bot.stderr
 
 

@@ -171,7 +171,9 @@ def with_log(cfg: config_mod.Config) -> config_mod.Config:
 def demo_config_text(interval: str, state_path: Path, url: str, listen: str) -> str:
     text = DEMO_CONFIG.format(interval=interval, state_path=state_path, url=url, listen=listen)
     digest_at = (datetime.now(UTC) + timedelta(seconds=DIGEST_AFTER)).strftime("%H:%M:%S")
-    text += f'\n[digest]\nat = "{digest_at}"\n'  # in UTC, the demo's time zone
+    text += f'\n[digest]\nat = "{digest_at}"\ncharts = true\n'  # in UTC, the demo's time zone
+    if listen:  # the status page, with the charts (its address is in the log at start)
+        text += "\n[web]\nstatus_page = true\n"
     if os.environ.get("TELEGRAM_BOT_TOKEN") and os.environ.get("TELEGRAM_CHAT_ID"):
         text += TELEGRAM
     if all(os.environ.get(v) for v in ("SLACK_BOT_TOKEN", "SLACK_CHANNEL")):

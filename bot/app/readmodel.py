@@ -72,6 +72,9 @@ class ReadModel:
     def request_timeout(self) -> float:
         return self.config.bot.request_timeout
 
+    def currency(self, account: str) -> str:
+        return self.accounts[account].currency
+
     def account_names(self) -> list[str]:
         return list(self.accounts)
 

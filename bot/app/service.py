@@ -26,6 +26,7 @@ from bot.app.digest import DIGEST_GRACE, Digests
 from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
 from bot.app.readmodel import ReadModel
+from bot.app.statuspage import StatusPage
 from bot.app.views import DestinationState, health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
@@ -218,6 +219,7 @@ class App:
             self.commands,
             clock,
             self._wake_delivery,
+            self._shows_pictures,
         )
         await self._count_backlog()
 
@@ -248,6 +250,11 @@ class App:
     def _delivery_outcome(self, outcome: Outcome) -> None:
         self.fleet.record(outcome)
         self._refresh_backlog()
+
+    def _shows_pictures(self, notifier: str) -> bool:
+        """Whether a notifier shows pictures (a webhook does not: it is sent none)."""
+        plugin = self.fleet.notifiers.get(notifier)
+        return plugin is not None and type(plugin).picture is not Notifier.picture
 
     def _wake_delivery(self) -> None:
         """Something was queued or changed in the outbox: delivery looks now."""
@@ -383,7 +390,10 @@ class App:
         self._stack.push_async_callback(self._stop_background)
         if bot.http_listen:
             host, port = split_listen(bot.http_listen)
-            self.web = WebServer(make_app(self.health, self.metrics), host, port)
+            web = self.config.web
+            page = StatusPage(self.model, self.commands, web.token) if web.status_page else None
+            site = page.site() if page else None
+            self.web = WebServer(make_app(self.health, self.metrics, site), host, port)
             try:
                 await self.web.start()
             except OSError as exc:
@@ -400,6 +410,13 @@ class App:
                 port=self.web.port,
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
+            if page is not None:
+                log_event(
+                    logger,
+                    "http.status_page",
+                    url=f"http://{host}:{self.web.port}/",
+                    token="required" if web.token else "none (anyone who reaches it sees it)",
+                )
         if self.lease is not None:
             self.tasks.spawn("lease", self._hold_lease(self.lease))
         await self.release_held()

@@ -291,6 +291,7 @@ class MessageKind(StrEnum):
     ALERTS = "alerts"  # a cycle's events
     STILL_FIRING = "still_firing"  # what a destination missed: the alerts firing now
     DIGEST = "digest"  # the daily summary, rendered when it was due
+    CHART = "chart"  # a picture after the digest (its PNG in the message): 6b
     TEST = "test"  # `balance-bot test-notify` (never queued)
 
 
