@@ -241,3 +241,34 @@ async def test_an_echoed_header_never_shows_whatever_its_place_in_the_body(deeps
     deepseek.push(respond)
     reason = failed(await poll(deepseek, "deepseek"), deepseek)
     assert "HTTP 400" in reason
+
+
+async def test_openrouter_pages_stay_within_the_attempts_time(openrouter):
+    """A slow /keys listing is bounded by one attempt's time, not by each page's."""
+    import asyncio
+
+    from aiohttp import web
+
+    openrouter.endless = True
+    original = openrouter.answer
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/keys"):
+            await asyncio.sleep(0.3)
+        return await original(request)
+
+    openrouter.answer = slow
+    account = Account("acc", openrouter.key, openrouter.url, "openrouter")
+    one_try = RetryPolicy(attempts=1, deadline=5)
+    async with Client.new_session() as session:
+        result = await Client(session, 1.0, one_try).poll(account)
+    assert isinstance(result, PollFailure) and result.kind is FailureKind.UNREACHABLE
+    assert len([r for r in openrouter.requests if r.path.endswith("/keys")]) <= 5
+
+
+@pytest.mark.parametrize("empty", ['"error": null', '"error": ""', '"error": {}'])
+async def test_an_empty_error_field_is_no_error(deepseek, empty):
+    body = '{"is_available": true, %s, "balance_infos": [{"currency": "USD", "total_balance": "2.50"}]}'
+    deepseek.push(raw(body % empty))
+    snap = await poll(deepseek, "deepseek")
+    assert isinstance(snap, Snapshot) and snap.total_quota == 2.5
