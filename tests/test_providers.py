@@ -38,9 +38,12 @@ async def deepseek():
     await fake.stop()
 
 
-async def poll(fake, provider: str, currency: str | None = None) -> Snapshot | PollFailure:
-    account = Account("acc", fake.key, fake.url, provider, currency or "USD", currency is not None)
-    secrets.register(fake.key)
+async def poll(
+    fake, provider: str, currency: str | None = None, key: str | None = None
+) -> Snapshot | PollFailure:
+    key = key or fake.key
+    account = Account("acc", key, fake.url, provider, currency or "USD", currency is not None)
+    secrets.register(key)
     async with Client.new_session() as session:
         return await Client(session, 2.0, FAST).poll(account)
 
@@ -272,3 +275,17 @@ async def test_an_empty_error_field_is_no_error(deepseek, empty):
     deepseek.push(raw(body % empty))
     snap = await poll(deepseek, "deepseek")
     assert isinstance(snap, Snapshot) and snap.total_quota == 2.5
+
+
+@pytest.mark.parametrize("which", ["newapi", "openrouter", "deepseek"])
+async def test_a_key_anywhere_but_the_bearer_header_is_rejected(
+    which, newapi, openrouter, deepseek
+):
+    """The fakes, like the real servers, want `Authorization: Bearer <key>`; the
+    provider sends it there, and nowhere else."""
+    fake = {"newapi": newapi, "openrouter": openrouter, "deepseek": deepseek}[which]
+    snap = await poll(fake, which)
+    assert isinstance(snap, Snapshot)
+    assert all(fake.key not in str(r.url) for r in fake.requests)
+    revoked = "sk-revoked-0123456789abcdef-000"  # a key the site no longer knows
+    failed(await poll(fake, which, key=revoked), fake, FailureKind.REJECTED)
