@@ -226,12 +226,12 @@ def test_balance_shows_currency_availability_derived_used_and_an_unlimited_total
         "router", "", 9.0, 1.0, None, (KeyBalance("a", 2.0, 1.0), KeyBalance("b", -1, -1)), NOW
     )
     fetched = {"seek": (seek, ""), "site": (site, ""), "router": (router, "")}
-    burn = {"seek": Figures(43.2)}
+    burn = {"seek": Figures(43.2), "site": Figures(2.0)}
     text = "\n".join(
         balance_view(fetched, [], EngineState(), burn, NOW, ZoneInfo("UTC")).plain_lines()
     )
     assert "Balance: ¥80.50" in text and "not available for API calls" in text
     assert "Used: ¥19.50 (from balance drops since first seen)" in text
     assert "Burn: ¥43.20/day, ≈ 1.9 days left" in text
-    assert "Balance: unlimited" in text
+    assert "Balance: unlimited" in text and "Burn: $2.00/day\n" in text
     assert "a: $2.00 left, $1.00 used" in text and "b: unlimited" in text
