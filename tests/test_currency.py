@@ -197,3 +197,41 @@ def test_titles_name_cometapi_only_while_every_account_is_one():
     name_providers(["cometapi", "deepseek"])
     assert events_message([fire()]).title.startswith("AI credit balance")
     name_providers(["cometapi"])
+
+
+def test_status_and_still_firing_say_the_money_in_the_accounts_currency():
+    from bot.app.views import firing_events
+    from bot.engine.model import AlertKey, AlertState, EngineState
+    from bot.notify.render import status_message
+    from tests.helpers import rule
+
+    low = rule(name="low", below=50.0, recover_above=55.0)
+    key = AlertKey("low", "cn", "total")
+    state = EngineState({key: AlertState(key, True, 1, 12.0, NOW, NOW)})
+    snap = Snapshot("cn", "", 12.0, 3.0, None, (), NOW, "CNY", used_derived=True)
+    firing, _ = firing_events(state, [low], lambda a: snap if a == "cn" else None, NOW)
+    text = "\n".join(status_message(firing, []).plain_lines())
+    assert "cn / total: ¥12.00 left (below ¥50.00; resolves at ¥55.00)" in text
+
+
+def test_balance_shows_currency_availability_derived_used_and_an_unlimited_total():
+    from zoneinfo import ZoneInfo
+
+    from bot.app.views import balance_view
+    from bot.engine.model import EngineState, Figures, KeyBalance
+
+    seek = Snapshot("seek", "", 80.5, 19.5, None, (), NOW, "CNY", True, False)
+    site = Snapshot("site", "", 0.0, 4.0, None, (), NOW, "USD", unlimited=True)
+    router = Snapshot(
+        "router", "", 9.0, 1.0, None, (KeyBalance("a", 2.0, 1.0), KeyBalance("b", -1, -1)), NOW
+    )
+    fetched = {"seek": (seek, ""), "site": (site, ""), "router": (router, "")}
+    burn = {"seek": Figures(43.2), "site": Figures(2.0)}
+    text = "\n".join(
+        balance_view(fetched, [], EngineState(), burn, NOW, ZoneInfo("UTC")).plain_lines()
+    )
+    assert "Balance: ¥80.50" in text and "not available for API calls" in text
+    assert "Used: ¥19.50 (from balance drops since first seen)" in text
+    assert "Burn: ¥43.20/day, ≈ 1.9 days left" in text
+    assert "Balance: unlimited" in text and "Burn: $2.00/day\n" in text
+    assert "a: $2.00 left, $1.00 used" in text and "b: unlimited" in text

@@ -38,9 +38,12 @@ async def deepseek():
     await fake.stop()
 
 
-async def poll(fake, provider: str, currency: str | None = None) -> Snapshot | PollFailure:
-    account = Account("acc", fake.key, fake.url, provider, currency or "USD", currency is not None)
-    secrets.register(fake.key)
+async def poll(
+    fake, provider: str, currency: str | None = None, key: str | None = None
+) -> Snapshot | PollFailure:
+    key = key or fake.key
+    account = Account("acc", key, fake.url, provider, currency or "USD", currency is not None)
+    secrets.register(key)
     async with Client.new_session() as session:
         return await Client(session, 2.0, FAST).poll(account)
 
@@ -241,3 +244,48 @@ async def test_an_echoed_header_never_shows_whatever_its_place_in_the_body(deeps
     deepseek.push(respond)
     reason = failed(await poll(deepseek, "deepseek"), deepseek)
     assert "HTTP 400" in reason
+
+
+async def test_openrouter_pages_stay_within_the_attempts_time(openrouter):
+    """A slow /keys listing is bounded by one attempt's time, not by each page's."""
+    import asyncio
+
+    from aiohttp import web
+
+    openrouter.endless = True
+    original = openrouter.answer
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/keys"):
+            await asyncio.sleep(0.3)
+        return await original(request)
+
+    openrouter.answer = slow
+    account = Account("acc", openrouter.key, openrouter.url, "openrouter")
+    one_try = RetryPolicy(attempts=1, deadline=5)
+    async with Client.new_session() as session:
+        result = await Client(session, 1.0, one_try).poll(account)
+    assert isinstance(result, PollFailure) and result.kind is FailureKind.UNREACHABLE
+    assert len([r for r in openrouter.requests if r.path.endswith("/keys")]) <= 5
+
+
+@pytest.mark.parametrize("empty", ['"error": null', '"error": ""', '"error": {}'])
+async def test_an_empty_error_field_is_no_error(deepseek, empty):
+    body = '{"is_available": true, %s, "balance_infos": [{"currency": "USD", "total_balance": "2.50"}]}'
+    deepseek.push(raw(body % empty))
+    snap = await poll(deepseek, "deepseek")
+    assert isinstance(snap, Snapshot) and snap.total_quota == 2.5
+
+
+@pytest.mark.parametrize("which", ["newapi", "openrouter", "deepseek"])
+async def test_a_key_anywhere_but_the_bearer_header_is_rejected(
+    which, newapi, openrouter, deepseek
+):
+    """The fakes, like the real servers, want `Authorization: Bearer <key>`; the
+    provider sends it there, and nowhere else."""
+    fake = {"newapi": newapi, "openrouter": openrouter, "deepseek": deepseek}[which]
+    snap = await poll(fake, which)
+    assert isinstance(snap, Snapshot)
+    assert all(fake.key not in str(r.url) for r in fake.requests)
+    revoked = "sk-revoked-0123456789abcdef-000"  # a key the site no longer knows
+    failed(await poll(fake, which, key=revoked), fake, FailureKind.REJECTED)

@@ -219,7 +219,8 @@ async def test_odd_bodies_fail_only_their_account_while_cometapi_still_alerts(
             '{"is_available": true, "balance_infos": [{"currency": "CNY", "total_balance": "12 yuan"}]}'
         )
     )
-    check = await run_bot("check", "--json", "--no-notify", "-c", write(), env=fakes.env())
+    args = ("check", "--json", "--no-notify", "--log-level", "DEBUG", "-c", write())
+    check = await run_bot(*args, env=fakes.env())
     data = json.loads(check.stdout)
     errors = {a["name"]: a["error"] for a in data["accounts"]}
     assert errors["main"] is None
@@ -235,7 +236,8 @@ async def test_a_rejected_key_and_a_deepseek_account_that_cannot_call(write, com
     fakes.router.push(*[echo_error(401, "management key required")] * 4)
     fakes.seek.available = False
     fakes.seek.balances = {"CNY": 100.0}
-    text = await run_bot("check", "--no-notify", "-c", write(), env=fakes.env())
+    args = ("check", "--no-notify", "--log-level", "DEBUG", "-c", write())
+    text = await run_bot(*args, env=fakes.env())
     first = text.stdout.splitlines()[0]
     assert first.startswith("BALANCE CRITICAL - seek: not available for API calls")
     assert "router: key rejected (HTTP 401" in first

@@ -182,7 +182,7 @@ def _account_json(
             "keys": [],
             "error": result.reason,
         }
-    left = days_left(result.total_quota, rate)
+    left = None if result.unlimited else days_left(result.total_quota, rate)
     return {
         "name": account,
         "provider": provider,

@@ -226,8 +226,8 @@ def firing_events(
 
 def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Event:
     usd: float | None = alert.value
+    snap = latest(alert.key.account)
     if rule.kind.is_share:  # the alert's value is a share: the money is in the snapshot
-        snap = latest(alert.key.account)
         usd = None
         if snap and rule.target is Target.TOTAL:
             usd = snap.total_quota
@@ -248,6 +248,7 @@ def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Ev
         rule.kind.recover_at,
         alert.fired_at,
         notify=rule.notify or (),
+        currency=snap.currency if snap else "USD",
     )
 
 

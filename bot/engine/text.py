@@ -26,6 +26,11 @@ def money(value: float | None, currency: str = "USD") -> str:
     return f"{sign}{symbol}{amount:,.2f}"
 
 
+def usd(value: float | None) -> str:
+    """money() in USD (kept for callers written before currencies)."""
+    return money(value, "USD")
+
+
 def percent(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}%"
 

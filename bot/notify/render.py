@@ -323,7 +323,11 @@ def _account_section(
     if snap.request_count is not None:
         used += f" · Requests: {snap.request_count:,}"
     lines.append((Span(used),))
-    lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota, cur)}"),))
+    if snap.unlimited:  # spending, but no money runs out
+        rate = "gathering data" if view.rate is None else f"{money(view.rate, cur)}/day"
+        lines.append((Span(f"Burn: {rate}"),))
+    else:
+        lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota, cur)}"),))
     if view.top:
         spenders = ", ".join(f"{name(k)} {money(r, cur)}/day" for k, r in view.top)
         lines.append((Span(f"Spending most: {spenders}"),))

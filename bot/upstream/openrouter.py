@@ -7,6 +7,7 @@ unlimited, a key's remain is `limit_remaining` and its used `usage`.
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ class OpenRouter:
 
     async def fetch(self, account: Account, http: Transport, seconds: float) -> Snapshot:
         base = account.url.rstrip("/")
+        deadline = time.monotonic() + seconds  # the attempt's bound covers every page
         credits, first = await both(
             http.get(f"{base}/credits", seconds, headers=bearer(account.key), secret=account.key),
             _page(account, http, seconds, 0),
@@ -43,7 +45,14 @@ class OpenRouter:
                     FailureKind.BAD_RESPONSE,
                     f"{describe(base + '/keys')} lists more than {MAX_PAGES} pages of keys",
                 )
-            pages.append(await _page(account, http, seconds, len(pages) * PAGE))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FetchError(
+                    FailureKind.UNREACHABLE,
+                    f"timed out after {seconds:g}s reading {len(pages)} pages of keys "
+                    f"({describe(base + '/keys')})",
+                )
+            pages.append(await _page(account, http, left, len(pages) * PAGE))
         return parse_openrouter(account, credits, pages, http.now())
 
     async def daily(

@@ -92,7 +92,7 @@ def error_of(data: dict[str, Any]) -> str | None:
     """The message of an `{"error": ...}` (or `success: false`) answer, which some
     servers send with HTTP 200; None for a body without one."""
     error = data.get("error")
-    if error is None and data.get("success") is not False:
+    if not error and data.get("success") is not False:  # "error": null / "" / {}: none
         return None
     if isinstance(error, dict):
         error = error.get("message") or error.get("type") or error.get("code")
