@@ -15,20 +15,15 @@ def name(text: str) -> str:
 SYMBOLS = {"USD": "$", "CNY": "¥", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
-def money(value: float | None, currency: str = "USD") -> str:
+def money(value: float | None, currency: str = "USD", places: int = 2) -> str:
     """$12.34, ¥12.34, €12.34; 12.34 XYZ for a currency without a symbol here."""
     if value is None:
         return "?"
     symbol = SYMBOLS.get(currency)
     sign, amount = ("-", -value) if value < 0 else ("", value)
     if symbol is None:
-        return f"{sign}{amount:,.2f} {currency}"
-    return f"{sign}{symbol}{amount:,.2f}"
-
-
-def usd(value: float | None) -> str:
-    """money() in USD (kept for callers written before currencies)."""
-    return money(value, "USD")
+        return f"{sign}{amount:,.{places}f} {currency}"
+    return f"{sign}{symbol}{amount:,.{places}f}"
 
 
 def percent(value: float | None) -> str:
