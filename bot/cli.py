@@ -147,11 +147,22 @@ def parser() -> argparse.ArgumentParser:
         "demo",
         "no credentials needed: a simulated account",
         "The real pipeline against a built-in simulated account, with its alert messages "
-        "on stderr; reads no config. Telegram and Slack join in when TELEGRAM_BOT_TOKEN and "
+        "on stderr; reads no config. It runs on a compressed clock: one demo second is one "
+        "hour of simulated time, so its story of a few days takes 100 seconds. Telegram "
+        "and Slack join in when TELEGRAM_BOT_TOKEN and "
         "TELEGRAM_CHAT_ID, or SLACK_BOT_TOKEN and SLACK_CHANNEL, are set.",
         [no_config],
     )
-    demo.add_argument("--interval", default="2s", help="poll interval (default 2s)")
+    demo.add_argument(
+        "--interval", default="2h", help="poll interval, in simulated time (default 2h)"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=3600.0,
+        help="simulated seconds per real second (default 3600: one second is one hour; "
+        "1 runs in real time)",
+    )
     return p
 
 
@@ -168,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from bot.app.demo import run_demo
 
-        return _run_async(lambda stop, _: run_demo(stop, args.interval))
+        return _run_async(lambda stop, _: run_demo(stop, args.interval, args.speed))
     if args.command == "init":
         from bot.app.starter import write_starter
 

@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.actions import AlertActions
+from bot.app.clock import on_clock
 from bot.app.commands import ChatCommands
 from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
 from bot.app.digest import DIGEST_GRACE, Digests
@@ -121,7 +122,7 @@ class App:
     """Every resource of one process. Use as `async with App(config) as app:`."""
 
     config: Config
-    clock: Clock = utcnow
+    clock: Clock = utcnow  # a bot.app.clock.SimulatedClock (the demo): schedules follow it
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
     lease: Leadership | None = None  # replicas: the active lock this process holds (SPEC 7b)
@@ -426,7 +427,7 @@ class App:
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
-            IntervalTrigger(seconds=bot.interval, timezone=UTC),
+            on_clock(IntervalTrigger(seconds=bot.interval, timezone=UTC), self.clock),
             id="poll",
             next_run_time=datetime.now(UTC),
             coalesce=True,
@@ -468,7 +469,10 @@ class App:
             at = config.digest.at
             scheduler.add_job(
                 self.digests.scheduled,
-                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                    self.clock,
+                ),
                 id="digest",
                 coalesce=True,
                 misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
@@ -477,7 +481,10 @@ class App:
             end = config.bot.quiet[1]
             scheduler.add_job(
                 self.release_held,
-                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                    self.clock,
+                ),
                 id="quiet_end",
                 coalesce=True,
                 misfire_grace_time=None,
@@ -530,9 +537,8 @@ class App:
             scheduler = self._scheduler
             if scheduler is not None and scheduler.running:
                 if config.bot.interval != old.bot.interval:
-                    scheduler.reschedule_job(
-                        "poll", trigger=IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
-                    )
+                    every = IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
+                    scheduler.reschedule_job("poll", trigger=on_clock(every, self.clock))
                 self._schedule_daily_jobs()
             log_event(
                 logger,
