@@ -65,12 +65,14 @@ SECTIONS = {
 [notifiers.telegram]
 token = "${TELEGRAM_BOT_TOKEN}"          # from @BotFather (docs/telegram.md)
 chat_ids = ["${TELEGRAM_CHAT_ID}"]       # /id in the chat shows its id
+api_url = "${TELEGRAM_API_URL:-https://api.telegram.org}"  # or a fake (docs/offline.md)
 """,
     "slack": """
 [notifiers.slack]
 bot_token = "${SLACK_BOT_TOKEN}"         # xoxb-…: posts alerts (docs/slack.md)
 channel = "${SLACK_CHANNEL}"             # a channel id, C0123456789
 app_token = "${SLACK_APP_TOKEN:-}"       # optional xapp-…: /balance and buttons
+api_url = "${SLACK_API_URL:-https://slack.com/api/}"      # or a fake (docs/offline.md)
 """,
     "webhook": """
 [notifiers.webhook]
