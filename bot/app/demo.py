@@ -239,7 +239,12 @@ def story(speed: float) -> str:
 
     def at(hours: float) -> str:
         seconds = hours * HOUR / speed
-        real = f"{seconds:.0f}s" if seconds < 600 else f"{seconds / 60:.0f} min"
+        if seconds < 120:
+            real = f"{seconds:.0f}s"
+        elif seconds < 2 * HOUR:
+            real = f"{seconds / 60:.0f} min"
+        else:
+            real = f"{seconds / HOUR:.0f} hours"
         return f"{hours:g}h ({real})"
 
     told = [f"{what} at {at(hours)}" for hours, what in STORY]
@@ -292,11 +297,11 @@ async def run_demo(stop: asyncio.Event, interval: str = INTERVAL, speed: float =
                 clock=f"{pace(speed)} (--speed {speed:g}), from "
                 f"{clock.start:%a %Y-%m-%d %H:%M} UTC; a poll every {interval} simulated; "
                 "delivery retries and timeouts wait real seconds",
-                story=story(speed) + "; Ctrl-C to stop",
                 account=simulator.url,
                 state=tmp,
                 notifiers=", ".join(active_notifier_names(cfg)),
             )
+            log_event(logger, "demo.story", story=story(speed) + "; Ctrl-C to stop")
             # polls retry within the real interval, not the simulated one
             retry = RetryPolicy.for_schedule(cfg.bot.interval / speed, cfg.bot.request_timeout)
             async with App(cfg, clock=clock, retry=retry) as app:
