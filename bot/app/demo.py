@@ -114,6 +114,7 @@ SLACK = """
 bot_token = "${SLACK_BOT_TOKEN}"
 app_token = "${SLACK_APP_TOKEN:-}"
 channel = "${SLACK_CHANNEL}"
+api_url = "${SLACK_API_URL:-https://slack.com/api/}"
 """
 
 
