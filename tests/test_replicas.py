@@ -236,3 +236,55 @@ async def test_an_active_process_whose_lock_session_ends_stops_though_the_databa
     assert await a.stop() == 0 and await b.stop() == 0
     for bot in (a, b):
         assert "Traceback" not in bot.stderr, bot.stderr
+
+
+async def healthz_status(port: int) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
+        return r.status, json.loads(await r.text())
+
+
+async def test_postgres_down_at_start_is_one_line_and_exit_1_for_run_3_for_check(
+    comet, hook, tmp_path
+):
+    url = f"postgresql://bot:pg-Secret-77@127.0.0.1:{free_port()}/balance"
+    path = replica_config(tmp_path, "a", url, comet, hook, free_port())
+    run = await run_bot("-c", path, "run", env=ENV)
+    assert run.proc is not None and run.proc.returncode == 1
+    (line,) = [line for line in run.lines if "bot.cannot_start" in line]
+    assert "database postgresql://127.0.0.1:" in line and "check that PostgreSQL runs" in line
+    check = await run_bot("-c", path, "check", env=ENV)
+    assert check.proc is not None and check.proc.returncode == 3
+    assert check.stdout.startswith("BALANCE UNKNOWN - database postgresql://127.0.0.1:")
+    for bot in (run, check):
+        assert "pg-Secret-77" not in bot.stderr + bot.stdout
+        assert "Traceback" not in bot.stderr + bot.stdout
+
+
+async def test_postgres_down_while_running_is_a_503_naming_it_and_then_recovered(
+    pg_server: Server, comet, hook, tmp_path
+):
+    comet.default = flapping()
+    proxy = await Proxy(pg_server.port).start()
+    try:
+        url = pg_server.fresh().replace(f":{pg_server.port}/", f":{proxy.port}/")
+        port = free_port()
+        a = await start(replica_config(tmp_path, "a", url, comet, hook, port))
+        await a.wait_for(said("replica.active"))
+        await hook.wait_received(2)
+        await proxy.cut()
+        await a.wait_for(said("replica.database_down"), within=15)
+        status, body = await healthz_status(port)
+        assert status == 503 and body["role"] == "standby"
+        assert body["database"] == f"postgresql://127.0.0.1:{proxy.port}/{url.rsplit('/', 1)[1]}"
+        assert "check that PostgreSQL runs" in body["error"]
+        sent = len(hook.received)
+        assert len(hook.received) == sent
+        await proxy.heal()
+        await a.wait_for(said("replica.active", 2), within=15)
+        await hook.wait_received(sent + 2)
+        status, body = await healthz_status(port)
+        assert status == 200 and body["role"] == "active"
+        assert await a.stop() == 0
+        assert "Traceback" not in a.stderr, a.stderr
+    finally:
+        await proxy.stop()
