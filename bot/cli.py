@@ -141,6 +141,22 @@ def parser() -> argparse.ArgumentParser:
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
     )
+    state = command(
+        "state",
+        "move the state between backends",
+        "`state import FILE` copies an SQLite state file (alerts, outbox, history, "
+        "snoozes, acks, marks) into the empty PostgreSQL database of [bot] state_url.",
+        [common],
+    )
+    moves = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    move = moves.add_parser(
+        "import",
+        parents=[common],
+        help="copy an SQLite state file into the state_url database",
+        description="Copies FILE into the empty database of [bot] state_url; no "
+        "balance-bot may be running on either. Exits 0 when copied, 1 if it could not be.",
+    )
+    move.add_argument("file", metavar="FILE", help="the SQLite state file (state_path of `run`)")
     no_config = argparse.ArgumentParser(add_help=False)
     _global_options(no_config, defaults=False, config=False)
     demo = command(
@@ -202,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "check":
         return asyncio.run(_check(cfg, args.json, not args.no_notify))
+    if args.command == "state":
+        return asyncio.run(_state_import(cfg, Path(args.file)))
     if args.command == "test-notify":
         from bot.app.testnotify import test_notify
 
@@ -363,6 +381,38 @@ async def _flush(app: App) -> None:
             logging.WARNING,
             reason=f"notifications not delivered within {DELIVERY_WAIT:g}s stay in the outbox",
         )
+
+
+async def _state_import(cfg: Config, file: Path) -> int:
+    """`balance-bot state import FILE` (SPEC 7b)."""
+    from bot.state.backends import lease
+    from bot.state.transfer import import_sqlite
+
+    if not cfg.bot.state_url:
+        print(
+            "state import: [bot] state_url is not set; name the database to copy into",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    held = lease(cfg.bot.state_url)
+    try:
+        if not await held.acquire():
+            raise StoreError(
+                f"database {held.where} is in use by an active balance-bot process; stop "
+                "every replica before importing"
+            )
+        counts = await import_sqlite(file, cfg.bot.state_url)
+    except SchemaTooNewError as exc:
+        print(f"state import: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"state import: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await held.release()
+    copied = ", ".join(f"{n} {table}" for table, n in counts.items() if n) or "no rows"
+    print(f"imported {file} into {held.where}: {copied}")
+    return EXIT_OK
 
 
 async def _reloads(app: App | Replica, path: Path, hangup: asyncio.Event) -> None:

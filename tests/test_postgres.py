@@ -132,3 +132,74 @@ async def test_the_bot_fires_resolves_and_restarts_from_the_database(pg_server, 
     notified = [r.fields["text"] for r in caplog.records if r.getMessage() == "notify"]
     assert sum("WARNING · main / total: $15.00 left" in t for t in notified) == 1
     assert sum(t.startswith("RESOLVED · main / total: $30.00") for t in notified) == 1
+
+
+async def test_a_takeover_fences_the_old_active_process_out(pg_server):
+    """The epoch each takeover raises: the old process's commits, what it
+    enqueues and its "delivered" marks are refused; its failures and retries
+    are not (the row stays for the new one either way)."""
+    from datetime import UTC, datetime
+
+    from bot.engine.model import EngineState
+    from bot.state.backends import lease
+    from bot.state.types import Commit, FencedError, OutboxItem, OutboxStatus
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    url = pg_server.fresh()
+    first, second = lease(url), lease(url)
+    assert await first.acquire() and not await second.acquire()
+    old = await open_store(Path("unused"), url, first.epoch)
+    try:
+        await old.enqueue([OutboxItem("log", "d", ())], now)
+        (row,) = await old.pending()
+        await first.release()
+        assert await second.acquire() and second.epoch == 2  # the first took it to 1
+        new = await open_store(Path("unused"), url, second.epoch)
+        try:
+            with pytest.raises(FencedError, match="another balance-bot process took over"):
+                await old.commit_cycle(Commit(EngineState(), EngineState(), [], [], now))
+            with pytest.raises(FencedError):
+                await old.enqueue([OutboxItem("log", "d", ())], now)
+            with pytest.raises(FencedError):
+                await old.mark_done(row.id, OutboxStatus.DELIVERED, now)
+            await old.mark_retry(row.id, 1, now, "HTTP 502")
+            assert [r.id for r in await new.pending()] == [row.id]  # still to send, by the new one
+            await new.mark_done(row.id, OutboxStatus.DELIVERED, now)
+            assert await new.pending() == []
+        finally:
+            await new.close()
+    finally:
+        await old.close()
+        await second.release()
+
+
+async def test_delivery_sends_nothing_once_the_lock_is_lost(pg_server):
+    """The check before each send: a process whose lock connection failed
+    stops delivering at once; the row stays undelivered for the next one."""
+    from datetime import UTC, datetime
+
+    from bot.notify.delivery import Delivery
+    from bot.state.backends import lease
+    from bot.state.types import OutboxItem
+    from tests.test_delivery import Scripted, event
+
+    now = datetime.now(UTC)
+    url = pg_server.fresh()
+    held = lease(url)
+    assert await held.acquire()
+    store = await open_store(Path("unused"), url, held.epoch)
+    try:
+        await store.enqueue(
+            [OutboxItem("fake", "a", (event("k1"),)), OutboxItem("fake", "b", (event("k2"),))], now
+        )
+        notifier = Scripted()
+        delivery = Delivery(store, {"fake": notifier}, may_send=held.holding)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            )
+        await delivery.deliver_due()
+        assert notifier.sent == [] and len(await store.pending()) == 2
+        assert not await held.holding() and held.epoch is None
+    finally:
+        await store.close()

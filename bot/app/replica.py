@@ -62,11 +62,15 @@ class Replica:
         """Until `stop`: stand by, be active while the lock is held, stand by again."""
         await self._listen()
         try:
+            # a database that cannot be reached at start is a setup problem: one
+            # line and exit 1; once running, an outage is waited out (503 meanwhile)
+            taken = await self.lease.acquire()
             log_event(logger, "replica.standby", database=self.lease.where)
             if ready:
                 ready(self)
             while not stop.is_set():
-                if await self._take():
+                if taken or await self._take():
+                    taken = False
                     await self._active(stop)
                     if self.fatal:
                         return
@@ -100,7 +104,7 @@ class Replica:
         reported (in /healthz and once in the log) and tried again."""
         try:
             taken = await self.lease.acquire()
-        except SchemaTooNewError:
+        except SchemaTooNewError:  # an upgrade under way elsewhere: this version must stop
             raise
         except StoreError as exc:
             if not self.unreachable:

@@ -17,7 +17,7 @@ async def open_store(path: Path, url: str = "", epoch: int | None = None) -> Sta
     (created or migrated as needed). `epoch`: the active process's (its writes
     are refused once another took over). Raises StoreError."""
     if url:
-        store = await _postgres("store").Store.open(url)
+        store = await postgres_module("store").Store.open(url)
         store.epoch = epoch
         return store  # type: ignore[no-any-return]
     from bot.state.sqlite.store import Store
@@ -27,10 +27,11 @@ async def open_store(path: Path, url: str = "", epoch: int | None = None) -> Sta
 
 def lease(url: str) -> Leadership:
     """Who is active on the database at `url` (not taken yet)."""
-    return _postgres("leader").Lease(url)  # type: ignore[no-any-return]
+    return postgres_module("leader").Lease(url)  # type: ignore[no-any-return]
 
 
-def _postgres(module: str) -> ModuleType:
+def postgres_module(module: str) -> ModuleType:
+    """A module of the PostgreSQL backend, imported now (its driver with it)."""
     try:
         return importlib.import_module(f"bot.state.postgres.{module}")
     except ImportError as exc:

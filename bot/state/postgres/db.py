@@ -5,6 +5,7 @@ PostgreSQL errors mean to a user. The URL's password never appears in a message.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Self
 
@@ -14,6 +15,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.state.postgres.schema import MIGRATE_LOCK, MIGRATIONS, SCHEMA_VERSION, statements
 from bot.state.types import SchemaTooNewError, StoreError
+
+# the pool's reconnection attempts: the outage is the bot's to report (once), not
+# a warning per attempt
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 CONNECT_TIMEOUT = 5  # seconds: a database that does not answer is reported, not waited for
 POOL_SIZE = 4  # the cycle, delivery, chat actions, pruning

@@ -21,6 +21,7 @@ from bot.state.sqlite import samples
 from bot.state.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from bot.state.types import OUTBOX_KEEP_DAYS, StoreError, StoreReplacedError
 
+Rows = tuple[str, list[str], list[Any]]  # a table, its columns, some of its rows
 PRUNE_BATCH = 1000  # rows per prune statement: the loop's writes never wait long for it
 PRUNE_PAUSE = 0.1  # seconds between two of them: longer than SQLite's longest busy wait
 
@@ -211,6 +212,18 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
         return deleted
+
+    def export(self, tables: Iterable[str], batch: int = 5000) -> Iterator[Rows]:
+        """Every row of `tables`, a batch at a time, with its column names (to copy
+        the state elsewhere: `balance-bot state import`)."""
+        for table in tables:
+            try:
+                cursor = self._conn.execute(f"SELECT * FROM {table}")
+                columns = [d[0] for d in cursor.description]
+                while rows := cursor.fetchmany(batch):
+                    yield table, columns, rows
+            except sqlite3.DatabaseError as exc:
+                raise explain(self.path, exc) from None
 
     @property
     def history(self) -> samples.Reader:
