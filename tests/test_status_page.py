@@ -228,6 +228,23 @@ async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(se
     assert (await site.get("/", cookies={"balance_bot_status": "0" * 64})).status == 401
 
 
+async def test_a_new_token_applies_on_reload(serve, tmp_path, comet, other, caplog):
+    site = await serve()
+    new = config_mod.parse(config_text(tmp_path, comet, other, "another-SECRET-token"))
+    await site.app.reload(new)
+    assert (await site.get("/", headers={"Authorization": f"Bearer {TOKEN}"})).status == 401
+    fresh = await site.get("/", headers={"Authorization": "Bearer another-SECRET-token"})
+    assert fresh.status == 200
+    # turning the page off needs a restart: it stays, and the log says so
+    off = config_mod.parse(
+        config_text(tmp_path, comet, other, "").replace("status_page = true", "status_page = false")
+    )
+    await site.app.reload(off)
+    assert (await site.get("/")).status == 200
+    (record,) = [r for r in caplog.records if r.getMessage() == "config.needs_restart"]
+    assert record.fields["setting"] == "web.status_page"
+
+
 async def test_unknown_charts_are_404_and_odd_windows_refused(serve):
     site = await serve(token="")  # no token: the page is open
     assert (await site.get("/")).status == 200
