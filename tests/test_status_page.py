@@ -296,16 +296,15 @@ below = 5
 # --- in a real browser -------------------------------------------------------------
 
 
-def chromium_args(profile: Path) -> list[str]:
-    """What the distribution's Chromium needs here: root (no sandbox), no internet."""
-    return [
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ]
+# What the distribution's Chromium needs here: root (no sandbox), no internet; each
+# browser gets a fresh profile (launch_persistent_context's folder in tmp_path).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 async def test_the_page_in_chromium(serve, tmp_path):
@@ -320,7 +319,7 @@ async def test_the_page_in_chromium(serve, tmp_path):
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=CHROMIUM,
-            args=chromium_args(tmp_path / "profile")[:-1],
+            args=CHROMIUM_ARGS,
             extra_http_headers={"Authorization": f"Bearer {TOKEN}"},
             viewport={"width": 1280, "height": 900},
         )
@@ -372,7 +371,7 @@ async def test_the_page_in_chromium(serve, tmp_path):
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "stranger"),
             executable_path=CHROMIUM,
-            args=chromium_args(tmp_path / "stranger")[:-1],
+            args=CHROMIUM_ARGS,
             color_scheme="light",
         )
         try:
