@@ -68,6 +68,22 @@ def test_a_chart_shows_the_window_the_levels_and_the_numbers():
     assert "from $90.00 to $20.00" in chart.alt()
 
 
+def test_the_forecast_is_dashed_to_zero_or_to_the_edge():
+    now = NOW.timestamp()
+    fast = chart_of("main", draining(2, 600), [], EngineState(), 20.0, NOW, "30d", BERLIN)
+    assert fast is not None and fast.balance == 80.0
+    (start, balance), (end, reached) = fast.forecast()
+    assert (start, balance) == (now, 80.0)
+    assert (end, reached) == (now + 4 * 86400, 0.0)  # $80 at $20/day; the edge is 7.5 days on
+    slow = chart_of("main", draining(2, 600), [], EngineState(), 1.0, NOW, "24h", BERLIN)
+    assert slow is not None
+    (_, _), (end, reached) = slow.forecast()
+    assert end == slow.edge == now + 6 * 3600 and reached == 80.0 - 0.25  # the edge first
+    for rate in (None, 0.0):
+        idle = chart_of("main", draining(2, 600), [], EngineState(), rate, NOW, "24h", BERLIN)
+        assert idle is not None and idle.forecast() is None
+
+
 def test_no_history_in_the_window_is_no_chart():
     old = [Sample("main", NOW.timestamp() - 3 * 86400, 10.0, 0.0, None, 0.0)]
     assert chart_of("main", old, [rule()], EngineState(), None, NOW, "24h", BERLIN) is None

@@ -228,6 +228,23 @@ async def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address(se
     assert (await site.get("/", cookies={"balance_bot_status": "0" * 64})).status == 401
 
 
+async def test_a_new_token_applies_on_reload(serve, tmp_path, comet, other, caplog):
+    site = await serve()
+    new = config_mod.parse(config_text(tmp_path, comet, other, "another-SECRET-token"))
+    await site.app.reload(new)
+    assert (await site.get("/", headers={"Authorization": f"Bearer {TOKEN}"})).status == 401
+    fresh = await site.get("/", headers={"Authorization": "Bearer another-SECRET-token"})
+    assert fresh.status == 200
+    # turning the page off needs a restart: it stays, and the log says so
+    off = config_mod.parse(
+        config_text(tmp_path, comet, other, "").replace("status_page = true", "status_page = false")
+    )
+    await site.app.reload(off)
+    assert (await site.get("/")).status == 200
+    (record,) = [r for r in caplog.records if r.getMessage() == "config.needs_restart"]
+    assert record.fields["setting"] == "web.status_page"
+
+
 async def test_unknown_charts_are_404_and_odd_windows_refused(serve):
     site = await serve(token="")  # no token: the page is open
     assert (await site.get("/")).status == 200
@@ -279,16 +296,15 @@ below = 5
 # --- in a real browser -------------------------------------------------------------
 
 
-def chromium_args(profile: Path) -> list[str]:
-    """What the distribution's Chromium needs here: root (no sandbox), no internet."""
-    return [
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ]
+# What the distribution's Chromium needs here: root (no sandbox), no internet; each
+# browser gets a fresh profile (launch_persistent_context's folder in tmp_path).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 async def test_the_page_in_chromium(serve, tmp_path):
@@ -303,7 +319,7 @@ async def test_the_page_in_chromium(serve, tmp_path):
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=CHROMIUM,
-            args=chromium_args(tmp_path / "profile")[:-1],
+            args=CHROMIUM_ARGS,
             extra_http_headers={"Authorization": f"Bearer {TOKEN}"},
             viewport={"width": 1280, "height": 900},
         )
@@ -355,7 +371,7 @@ async def test_the_page_in_chromium(serve, tmp_path):
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "stranger"),
             executable_path=CHROMIUM,
-            args=chromium_args(tmp_path / "stranger")[:-1],
+            args=CHROMIUM_ARGS,
             color_scheme="light",
         )
         try:

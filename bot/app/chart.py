@@ -80,6 +80,24 @@ class Chart:
             return None
         return days_left(self.balance, self.rate)
 
+    @property
+    def edge(self) -> float:
+        """The right edge: room after "now" for the forecast."""
+        return self.now + (self.now - self.start) * AHEAD
+
+    def forecast(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """The dashed line, ((now, balance), (then, balance then)): to where the
+        money reaches zero, or to the right edge; None when not depleting, while
+        gathering data, or with nothing left."""
+        left = self.days_left
+        if not self.rate or self.balance is None or left is None or math.isinf(left):
+            return None
+        if self.balance <= 0:
+            return None
+        end = min(self.now + left * 86400, self.edge)
+        reached = max(self.balance - self.rate * (end - self.now) / 86400, 0.0)
+        return (self.now, self.balance), (end, reached)
+
     def caption(self) -> tuple[str, ...]:
         """The numbers in text, so that they are there without the picture."""
         left = self.days_left
@@ -347,7 +365,7 @@ def _plot(chart: Chart, colours: Theme) -> bytes:
 
     times = [when(at) for at, _ in chart.points]
     values = [v for _, v in chart.points]
-    edge = chart.now + (chart.now - chart.start) * AHEAD
+    edge = chart.edge
     top = max([*values, *(level.value for level in chart.levels), 0.0])
     ax.set_xlim(when(chart.start), when(edge))
     ax.set_ylim(min(0.0, min(values)), top * 1.12 or 1.0)
@@ -360,23 +378,17 @@ def _plot(chart: Chart, colours: Theme) -> bytes:
 
     ax.plot(times, values, color=colours.line, lw=3, solid_capstyle="round")
 
-    left = chart.days_left
-    if chart.rate and chart.balance is not None and left is not None and not math.isinf(left):
-        zero = chart.now + left * 86400
-        end = min(zero, edge)
-        reached = chart.balance - chart.rate * (end - chart.now) / 86400
+    dashed = chart.forecast()
+    if dashed is not None:
+        (start, balance), (end, reached) = dashed
         ax.plot(
-            [when(chart.now), when(end)],
-            [chart.balance, max(reached, 0.0)],
-            color=colours.line,
-            lw=3,
-            ls=(0, (4, 3)),
+            [when(start), when(end)], [balance, reached], color=colours.line, lw=3, ls=(0, (4, 3))
         )
-        if zero <= edge:
-            stamp = datetime.fromtimestamp(zero, chart.zone).strftime("%a %H:%M")
+        if reached <= 0:
+            stamp = datetime.fromtimestamp(end, chart.zone).strftime("%a %H:%M")
             ax.annotate(
                 f"empty ≈ {stamp}",
-                (when(zero), 0.0),
+                (when(end), 0.0),
                 xytext=(0, 14),
                 textcoords="offset points",
                 ha="right",

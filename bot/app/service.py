@@ -392,7 +392,7 @@ class App:
         if bot.http_listen:
             host, port = split_listen(bot.http_listen)
             web = self.config.web
-            page = StatusPage(self.model, self.commands, web.token) if web.status_page else None
+            page = StatusPage(self.model, self.commands) if web.status_page else None
             site = page.site() if page else None
             self.web = WebServer(make_app(self.health, self.metrics, site), host, port)
             try:
@@ -496,7 +496,8 @@ class App:
         """Apply a new, valid config without losing state (README, "Operations"): accounts,
         rules, thresholds, digest, quiet hours and notifiers from the next poll;
         a new interval reschedules the poll; a chat listener restarts only if its
-        section changed. `state_path` and `http_listen` need a restart."""
+        section changed. `state_path`, `http_listen` and `[web] status_page` need a
+        restart (the status page's token applies at once)."""
         async with self._reloading:
             old = self.config
             for name in ("state_path", "state_url", "http_listen"):
@@ -508,13 +509,22 @@ class App:
                         setting=f"bot.{name}",
                         hint="kept as it was; restart balance-bot to apply it",
                     )
+            if config.web.status_page != old.web.status_page:
+                log_event(
+                    logger,
+                    "config.needs_restart",
+                    logging.WARNING,
+                    setting="web.status_page",
+                    hint="kept as it was; restart balance-bot to apply it (the token applies now)",
+                )
             bot = replace(
                 config.bot,
                 state_path=old.bot.state_path,
                 state_url=old.bot.state_url,
                 http_listen=old.bot.http_listen,
             )
-            config = replace(config, bot=bot)
+            web = replace(config.web, status_page=old.web.status_page)
+            config = replace(config, bot=bot, web=web)
             for secret in config.secrets():
                 register(secret)
             restarted = await self.fleet.swap(

@@ -29,13 +29,16 @@ MIN_REFRESH = 5  # seconds: a 1 s test interval must not reload the page all the
 
 
 class StatusPage:
-    def __init__(self, model: ReadModel, commands: ChatCommands, token: str) -> None:
-        self.model, self.commands, self.token = model, commands, token
+    def __init__(self, model: ReadModel, commands: ChatCommands) -> None:
+        self.model, self.commands = model, commands
         # (account, window, theme) -> (the poll it shows, its PNG)
         self._charts: dict[tuple[str, str, str], tuple[datetime | None, bytes]] = {}
 
     def site(self) -> StatusSite:
-        return StatusSite(self.view, self.chart, tuple(WINDOWS), lambda: self.token)
+        # the token as the config says it now: a reload (SIGHUP) changes it at once
+        return StatusSite(
+            self.view, self.chart, tuple(WINDOWS), lambda: self.model.config.web.token
+        )
 
     async def chart(self, account: str, window: str, theme: str) -> bytes | None:
         """The PNG /chart/<account>.png answers; None for an unknown account or

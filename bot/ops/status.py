@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 COOKIE = "balance_bot_status"
@@ -60,7 +60,6 @@ class StatusView:
     timezone: str
     refresh: int  # seconds
     alerts_firing: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.cache
