@@ -281,7 +281,8 @@ def _run_async(main_coro: Main) -> int:
 
 
 async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event) -> int:
-    from bot.app.service import App, StartupError
+    from bot.app.service import App
+    from bot.app.webserver import StartupError
 
     if cfg.bot.state_url:
         return await _serve_replica(cfg, path, stop, hangup)
@@ -304,7 +305,7 @@ async def _serve_replica(
 ) -> int:
     """A replica on a shared database: standby, active while it holds the lock (SPEC 7b)."""
     from bot.app.replica import Replica
-    from bot.app.service import StartupError
+    from bot.app.webserver import StartupError
     from bot.state.backends import lease
 
     replica = Replica(cfg, lease(cfg.bot.state_url))

@@ -13,13 +13,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from aiohttp import web
+
+from bot.app.chart import WINDOWS
 from bot.app.cycle import Clock, utcnow
-from bot.app.service import App, StartupError
+from bot.app.reload import settle
+from bot.app.service import App
 from bot.app.views import iso
+from bot.app.webserver import open_web
 from bot.common.logs import log_event
-from bot.config import Config, split_listen
+from bot.config import Config
 from bot.ops.metrics import Metrics
-from bot.ops.web import WebServer, make_app
+from bot.ops.status import StatusView
+from bot.ops.web import StatusSite, WebServer, make_app
 from bot.state.protocol import Leadership
 from bot.state.types import SchemaTooNewError, StoreError
 
@@ -86,18 +92,25 @@ class Replica:
         listen = self.config.bot.http_listen
         if not listen:
             return
-        host, port = split_listen(listen)
-        self.web = WebServer(make_app(self.health, self._metrics), host, port)
-        try:
-            await self.web.start()
-        except OSError as exc:
-            self.web = None
-            raise StartupError(
-                f"bot.http_listen: cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                'stop what uses the port, or set http_listen to another address ("" turns '
-                "health and metrics off)"
-            ) from None
-        log_event(logger, "http.listening", host=host, port=self.web.port)
+        status = self._status_site() if self.config.web.status_page else None
+        self.web = await open_web(listen, make_app(self.health, self._metrics, status))
+
+    def _status_site(self) -> StatusSite:
+        """The active App's status page; a standby answers 503 (its charts 404)."""
+
+        async def page() -> StatusView:
+            if self.app is None or self.app.status_page is None:
+                raise web.HTTPServiceUnavailable(
+                    text="503: a standby replica; the active one serves this page"
+                )
+            return await self.app.status_page.view()
+
+        async def chart(account: str, window: str, theme: str) -> bytes | None:
+            if self.app is None or self.app.status_page is None:
+                return None
+            return await self.app.status_page.chart(account, window, theme)
+
+        return StatusSite(page, chart, tuple(WINDOWS), lambda: self.config.web.token)
 
     async def _take(self) -> bool:
         """Try to take the active lock; a database that cannot be reached is
@@ -144,12 +157,6 @@ class Replica:
     async def reload(self, config: Config) -> None:
         """SIGHUP: the next term starts from the new config; the App running applies it."""
         async with self._reloading:
-            bot = replace(
-                config.bot,
-                state_path=self.config.bot.state_path,
-                state_url=self.config.bot.state_url,
-                http_listen=self.config.bot.http_listen,
-            )
-            self.config = replace(config, bot=bot)
+            self.config = settle(self.config, config, log=False)  # the App logs
             if self.app is not None:
                 await self.app.reload(config)
