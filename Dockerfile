@@ -24,7 +24,9 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 # setuptools is only needed to build the project, not to run it. The runtime
 # user cannot write to /opt/venv, so compile the bytecode here (faster start).
-# EXTRAS=apprise adds the Apprise notifier (Discord, e-mail, ntfy, ...).
+# EXTRAS=apprise adds the Apprise notifier (Discord, e-mail, ntfy, ...);
+# EXTRAS=postgres the PostgreSQL driver for state_url (replicas, docs/ha.md);
+# both: EXTRAS=apprise,postgres.
 ARG EXTRAS=
 RUN /opt/venv/bin/pip install --no-compile --prefer-binary ".${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip uninstall -y setuptools \

@@ -19,9 +19,10 @@ from bot.common.logs import LOG_FORMATS, log_event, setup_logging
 from bot.common.plugins import FALLBACK
 from bot.common.version import package_version
 from bot.config import Config, ConfigError
-from bot.state.types import StoreError
+from bot.state.types import SchemaTooNewError, StoreError
 
 if TYPE_CHECKING:
+    from bot.app.replica import Replica
     from bot.app.service import App
 
 logger = logging.getLogger("bot")
@@ -67,7 +68,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = T
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
+        prog="balance-bot",
+        description="Watch AI credit balances (CometAPI, OpenRouter, DeepSeek, new-api sites); "
+        "warn in Telegram and Slack.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _global_options(p, defaults=True)
@@ -127,21 +130,55 @@ def parser() -> argparse.ArgumentParser:
     ):
         init.add_argument(flag, action="store_true", help=what)
     init.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        choices=["newapi", "openrouter", "deepseek"],
+        help="add an account of this provider besides CometAPI's (repeatable; docs/providers.md)",
+    )
+    init.add_argument(
         "-o",
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
     )
+    state = command(
+        "state",
+        "move the state between backends",
+        "`state import FILE` copies an SQLite state file (alerts, outbox, history, "
+        "snoozes, acks, marks) into the empty PostgreSQL database of [bot] state_url.",
+        [common],
+    )
+    moves = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    move = moves.add_parser(
+        "import",
+        parents=[common],
+        help="copy an SQLite state file into the state_url database",
+        description="Copies FILE into the empty database of [bot] state_url; no "
+        "balance-bot may be running on either. Exits 0 when copied, 1 if it could not be.",
+    )
+    move.add_argument("file", metavar="FILE", help="the SQLite state file (state_path of `run`)")
     no_config = argparse.ArgumentParser(add_help=False)
     _global_options(no_config, defaults=False, config=False)
     demo = command(
         "demo",
         "no credentials needed: a simulated account",
         "The real pipeline against a built-in simulated account, with its alert messages "
-        "on stderr; reads no config. Telegram and Slack join in when TELEGRAM_BOT_TOKEN and "
+        "on stderr; reads no config. It runs on a compressed clock: one demo second is one "
+        "hour of simulated time, so its story of a few days takes 100 seconds. Telegram "
+        "and Slack join in when TELEGRAM_BOT_TOKEN and "
         "TELEGRAM_CHAT_ID, or SLACK_BOT_TOKEN and SLACK_CHANNEL, are set.",
         [no_config],
     )
-    demo.add_argument("--interval", default="2s", help="poll interval (default 2s)")
+    demo.add_argument(
+        "--interval", default="2h", help="poll interval, in simulated time (default 2h)"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=3600.0,
+        help="simulated seconds per real second (default 3600: one second is one hour; "
+        "1 runs in real time)",
+    )
     return p
 
 
@@ -158,12 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from bot.app.demo import run_demo
 
-        return _run_async(lambda stop, _: run_demo(stop, args.interval))
+        return _run_async(lambda stop, _: run_demo(stop, args.interval, args.speed))
     if args.command == "init":
         from bot.app.starter import write_starter
 
         output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
-        return write_starter(output, args.telegram, args.slack, args.webhook)
+        return write_starter(output, args.telegram, args.slack, args.webhook, args.provider)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)
@@ -181,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "check":
         return asyncio.run(_check(cfg, args.json, not args.no_notify))
+    if args.command == "state":
+        return asyncio.run(_state_import(cfg, Path(args.file)))
     if args.command == "test-notify":
         from bot.app.testnotify import test_notify
 
@@ -233,6 +272,9 @@ def _run_async(main_coro: Main) -> int:
 
     try:
         return asyncio.run(runner())
+    except SchemaTooNewError as exc:  # a newer balance-bot's state: a config problem
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_CONFIG
     except StoreError as exc:
         log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
         return EXIT_FAILED
@@ -241,6 +283,8 @@ def _run_async(main_coro: Main) -> int:
 async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event) -> int:
     from bot.app.service import App, StartupError
 
+    if cfg.bot.state_url:
+        return await _serve_replica(cfg, path, stop, hangup)
     try:
         async with App(cfg) as app:
             reloading = app.tasks.spawn("reloads", _reloads(app, path, hangup))
@@ -255,11 +299,44 @@ async def _serve(cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.E
     return EXIT_FAILED if app.fatal else EXIT_OK
 
 
+async def _serve_replica(
+    cfg: Config, path: Path, stop: asyncio.Event, hangup: asyncio.Event
+) -> int:
+    """A replica on a shared database: standby, active while it holds the lock (SPEC 7b)."""
+    from bot.app.replica import Replica
+    from bot.app.service import StartupError
+    from bot.state.backends import lease
+
+    replica = Replica(cfg, lease(cfg.bot.state_url))
+    reloading = asyncio.create_task(_reloads(replica, path, hangup), name="reloads")
+    try:
+        await replica.serve(stop)
+    except StartupError as exc:
+        log_event(logger, "bot.cannot_start", logging.ERROR, reason=str(exc))
+        return EXIT_FAILED
+    finally:
+        reloading.cancel()
+        await asyncio.gather(reloading, return_exceptions=True)
+    return EXIT_FAILED if replica.fatal else EXIT_OK
+
+
 async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
     from bot.app.service import App
+    from bot.state.backends import lease
 
+    held = None
     try:
-        async with App(cfg) as app:
+        if cfg.bot.state_url:  # as with the SQLite lock: not beside an active process
+            held = lease(cfg.bot.state_url)
+            if not await held.acquire():
+                refused = unknown(
+                    f"database {held.where} is in use by an active balance-bot process; "
+                    "check reads the state only when none is active (stop it, or ask "
+                    "its /healthz and /metrics)"
+                )
+                print(refused.output(as_json))
+                return int(refused.status)
+        async with App(cfg, lease=held) as app:
             if notify:
                 await app.start_notifiers(listen=False)
                 await app.release_held()
@@ -267,7 +344,8 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
             await app.jobs.seed()
             result = await app.cycle(notify)
             if not result.committed:
-                report = unknown(f"could not save state to {cfg.bot.state_path}")
+                where = secrets.redact(cfg.bot.state_url) or cfg.bot.state_path
+                report = unknown(f"could not save state to {where}")
             else:
                 monitor = app.model
                 burn = {a: f.burn.total for a, f in monitor.flows.items()}
@@ -278,11 +356,15 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                     monitor.latest,
                     monitor.now(),
                     burn,
+                    monitor.accounts,
                 )
             if notify:
                 await _flush(app)
     except StoreError as exc:
         report = unknown(str(exc))
+    finally:
+        if held is not None:
+            await held.release()
     print(report.output(as_json))
     return int(report.status)
 
@@ -301,7 +383,39 @@ async def _flush(app: App) -> None:
         )
 
 
-async def _reloads(app: App, path: Path, hangup: asyncio.Event) -> None:
+async def _state_import(cfg: Config, file: Path) -> int:
+    """`balance-bot state import FILE` (SPEC 7b)."""
+    from bot.state.backends import lease
+    from bot.state.transfer import import_sqlite
+
+    if not cfg.bot.state_url:
+        print(
+            "state import: [bot] state_url is not set; name the database to copy into",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    held = lease(cfg.bot.state_url)
+    try:
+        if not await held.acquire():
+            raise StoreError(
+                f"database {held.where} is in use by an active balance-bot process; stop "
+                "every replica before importing"
+            )
+        counts = await import_sqlite(file, cfg.bot.state_url)
+    except SchemaTooNewError as exc:
+        print(f"state import: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"state import: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await held.release()
+    copied = ", ".join(f"{n} {table}" for table, n in counts.items() if n) or "no rows"
+    print(f"imported {file} into {held.where}: {copied}")
+    return EXIT_OK
+
+
+async def _reloads(app: App | Replica, path: Path, hangup: asyncio.Event) -> None:
     """SIGHUP: read the config again; a valid one is applied, an invalid one is
     logged problem by problem and the running one kept."""
     while True:

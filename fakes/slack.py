@@ -327,13 +327,14 @@ class FakeSlack:
         )
         return ts
 
-    async def start(self) -> FakeSlack:
+    async def start(self, port: int = 0) -> FakeSlack:
+        """Serve on `port` (0: any free port)."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/response/{envelope}", self._response)
         app.router.add_post("/upload/{file}", self._upload)
-        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        self._server = WebServer(app, "127.0.0.1", port, shutdown_timeout=0.5)
         await self._server.start()
         self.port = self._server.port
         return self

@@ -637,10 +637,11 @@ class FakeTelegram:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def start(self) -> FakeTelegram:
+    async def start(self, port: int = 0) -> FakeTelegram:
+        """Serve on `port` (0: any free port)."""
         app = web.Application()
         app.router.add_route("*", "/{bot}/{method}", self._handle)
-        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        self._server = WebServer(app, "127.0.0.1", port, shutdown_timeout=0.5)
         await self._server.start()
         self.port = self._server.port
         return self

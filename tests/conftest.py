@@ -12,6 +12,7 @@ from bot.config import Config
 from fakes.cometapi import FakeCometAPI
 from fakes.slack import FakeSlack
 from fakes.telegram import FakeTelegram
+from tests.stores import pg_server, postgres_opener, sqlite_opener  # noqa: F401 - fixtures
 
 QUERY_KEY = "sk-query-SECRET-4f9d2c7e1b"
 TG_TOKEN = "123456789:AAFakeTokenForTests_abcdefghijklmnopq"
@@ -37,6 +38,14 @@ def printed(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 @pytest.fixture(autouse=True)
 def _clean_secrets() -> None:
     secrets.registry.clear()
+
+
+@pytest.fixture(autouse=True)
+def _cometapi_titles() -> None:
+    """Titles say "CometAPI" until an App configures other providers."""
+    from bot.notify.render import name_providers
+
+    name_providers(["cometapi"])
 
 
 @pytest.fixture(autouse=True)

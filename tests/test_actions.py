@@ -475,28 +475,28 @@ def test_an_edit_that_grew_past_the_limit_is_trimmed_to_one_piece():
 # --- the store ------------------------------------------------------------------------
 
 
-def test_silences_acks_and_messages_survive_reopening(tmp_path):
+async def test_silences_acks_and_messages_survive_reopening(tmp_path):
     path = tmp_path / "state.db"
     store = Store.open(path)
-    silence_id = store.add_silence(Silence(T0 + STEP, "@ann", "main/*"), T0)
-    store.add_silence(Silence(T0 + STEP, "@bob", alerts=frozenset({WARN_KEY})), T0)
-    store.add_acks([Ack(CRIT_KEY, "@cy", T0)])
+    silence_id = await store.add_silence(Silence(T0 + STEP, "@ann", "main/*"), T0)
+    await store.add_silence(Silence(T0 + STEP, "@bob", alerts=frozenset({WARN_KEY})), T0)
+    await store.add_acks([Ack(CRIT_KEY, "@cy", T0)])
     sent = sent_message([WARN_KEY], [event()])
-    message_id = store.record_message(sent, T0)
-    store.close()
+    message_id = await store.record_message(sent, T0)
+    await store.close()
 
     store = Store.open(path)
-    silences = store.silences(T0)
+    silences = await store.silences(T0)
     assert [(s.who, s.pattern, s.alerts) for s in silences] == [
         ("@ann", "main/*", frozenset()),
         ("@bob", "", frozenset({WARN_KEY})),
     ]
-    assert store.silences(T0 + STEP) == []  # ended
-    assert store.acks() == {CRIT_KEY: Ack(CRIT_KEY, "@cy", T0)}
-    found = store.sent_message("telegram", 7, 0)
+    assert await store.silences(T0 + STEP) == []  # ended
+    assert await store.acks() == {CRIT_KEY: Ack(CRIT_KEY, "@cy", T0)}
+    found = await store.sent_message("telegram", 7, 0)
     assert found is not None and found.id == message_id and found.alerts == (WARN_KEY,)
     assert found.events == sent.events and found.platform_id == "42"
-    assert [m.id for m in store.messages_of([WARN_KEY])] == [message_id]
-    store.end_silences([silence_id], T0)
-    assert [s.who for s in store.silences(T0)] == ["@bob"]
-    store.close()
+    assert [m.id for m in await store.messages_of([WARN_KEY])] == [message_id]
+    await store.end_silences([silence_id], T0)
+    assert [s.who for s in await store.silences(T0)] == ["@bob"]
+    await store.close()

@@ -194,7 +194,7 @@ async def test_a_press_from_someone_not_allowed_changes_nothing(
             await tg.callback(CHAT, alert.message_id, snooze, user_id=presser)
         )
         assert answer.text == REFUSAL and not re.search(r"\d", answer.text)
-        assert app.store.silences(clock()) == []
+        assert await app.store.silences(clock()) == []
         await bot.poll(after=2.5)
         assert len(tg.sent) == 2 and "REMINDER" in seen(tg.sent[1].text)  # not snoozed
         assert tg.edits == []
@@ -452,7 +452,7 @@ async def test_slack_press_from_a_channel_or_user_not_allowed_is_refused(make_co
         envelope = await slack.block_action(ALERTS, alert.ts, "ack", value, user_id="U0BOB0001")
         (response,) = await slack.wait_responses(envelope)
         assert response["text"] == REFUSAL
-        assert app.store.acks() == {}
+        assert await app.store.acks() == {}
         await bot.poll(after=2.5)
         assert "REMINDER" in str(slack.posted[1].blocks)
     finally:
@@ -494,13 +494,13 @@ async def test_an_unchanged_edit_is_done_and_a_deleted_message_fails_alone(
         assert len(tg.edits) == 1
         refused = [c for c in tg.calls if c.method == "editMessageText" and c.status != 200]
         assert len(refused) == 1  # "message is not modified"
-        assert app.store.backlog() == {}
+        assert await app.store.backlog() == {}
 
         del tg.messages[(CHAT, alert.message_id)]  # someone deleted it
         comet.default = reply_balance(50)
         await bot.poll(after=1)
         assert "RESOLVED" in seen(tg.sent[-1].text)  # the resolve itself went out
-        assert app.store.backlog() == {}
+        assert await app.store.backlog() == {}
         assert app.destinations[("telegram", str(CHAT))].ok is True
     finally:
         await app.__aexit__(None, None, None)
@@ -522,7 +522,7 @@ async def test_an_edit_that_keeps_failing_holds_back_no_alert_and_goes_after_a_d
         tg.fail_always("editMessageText", server_error(502))
         await tg.wait_answer(await tg.callback(CHAT, alert.message_id, keyboard(alert)[2][1]))
         await bot.deliver()
-        assert app.store.backlog() == {"telegram": 1}  # the edit, waiting to retry
+        assert await app.store.backlog() == {"telegram": 1}  # the edit, waiting to retry
 
         comet.default = reply_balance(0.5)  # a new alert while the edit keeps failing
         await bot.poll(after=1)
@@ -531,7 +531,7 @@ async def test_an_edit_that_keeps_failing_holds_back_no_alert_and_goes_after_a_d
 
         clock.advance(25 * 3600)  # a day on, the edit is given up, not retried forever
         await bot.deliver()
-        assert app.store.backlog() == {}
+        assert await app.store.backlog() == {}
         assert len(tg.sent) == 2 and tg.edits == []
     finally:
         await app.__aexit__(None, None, None)
@@ -681,7 +681,7 @@ async def test_each_part_of_a_split_message_has_buttons_for_its_own_alerts(make_
         second = parts[1]
         in_second = {n for n in names if n in seen(second.text)}
         await tg.wait_answer(await tg.callback(CHAT, second.message_id, data[1]))
-        (silence,) = app.store.silences(clock())
+        (silence,) = await app.store.silences(clock())
         assert {k.subject for k in silence.alerts} == in_second
         await bot.deliver()
         (edit,) = await tg.wait_edits(1)

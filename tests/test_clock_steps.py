@@ -70,7 +70,7 @@ async def poll(app: App, clock: Clock, polls: int) -> list[float | None]:
         clock.advance(POLL)
         result = await app.cycle()
         assert [e.kind for e in result.events] == []
-        rates.append(app.model.flow("main").burn.total)
+        rates.append((await app.model.flow("main")).burn.total)
     return rates
 
 
@@ -103,7 +103,7 @@ async def test_a_restart_with_the_newest_sample_in_the_future_takes_it_as_now(
         await poll(app, clock, polls_before_restart)  # stepped back before or while down
     caplog.clear()
     async with App(config(tmp_path, comet), retry=FAST, clock=clock) as app:
-        assert within_5_percent([app.model.flow("main").burn.total])
+        assert within_5_percent([(await app.model.flow("main")).burn.total])
         rates = await poll(app, clock, 12 * 4)
     assert within_5_percent(rates), [round(r or 0, 1) for r in rates]
     behind = [r for r in caplog.records if r.getMessage() == "history.clock_behind"]

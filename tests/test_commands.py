@@ -91,15 +91,15 @@ async def test_status_lists_firing_alerts_and_accounts_without_data(make_config,
     comet.default = reply_balance(15, [{"name": "prod", "remain_quota": 1, "used_quota": 9}])
     async with App(make_config(KEY_RULE, bot="stale_after = 1"), retry=FAST) as app:
         commands = ChatCommands(app.model)
-        assert text(commands.status()).startswith("CometAPI balance: all clear")
+        assert text(await commands.status()).startswith("CometAPI balance: all clear")
         await app.cycle(notify=False)
-        shown = text(commands.status())
+        shown = text(await commands.status())
         assert shown.startswith("CometAPI balance: 2 firing")
         assert "CRITICAL · main / key prod: $1.00 left (below $2.00; resolves at $2.20)" in shown
         assert "WARNING · main / total: $15.00 left" in shown
         comet.default = reply_status(500)
         await app.cycle(notify=False)
-        shown = text(commands.status())
+        shown = text(await commands.status())
     assert "1 without data" in shown and "DATA UNAVAILABLE · main: HTTP 500" in shown
 
 

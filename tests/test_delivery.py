@@ -51,15 +51,15 @@ def event(subject: str) -> Event:
 
 
 @pytest.fixture
-def store(tmp_path):
+async def store(tmp_path):
     s = Store.open(tmp_path / "state.db")
     yield s
-    s.close()
+    await s.close()
 
 
-def enqueue(store: Store, *items: tuple[str, str]) -> None:
+async def enqueue(store: Store, *items: tuple[str, str]) -> None:
     rows = [OutboxItem("fake", dest, (event(subject),)) for dest, subject in items]
-    store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
 
 
 def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Delivery:
@@ -77,7 +77,7 @@ def delivery(store, notifier, clock, outcomes: list[str] | None = None) -> Deliv
 async def test_transient_failure_backs_off_then_delivers_once(store):
     clock, n = Clock(T0), Scripted(destinations=("a",))
     n.failures["a"] = [DeliveryError("HTTP 502"), DeliveryError("timeout")]
-    enqueue(store, ("a", "x"))
+    await enqueue(store, ("a", "x"))
     outcomes: list[str] = []
     d = delivery(store, n, clock, outcomes)
     assert await d.deliver_due() == pytest.approx(10)
@@ -88,20 +88,20 @@ async def test_transient_failure_backs_off_then_delivers_once(store):
     assert await d.deliver_due() is None
     assert n.sent == [("a", "CometAPI balance: 1 warning part 1")]
     assert outcomes == ["retry", "retry", "delivered"]
-    assert store.pending() == []
+    assert await store.pending() == []
 
 
 async def test_retry_after_overrides_backoff(store):
     clock, n = Clock(T0), Scripted(destinations=("a",))
     n.failures["a"] = [DeliveryError("flood", retry_after=3)]
-    enqueue(store, ("a", "x"))
+    await enqueue(store, ("a", "x"))
     assert await delivery(store, n, clock).deliver_due() == pytest.approx(3.1)
 
 
 async def test_permanent_failure_does_not_block_the_queue_or_other_destinations(store):
     clock, n = Clock(T0), Scripted()
     n.failures["a"] = [DeliveryError("chat not found", permanent=True)]
-    enqueue(store, ("a", "first"), ("b", "x"), ("a", "second"))
+    await enqueue(store, ("a", "first"), ("b", "x"), ("a", "second"))
     assert await delivery(store, n, clock).deliver_due() is None
     assert [d for d, _ in n.sent] == ["b", "a"]
     statuses = store._conn.execute("SELECT destination, status FROM outbox ORDER BY id").fetchall()
@@ -111,7 +111,7 @@ async def test_permanent_failure_does_not_block_the_queue_or_other_destinations(
 async def test_order_is_kept_per_destination_and_others_do_not_wait(store):
     clock, n = Clock(T0), Scripted()
     n.failures["a"] = [DeliveryError("HTTP 500")]
-    enqueue(store, ("a", "first"), ("a", "second"), ("b", "x"))
+    await enqueue(store, ("a", "first"), ("a", "second"), ("b", "x"))
     d = delivery(store, n, clock)
     await d.deliver_due()
     assert n.sent == [("b", "CometAPI balance: 1 warning part 1")]
@@ -127,7 +127,7 @@ async def test_order_is_kept_per_destination_and_others_do_not_wait(store):
 async def test_multi_part_message_resumes_after_the_last_sent_part(store, tmp_path):
     clock, n = Clock(T0), Scripted(parts=3, destinations=("a",))
     n.failures["a"] = []
-    enqueue(store, ("a", "x"))
+    await enqueue(store, ("a", "x"))
     original = n.send
     calls = 0
 
@@ -141,21 +141,21 @@ async def test_multi_part_message_resumes_after_the_last_sent_part(store, tmp_pa
     n.send = flaky  # type: ignore[method-assign]
     await delivery(store, n, clock).deliver_due()
     assert [p for _, p in n.sent] == ["CometAPI balance: 1 warning part 1"]
-    assert store.pending()[0].parts_sent == 1
+    assert (await store.pending())[0].parts_sent == 1
     # a restart: a fresh store handle and delivery loop resume at part 2
-    store.close()
+    await store.close()
     again = Store.open(tmp_path / "state.db")
     clock.advance(60)
     await delivery(again, n, clock).deliver_due()
     assert [p[-6:] for _, p in n.sent] == ["part 1", "part 2", "part 3"]
-    again.close()
+    await again.close()
 
 
 async def test_rows_for_removed_notifiers_are_dropped(store):
-    enqueue(store, ("gone", "x"))
+    await enqueue(store, ("gone", "x"))
     n = Scripted(destinations=("a",))
     await delivery(store, n, Clock(T0)).deliver_due()
-    assert store.pending() == [] and n.sent == []
+    assert await store.pending() == [] and n.sent == []
 
 
 async def test_a_crashing_notifier_is_retried_not_fatal(store):
@@ -165,16 +165,16 @@ async def test_a_crashing_notifier_is_retried_not_fatal(store):
         raise RuntimeError("bug")
 
     n.send = broken  # type: ignore[method-assign]
-    enqueue(store, ("a", "x"))
+    await enqueue(store, ("a", "x"))
     assert await delivery(store, n, clock).deliver_due() == pytest.approx(10)
-    assert store.pending()[0].attempts == 1
+    assert (await store.pending())[0].attempts == 1
 
 
 async def test_run_loop_wakes_on_new_rows_and_stops(store):
     n = Scripted(destinations=("a",))
     d = Delivery(store, {"fake": n})
     task = asyncio.create_task(d.run())
-    enqueue(store, ("a", "x"))
+    await enqueue(store, ("a", "x"))
     d.wake()
     async with asyncio.timeout(5):
         await n.got_one.wait()
@@ -198,7 +198,7 @@ async def test_after_an_outage_only_the_latest_reminder_per_alert_is_sent(store)
         OutboxItem("fake", "a", (remind("x", 2),)),
         OutboxItem("fake", "a", (remind("x", 3),)),
     ]
-    store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [], rows, T0))
     await delivery(store, n, clock).deliver_due()
     assert [p for _, p in n.sent] == [
         "CometAPI balance: 1 warning part 1",  # the fire is never dropped
@@ -225,7 +225,7 @@ async def test_a_hung_destination_holds_up_no_other(store):
 
     n = Hanging()
     n.failures["b"] = [DeliveryError("busy", retry_after=0.01)]
-    enqueue(store, ("a", "x"), ("b", "y"))
+    await enqueue(store, ("a", "x"), ("b", "y"))
     d = Delivery(store, {"fake": n})
     task = asyncio.create_task(d.run())
     async with asyncio.timeout(5):
@@ -236,7 +236,7 @@ async def test_a_hung_destination_holds_up_no_other(store):
     async with asyncio.timeout(5):
         await task
     assert sorted(dest for dest, _ in n.sent) == ["a", "b"]
-    assert store.pending() == []
+    assert await store.pending() == []
 
 
 async def test_a_sleeping_worker_wakes_for_an_alert_queued_behind_a_failing_edit(store):
@@ -257,21 +257,21 @@ async def test_a_sleeping_worker_wakes_for_an_alert_queued_behind_a_failing_edit
     sent = SentMessage(
         "fake", "a", 1, 0, "p1", MessageKind.ALERTS, (event("x"),), (event("x").alert,)
     )
-    message_id = store.record_message(sent, now)
+    message_id = await store.record_message(sent, now)
     edit_row = OutboxItem(
         "fake", "a", (), MessageKind.ALERTS, Message("edited", ()), edit_of=message_id
     )
-    store.commit_cycle(Commit(EngineState(), EngineState(), [], [edit_row], now))
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [], [edit_row], now))
     worker = Delivery(store, {"fake": notifier}, Backoff(initial=30, maximum=300, jitter=0))
     running = asyncio.create_task(worker.run())
     try:
         worker.wake()
         await asyncio.wait_for(edited.wait(), 5)  # failed: its worker now sleeps ~30 s
-        enqueue(store, ("a", "new-alert"))
+        await enqueue(store, ("a", "new-alert"))
         worker.wake()
         await asyncio.wait_for(notifier.got_one.wait(), 5)
         assert [destination for destination, _ in notifier.sent] == ["a"]  # the new alert
-        (left,) = store.pending()
+        (left,) = await store.pending()
         assert left.edit_of == message_id and left.attempts == 1  # the edit: not retried early
     finally:
         worker.stop()

@@ -61,11 +61,13 @@ async def test_no_digest_before_data_then_one_with_real_numbers(make_config, com
     comet.default = reply_balance(42)
     async with App(make_config(sections(tg)), retry=FAST) as app, serving(app):
         await app.pipeline.wait_cycles(1)
-        assert app.store.meta(DIGEST_SENT) is None  # nothing recorded, nothing queued
+        assert await app.store.meta(DIGEST_SENT) is None  # nothing recorded, nothing queued
         assert digests(tg) == []
         (text,) = [s.text for s in await tg.wait_sent(1)]
         assert DIGEST in text
         assert "$42.00" in text and "no data yet" not in text
+        # one sample spans nothing: its spending is not yet known, as /spend says
+        assert "Spent in the last 24 h: gathering data" in text and "$0.00" not in text
         await app.pipeline.wait_cycles(app.pipeline.cycles_done + 1)
     assert len(digests(tg)) == 1  # at most one per local date
 
@@ -92,7 +94,7 @@ async def test_a_scheduled_digest_with_no_data_yet_waits_for_the_first(make_conf
     async with App(make_config(sections(tg)), retry=FAST) as app, serving(app):
         await app.pipeline.wait_cycles(1)
         await app.digests.scheduled()  # its time comes while nothing was read
-        assert app.store.meta(DIGEST_SENT) is None
+        assert await app.store.meta(DIGEST_SENT) is None
         comet.default = reply_balance(42)
         while not digests(tg):
             await tg.wait_sent(len(tg.sent) + 1)

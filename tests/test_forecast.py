@@ -55,7 +55,7 @@ amounts = st.lists(st.floats(0, 50, allow_nan=False), min_size=2, max_size=400)
 
 @settings(max_examples=200, deadline=None)
 @given(amounts, st.lists(st.floats(0, 1e6, allow_nan=False), min_size=400, max_size=400))
-def test_a_top_up_never_changes_a_rate(spend, top_ups):
+async def test_a_top_up_never_changes_a_rate(spend, top_ups):
     """Balances with top-ups between the polls, or without: the same history
     and the same rates (top-ups raise the balance, never the used figures)."""
     series = used_series(spend)
@@ -72,8 +72,8 @@ def test_a_top_up_never_changes_a_rate(spend, top_ups):
         assert (a.spent, list(a.keys)) == (b.spent, list(b.keys))
     now = snap(series[-1][0], 0, []).fetched_at
     for history in (plain_history, topped_history):
-        history.advance(now)
-    one, two = plain_history.flow("main", now), topped_history.flow("main", now)
+        await history.advance(now)
+    one, two = await plain_history.flow("main", now), await topped_history.flow("main", now)
     if len(series) * STEP >= window / 4:
         assert one.burn.total is not None
     assert one.burn.total == two.burn.total and one.burn.keys["k"] == two.burn.keys["k"]
@@ -83,16 +83,16 @@ def test_a_top_up_never_changes_a_rate(spend, top_ups):
 class _NoReader:
     """History with nothing stored yet: every sample is in the ledgers."""
 
-    def newest_before(self, at, accounts=None):
+    async def newest_before(self, at, accounts=None):
         return {}
 
-    def first_time_after(self, at):
+    async def first_time_after(self, at):
         return None
 
-    def first_after(self, account, at):
+    async def first_after(self, account, at):
         return None
 
-    def between(self, after, upto):
+    async def between(self, after, upto):
         return []
 
 
@@ -241,7 +241,7 @@ def test_the_ledger_counts_growth_only_and_starts_a_series_for_each_new_key():
     assert unlimited.layout is None  # unlimited keys have no rate
 
 
-def test_the_windowed_history_agrees_with_the_whole_series(tmp_path):
+async def test_the_windowed_history_agrees_with_the_whole_series(tmp_path):
     """Rates from the state file, read a slice at a time, equal the reference
     computation over every sample, poll after poll, with keys coming and going,
     a counter reset and a top-up."""
@@ -258,11 +258,11 @@ def test_the_windowed_history_agrees_with_the_whole_series(tmp_path):
                 keys.append(KeyBalance("late", 5, 1.5 * (i - 10)))
             s = snap(at, used, keys, total=100 + (50 if i > 20 else 0))
             series.append(s)
-            history.advance(s.fetched_at)
+            await history.advance(s.fetched_at)
             sample = history.record(s)
-            flow = history.flow("main", s.fetched_at)
+            flow = await history.flow("main", s.fetched_at)
             ledger, _ = advance(ledger, s, at)
-            store.commit_cycle(
+            await store.commit_cycle(
                 Commit(EngineState(), EngineState(), [s], [], s.fetched_at, [sample])
             )
             history.committed([sample], s.fetched_at)
@@ -277,11 +277,13 @@ def test_the_windowed_history_agrees_with_the_whole_series(tmp_path):
                 )
                 assert flow.burn.keys["late"] == pytest.approx(burn_rate(late, at, 7200.0))
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["polls-failing", "bot-restarted"])
-def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp_path, restart):
+async def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(
+    tmp_path, restart
+):
     """An account with no samples for 10 hours (its polls failed while another
     account's went on, or the bot was down), then spending $10 a poll: the
     windows find the samples after the gap, so the spending since is not
@@ -294,9 +296,9 @@ def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp
     used = {"a": 0.0, "b": 0.0}
     series: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
 
-    def poll(at: float, accounts: dict[str, float]) -> dict[str, Flow]:
+    async def poll(at: float, accounts: dict[str, float]) -> dict[str, Flow]:
         now = datetime.fromtimestamp(at, UTC)
-        history.advance(now)
+        await history.advance(now)
         snaps, samples, flows = [], [], {}
         for account, spend in accounts.items():
             used[account] += spend
@@ -305,29 +307,31 @@ def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp
             )
             samples.append(history.record(s))
             snaps.append(s)
-            flows[account] = history.flow(account, now)
+            flows[account] = await history.flow(account, now)
             series[account].append((at, used[account]))
-        store.commit_cycle(Commit(EngineState(), EngineState(), snaps, [], now, samples))
+        await store.commit_cycle(Commit(EngineState(), EngineState(), snaps, [], now, samples))
         history.committed(samples, now)
         return flows
 
     try:
         at = 0.0
         for _ in range(24):
-            poll(at, {"a": 0.1, "b": 0.1})
+            await poll(at, {"a": 0.1, "b": 0.1})
             at += STEP
         if restart:
-            store.close()
+            await store.close()
             store = Store.open(path)
             history = History(store.history, 2 * 3600.0, [3600.0], STEP)
-            history.restore(store.load_snapshots(), datetime.fromtimestamp(at + 36000 - 1, UTC))
+            await history.restore(
+                await store.load_snapshots(), datetime.fromtimestamp(at + 36000 - 1, UTC)
+            )
             at += 36000
         else:
             for _ in range(120):  # b's polls fail
-                poll(at, {"a": 0.1})
+                await poll(at, {"a": 0.1})
                 at += STEP
         for _ in range(12):
-            flow = poll(at, {"a": 0.1, "b": 10.0} if not restart else {"b": 10.0})["b"]
+            flow = (await poll(at, {"a": 0.1, "b": 10.0} if not restart else {"b": 10.0}))["b"]
             reference = accumulate(series["b"])
             assert flow.spent[3600.0].total == pytest.approx(_amount(reference, at, 3600.0))
             assert flow.spent[3600.0].keys["k"] == pytest.approx(_amount(reference, at, 3600.0))
@@ -335,7 +339,7 @@ def test_after_a_gap_in_the_samples_the_history_agrees_with_the_whole_series(tmp
             at += STEP
         assert flow.spent[3600.0].total > 100  # 11 polls of $10 inside the hour
     finally:
-        store.close()
+        await store.close()
 
 
 def _amount(points: list[Point], now: float, window: float) -> float | None:
@@ -346,7 +350,7 @@ def _amount(points: list[Point], now: float, window: float) -> float | None:
 # --- old state files ------------------------------------------------------------------------
 
 
-def test_old_history_rows_become_samples_of_the_total(tmp_path):
+async def test_old_history_rows_become_samples_of_the_total(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
     from bot.state.sqlite import schema
@@ -372,10 +376,10 @@ def test_old_history_rows_become_samples_of_the_total(tmp_path):
         tables = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_master")}
         assert "history" not in tables and "key_history" not in tables
     finally:
-        store.close()
+        await store.close()
 
 
-def test_downsampling_keeps_the_last_sample_of_each_hour_and_day(tmp_path):
+async def test_downsampling_keeps_the_last_sample_of_each_hour_and_day(tmp_path):
     store = Store.open(tmp_path / "state.db")
     now = T0.timestamp() + 40 * DAY
     try:
@@ -389,11 +393,11 @@ def test_downsampling_keeps_the_last_sample_of_each_hour_and_day(tmp_path):
         )
         from datetime import UTC, datetime
 
-        while store.prune(datetime.fromtimestamp(now, UTC), history_days=30):
+        while await store.prune(datetime.fromtimestamp(now, UTC), history_days=30):
             pass
         ats = [r[0] for r in store._conn.execute("SELECT at FROM samples ORDER BY at")]
     finally:
-        store.close()
+        await store.close()
     full = [a for a in ats if a >= now - DAY]
     hourly = [a for a in ats if now - 14 * DAY <= a < now - DAY]
     daily = [a for a in ats if a < now - 14 * DAY]

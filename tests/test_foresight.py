@@ -62,9 +62,9 @@ async def test_rates_show_in_balance_spend_digest_and_metrics(make_config, comet
         clock.advance(-300)
         commands = ChatCommands(app.model)
         balance = text(await commands.balance())
-        spend_day = text(commands.spend("24h"))
-        spend_week = text(commands.spend("main 7d"))
-        digest = text(commands.digest())
+        spend_day = text(await commands.spend("24h"))
+        spend_week = text(await commands.spend("main 7d"))
+        digest = text(await commands.digest())
         metrics = generate_latest(app.metrics.registry).decode()
 
     assert "Burn: $86.40/day, ≈ 10.3 days left" in balance  # $892.00 left at $86.40 a day
@@ -78,8 +78,11 @@ async def test_rates_show_in_balance_spend_digest_and_metrics(make_config, comet
     assert "Closest to empty: batch $3.00 left, prod-api $310.00 left" in digest  # not quiet
     assert "Last 7 days:      █▁" in digest  # five days without data, then two: falling
     assert "Firing: 1\n  WARNING · main / key batch: $3.00 left" in digest
-    assert 'cometapi_burn_rate_usd_per_day{account="main"} 86.4' in metrics
-    assert 'cometapi_days_left{account="main"} 10.324' in metrics
+    assert (
+        'balance_bot_burn_rate_per_day{account="main",currency="USD",provider="cometapi"} 86.4'
+        in metrics
+    )
+    assert 'balance_bot_time_left_seconds{account="main",provider="cometapi"} 89199' in metrics
 
 
 async def test_gathering_data_and_not_depleting_as_shown(make_config, comet):
@@ -94,15 +97,15 @@ async def test_gathering_data_and_not_depleting_as_shown(make_config, comet):
         await app.cycle(notify=False)
         commands = ChatCommands(app.model)
         assert "Burn: gathering data" in text(await commands.balance())
-        assert "Spent: gathering data" in text(commands.spend())
+        assert "Spent: gathering data" in text(await commands.spend())
         metrics = generate_latest(app.metrics.registry).decode()
-        assert "cometapi_burn_rate_usd_per_day{" not in metrics
+        assert "balance_bot_burn_rate_per_day{" not in metrics
         for _ in range(100):
             clock.advance(300)
             await app.cycle(notify=False)
         assert "Burn: $0.00/day, not depleting" in text(await commands.balance())
         metrics = generate_latest(app.metrics.registry).decode()
-    assert 'cometapi_days_left{account="main"} +Inf' in metrics
+    assert 'balance_bot_time_left_seconds{account="main",provider="cometapi"} +Inf' in metrics
 
 
 async def test_a_threshold_alert_says_how_long_the_money_lasts(make_config, comet):
@@ -139,7 +142,7 @@ async def test_a_digest_sent_after_midnight_for_the_day_before_is_titled_with_th
         day = app.digests.day(clock())
         assert day is not None and day.isoformat() == "2026-03-01"
         assert await app.send_digest(day)
-        (row,) = app.store.pending()
+        (row,) = await app.store.pending()
     assert row.message is not None and row.message.title == "CometAPI daily digest, 2026-03-01"
 
 
@@ -153,7 +156,7 @@ async def test_spend_and_balance_agree_while_the_burn_rate_gathers_data(make_con
         clock.advance(300)
         await app.cycle(notify=False)
         commands = ChatCommands(app.model)
-        balance, spent = text(await commands.balance()), text(commands.spend())
+        balance, spent = text(await commands.balance()), text(await commands.spend())
     assert "Burn: gathering data" in balance
     assert "Spent: $0.30" in spent  # the spending figure stays
     assert "Burn: gathering data" in spent and "not depleting" not in spent

@@ -49,7 +49,7 @@ async def test_forged_callback_data_is_nothing_to_do_and_no_traceback(
             answer = await pressed(tg, CHAT, alert.message_id, data)
             assert answer.startswith("Nothing to do"), (data, answer)
         await bot.deliver()
-        assert app.store.acks() == {} and tg.edits == []
+        assert await app.store.acks() == {} and tg.edits == []
         assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
         # the real button still works
         answer = await pressed(tg, CHAT, alert.message_id, ack)
@@ -86,15 +86,15 @@ async def test_a_press_acts_only_on_messages_sent_to_its_own_chat(make_config, c
         answer = await pressed(tg, ONCALL, sent[ONCALL].message_id, theirs[label])
         assert answer == TOO_OLD
         await bot.deliver()
-        assert app.store.acks() == {} and app.store.silences(bot.clock()) == []
+        assert await app.store.acks() == {} and await app.store.silences(bot.clock()) == []
         assert tg.edits == []  # neither CHAT's message nor the group's
 
         # the group's own button acts on the group's own alert, and edits only its message
         answer = await pressed(tg, ONCALL, sent[ONCALL].message_id, ours[label])
         assert answer.startswith("Acknowledged 1 alert" if verb == "ack" else "Snoozed 1 alert")
         await bot.deliver()
-        acted = set(app.store.acks()) | {
-            k for s in app.store.silences(bot.clock()) for k in s.alerts
+        acted = set(await app.store.acks()) | {
+            k for s in await app.store.silences(bot.clock()) for k in s.alerts
         }
         assert {k.rule for k in acted} == {"empty"}
         assert {e.chat_id for e in await tg.wait_edits(1)} == {ONCALL}

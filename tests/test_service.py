@@ -86,7 +86,7 @@ async def test_a_cycle_that_cannot_be_saved_is_evaluated_again(make_config, come
         assert not first.committed
         (record,) = [r for r in caplog.records if r.getMessage() == "cycle.not_saved"]
         assert "state.db" in record.fields["reason"] and "disk is full" in record.fields["reason"]
-        assert app.store.pending() == []
+        assert await app.store.pending() == []
         db.execute("PRAGMA max_page_count = 1073741823")
         second = await app.cycle()
         assert second.committed and [e.kind for e in second.events] == [EventKind.FIRE]

@@ -81,15 +81,15 @@ def test_the_usual_body_takes_the_fast_path_and_odd_ones_do_not():
         assert cometapi._parse_usual("main", odd, NOW) is None
 
 
-def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
+async def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
     snap = Snapshot("main", "u", 5.0, 1.5, 7, (KeyBalance("a", 1.0, 2.0),), NOW)
     store = Store.open(tmp_path / "state.db")
     from bot.engine.model import EngineState
     from bot.state.types import Commit
 
-    store.commit_cycle(Commit(EngineState(), EngineState(), [snap], [], NOW, []))
-    assert store.load_snapshots() == {"main": snap}
-    store.close()
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [snap], [], NOW, []))
+    assert await store.load_snapshots() == {"main": snap}
+    await store.close()
     db = sqlite3.connect(tmp_path / "state.db")
     (text,) = db.execute("SELECT data FROM snapshots").fetchone()
     assert '"keys":[["a",1.0,2.0]]' in text
@@ -98,8 +98,8 @@ def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
     db.commit()
     db.close()
     store = Store.open(tmp_path / "state.db")
-    assert store.load_snapshots() == {"main": snap}
-    store.close()
+    assert await store.load_snapshots() == {"main": snap}
+    await store.close()
 
 
 async def test_the_retry_loop_starts_only_after_a_failed_first_attempt(comet, caplog):
@@ -151,7 +151,7 @@ def test_the_metrics_page_stays_bounded_whatever_the_number_of_keys():
         for i in range(20)
     ]
     text = generate_latest(Metrics(lambda: snaps).registry).decode()
-    series = [x for x in text.splitlines() if x.startswith("cometapi_key_remaining_usd{")]
+    series = [x for x in text.splitlines() if x.startswith("balance_bot_key_remaining{")]
     assert len(series) == MAX_KEY_SERIES_TOTAL
     per_account = {}
     for line in series:

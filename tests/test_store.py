@@ -51,32 +51,32 @@ def fire(subject="total"):
 
 
 @pytest.fixture
-def store(tmp_path):
+async def store(tmp_path):
     s = Store.open(tmp_path / "state.db")
     yield s
-    s.close()
+    await s.close()
 
 
-def test_state_round_trip(tmp_path, store):
+async def test_state_round_trip(tmp_path, store):
     key = AlertKey("low", "main", "total")
     state = EngineState(
         {key: AlertState(key, True, 2, 1.5, T0, T0 + timedelta(hours=1))},
         {"main": AccountHealth("main", 2, T0, True, "HTTP 500", T0)},
     )
     s1 = snap(10, [KeyBalance("a", 1, 2)])
-    store.commit_cycle(
+    await store.commit_cycle(
         Commit(EngineState(), state, [s1], [OutboxItem("log", "default", (fire(),))], T0)
     )
-    store.close()
+    await store.close()
     again = Store.open(tmp_path / "state.db")
     try:
-        assert again.load_state(["main"]) == state
-        assert again.load_state(["other"]) == EngineState()
-        assert again.load_snapshots() == {"main": s1}
-        (row,) = again.pending()
+        assert await again.load_state(["main"]) == state
+        assert await again.load_state(["other"]) == EngineState()
+        assert await again.load_snapshots() == {"main": s1}
+        (row,) = await again.pending()
         assert row.events == (fire(),) and row.notifier == "log" and row.parts_sent == 0
     finally:
-        again.close()
+        await again.close()
 
 
 def samples_of(*snapshots: Snapshot) -> list:
@@ -88,25 +88,25 @@ def samples_of(*snapshots: Snapshot) -> list:
     return rows
 
 
-def test_alert_deletion_and_one_compact_history_row_per_poll(store):
+async def test_alert_deletion_and_one_compact_history_row_per_poll(store):
     key = AlertKey("low", "main", "total")
     firing = EngineState({key: AlertState(key, True, 1, 1.0, T0, T0)})
     s1 = snap(10, [KeyBalance("a", 1, 2), KeyBalance("b", 5, 0)])
     s2 = snap(9, [KeyBalance("a", 0.5, 2.5), KeyBalance("b", 5, 0)], at=T0 + timedelta(minutes=5))
     first, second = samples_of(s1, s2)
-    store.commit_cycle(Commit(EngineState(), firing, [s1], [], T0, [first]))
-    store.commit_cycle(Commit(firing, EngineState(), [s2], [], T0, [second]))
-    assert store.load_state(["main"]).alerts == {}
+    await store.commit_cycle(Commit(EngineState(), firing, [s1], [], T0, [first]))
+    await store.commit_cycle(Commit(firing, EngineState(), [s2], [], T0, [second]))
+    assert (await store.load_state(["main"])).alerts == {}
     db = store._conn
     assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 2
     assert db.execute("SELECT count(*) FROM layouts").fetchone()[0] == 1  # the keys stayed
-    (back,) = store.history.last(["main"]).values()
+    (back,) = (await store.history.last(["main"])).values()
     assert back.total == 9 and back.spent == 0  # total_used_quota did not move
     assert back.key_spent("a", T0.timestamp()) == 0.5 and back.key_spent("b", T0.timestamp()) == 0
 
 
-def test_outbox_progress(store):
-    store.commit_cycle(
+async def test_outbox_progress(store):
+    await store.commit_cycle(
         Commit(
             EngineState(),
             EngineState(),
@@ -115,16 +115,16 @@ def test_outbox_progress(store):
             T0,
         )
     )
-    first, second = store.pending()
-    store.mark_sent_parts(first.id, 1)
-    store.mark_retry(second.id, 1, T0 + timedelta(seconds=30), "HTTP 502")
-    assert store.backlog() == {"telegram": 2}
-    first, second = store.pending()
+    first, second = await store.pending()
+    await store.mark_sent_parts(first.id, 1)
+    await store.mark_retry(second.id, 1, T0 + timedelta(seconds=30), "HTTP 502")
+    assert await store.backlog() == {"telegram": 2}
+    first, second = await store.pending()
     assert first.parts_sent == 1 and second.attempts == 1
     assert second.next_attempt_at == T0 + timedelta(seconds=30)
-    store.mark_done(first.id, "delivered", T0)
-    store.mark_done(second.id, "failed", T0, "chat not found")
-    assert store.pending() == [] and store.backlog() == {}
+    await store.mark_done(first.id, "delivered", T0)
+    await store.mark_done(second.id, "failed", T0, "chat not found")
+    assert await store.pending() == [] and await store.backlog() == {}
 
 
 def test_second_process_on_the_same_file_is_refused(tmp_path, store):
@@ -182,15 +182,15 @@ def test_missing_directory(tmp_path):
         Store.open(tmp_path / "nope" / "state.db")
 
 
-def test_disk_full_is_reported_and_nothing_half_written(store):
-    store.commit_cycle(
+async def test_disk_full_is_reported_and_nothing_half_written(store):
+    await store.commit_cycle(
         Commit(EngineState(), EngineState(), [snap(10)], [], T0, samples_of(snap(10)))
     )
     page_count = store._conn.execute("PRAGMA page_count").fetchone()[0]
     store._conn.execute(f"PRAGMA max_page_count = {page_count}")
     big = [KeyBalance(f"key-{i}-" + "x" * 200, i, 1) for i in range(2000)]
     with pytest.raises(StoreError, match="disk is full"):
-        store.commit_cycle(
+        await store.commit_cycle(
             Commit(
                 EngineState(),
                 EngineState(),
@@ -200,13 +200,13 @@ def test_disk_full_is_reported_and_nothing_half_written(store):
                 samples_of(snap(9, big, at=T0 + timedelta(minutes=5))),
             )
         )
-    assert store.pending() == []
+    assert await store.pending() == []
     assert store._conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 1
 
 
-def test_prune_keeps_recent_history_and_pending_outbox(store):
+async def test_prune_keeps_recent_history_and_pending_outbox(store):
     old = T0 - timedelta(days=200)
-    store.commit_cycle(
+    await store.commit_cycle(
         Commit(
             EngineState(),
             EngineState(),
@@ -216,14 +216,16 @@ def test_prune_keeps_recent_history_and_pending_outbox(store):
             samples_of(snap(1, at=old)),
         )
     )
-    store.commit_cycle(Commit(EngineState(), EngineState(), [snap(2)], [], T0, samples_of(snap(2))))
-    while store.prune(T0):
+    await store.commit_cycle(
+        Commit(EngineState(), EngineState(), [snap(2)], [], T0, samples_of(snap(2)))
+    )
+    while await store.prune(T0):
         pass
     assert store._conn.execute("SELECT total FROM samples").fetchall() == [(2.0,)]
-    assert len(store.pending()) == 1
+    assert len(await store.pending()) == 1
 
 
-def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatch):
+async def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatch):
     """An alert firing for longer than the outbox keeps its rows (30 days), reminded
     daily: `told` points at its first message, which pruning removes; the
     destination must still count as told (its resolve goes there)."""
@@ -238,20 +240,22 @@ def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monkeypatc
     store = Store.open(tmp_path / "s.db")
     try:
         f = fire()
-        store.enqueue([OutboxItem("log", "default", (f,))], T0)
-        (row,) = store.pending()
-        store.mark_done(row.id, OutboxStatus.DELIVERED, T0)
+        await store.enqueue([OutboxItem("log", "default", (f,))], T0)
+        (row,) = await store.pending()
+        await store.mark_done(row.id, OutboxStatus.DELIVERED, T0)
         # daily reminders for 40 days, all delivered
         for day in range(1, 41):
             at = T0 + timedelta(days=day)
-            store.enqueue([OutboxItem("log", "default", (replace(f, kind=EventKind.REMIND),))], at)
-            (r,) = store.pending()
-            store.mark_done(r.id, OutboxStatus.DELIVERED, at)
+            await store.enqueue(
+                [OutboxItem("log", "default", (replace(f, kind=EventKind.REMIND),))], at
+            )
+            (r,) = await store.pending()
+            await store.mark_done(r.id, OutboxStatus.DELIVERED, at)
         now = T0 + timedelta(days=40, hours=1)
-        while store.prune(now, 90):
+        while await store.prune(now, 90):
             pass
         key = AlertKey("low", "main", "total")
-        assert (key, "log", "default") in store.told()
-        assert (key, "log", "default") in store.told_at(), "resolve would be routed nowhere"
+        assert (key, "log", "default") in await store.told()
+        assert (key, "log", "default") in await store.told_at(), "resolve would be routed nowhere"
     finally:
-        store.close()
+        await store.close()

@@ -139,7 +139,10 @@ api_url = "{slack.url}"
         await slack.stop()
     assert "CRITICAL · odd / key bad\ufffd: $0.50 left" in plain_html(sent.text)
     assert "odd / key bad\ufffd: $0.50 left" in " ".join(text_objects(posted.blocks))
-    assert 'cometapi_key_remaining_usd{account="odd",key="bad\ufffd"} 0.5' in metrics
+    assert (
+        'balance_bot_key_remaining{account="odd",currency="USD",key="bad\ufffd",provider="cometapi"} 0.5'
+        in metrics
+    )
 
 
 async def get(app: App, path: str) -> tuple[int, str]:
@@ -592,7 +595,7 @@ async def test_a_clock_stepping_back_does_not_stretch_a_retry(tmp_path):
         clock, notifier = Clock(T0), Scripted(destinations=("a",))
         notifier.failures["a"] = [DeliveryError("HTTP 502")]
         item = OutboxItem("fake", "a", (event("x"),))
-        store.commit_cycle(Commit(EngineState(), EngineState(), [], [item], T0))
+        await store.commit_cycle(Commit(EngineState(), EngineState(), [], [item], T0))
         delivery = Delivery(store, {"fake": notifier}, Backoff(10, 40, 0), clock, lambda: 0.5)
         assert await delivery.deliver_due() == pytest.approx(10)
         clock.advance(-3600)  # NTP steps the clock back an hour
@@ -602,7 +605,7 @@ async def test_a_clock_stepping_back_does_not_stretch_a_retry(tmp_path):
         assert await delivery.deliver_due() is None
         assert len(notifier.sent) == 1
     finally:
-        store.close()
+        await store.close()
 
 
 def redirect(location: str, status: int = 301):
@@ -639,7 +642,7 @@ async def test_redirects_are_followed_on_the_configured_host_only(comet):
 # --- shared: the state file keeps told rows across an upgrade -----------------------------
 
 
-def test_an_older_state_file_knows_who_was_told(tmp_path):
+async def test_an_older_state_file_knows_who_was_told(tmp_path):
     """A file from the first release: its delivered fire counts as told, its failed
     one does not (so that destination hears at the next start)."""
     path = tmp_path / "old.db"
@@ -662,9 +665,9 @@ def test_an_older_state_file_knows_who_was_told(tmp_path):
     db.close()
     store = Store.open(path)
     try:
-        assert store.told() == {(fire.alert, "telegram", "1")}
+        assert await store.told() == {(fire.alert, "telegram", "1")}
     finally:
-        store.close()
+        await store.close()
 
 
 # --- 13. /balance asks every account at once and holds up no other command ----------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -62,15 +62,22 @@ class AlertSource(Protocol):
 
 class AlertActions:
     def __init__(
-        self, store: StateStore, source: AlertSource, changed: Callable[[], None] = lambda: None
+        self,
+        store: StateStore,
+        source: AlertSource,
+        changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.source = source
-        self.changed = changed  # an edit was queued or the silences changed
+        self._changed = changed  # an edit was queued or the silences changed
+
+    async def changed(self) -> None:
+        if self._changed is not None:
+            await self._changed()
 
     # --- buttons --------------------------------------------------------------
 
-    def press(self, press: Press) -> str:
+    async def press(self, press: Press) -> str:
         """A button pressed on a message the bot sent: the short answer shown to
         whoever pressed it. The message is edited to say who did what. A client
         may send any button data: what is not a button balance-bot made does
@@ -78,7 +85,7 @@ class AlertActions:
         token = _TOKEN.fullmatch(press.token)
         if press.verb not in VERBS or token is None or int(token[1]) > MAX_ROW:
             return "Nothing to do: this is not a button balance-bot made."
-        sent = self.store.sent_message(press.notifier, int(token[1]), int(token[2]))
+        sent = await self.store.sent_message(press.notifier, int(token[1]), int(token[2]))
         if sent is None or (sent.notifier, sent.destination) != (press.notifier, press.destination):
             return "This message is too old for its buttons; use /snooze <pattern> <duration>."
         now, who = self.source.now(), _who(press.who)
@@ -86,14 +93,14 @@ class AlertActions:
         open_ = [k for k in sent.alerts if not sent.resolved.get(k)]
         firing = [k for k in open_ if (s := state.get(k)) is not None and s.firing]
         if not firing:
-            self._follow(sent, now)
+            await self._follow(sent, now)
             return "Nothing to do: these alerts have resolved."
         if press.verb in SNOOZE_BUTTONS:
             until = now + timedelta(seconds=SNOOZE_BUTTONS[press.verb])
-            self.store.add_silence(Silence(until, who, alerts=frozenset(firing)), now)
+            await self.store.add_silence(Silence(until, who, alerts=frozenset(firing)), now)
             answer = f"Snoozed {_count(firing)} until {clock(until, self.source.timezone)}."
         else:
-            self.store.add_acks(Ack(k, who, now) for k in firing)
+            await self.store.add_acks(Ack(k, who, now) for k in firing)
             answer = f"Acknowledged {_count(firing)}: no reminders until resolved."
         log_event(
             logger,
@@ -103,19 +110,18 @@ class AlertActions:
             notifier=press.notifier,
             alerts=len(firing),
         )
-        self._follow(sent, now)
+        await self._follow(sent, now)
         return answer
 
-    def _follow(self, sent: SentMessage, now: datetime) -> None:
-        edit = follow_up(
-            sent, self.store.silences(now), self.store.acks(), now, self.source.timezone
-        )
-        self.store.enqueue([edit], now)
-        self.changed()
+    async def _follow(self, sent: SentMessage, now: datetime) -> None:
+        silences, acks = await self.store.silences(now), await self.store.acks()
+        edit = follow_up(sent, silences, acks, now, self.source.timezone)
+        await self.store.enqueue([edit], now)
+        await self.changed()
 
     # --- commands -------------------------------------------------------------
 
-    def snooze(self, args: str, who: str) -> Message:
+    async def snooze(self, args: str, who: str) -> Message:
         """/snooze <pattern> <duration>: silence what matches, now and until then."""
         words = args.split()
         if len(words) < 2:
@@ -132,8 +138,8 @@ class AlertActions:
         matching = [
             k for k, s in self.source.state.alerts.items() if s.firing and silence.covers(k, now)
         ]
-        self.store.add_silence(silence, now)
-        self.changed()
+        await self.store.add_silence(silence, now)
+        await self.changed()
         log_event(logger, "alert.snoozed", pattern=pattern, who=silence.who, seconds=seconds)
         until = clock(silence.until, self.source.timezone)
         if matching:
@@ -142,20 +148,20 @@ class AlertActions:
             said = "nothing firing matches it now; it will silence what does"
         return _note(f"Snoozed {pattern} until {until}: {said}.")
 
-    def unsnooze(self, args: str, who: str) -> Message:
+    async def unsnooze(self, args: str, who: str) -> Message:
         """/unsnooze <pattern|all>: end the snoozes of that pattern (or of alerts it
         matches, for those set with a button)."""
         pattern = args.strip()
         if not pattern:
             return _note("Usage: /unsnooze <pattern|all>; /status lists the snoozes.")
         now = self.source.now()
-        running = self.store.silences(now)
+        running = await self.store.silences(now)
         ended = [s for s in running if pattern == "all" or _unsnoozes(pattern, s)]
         if not ended:
             listed = ", ".join(silence_name(s) for s in running) or "none"
             return _note(f"No snooze matches {pattern!r}. Snoozed: {listed}.")
-        self.store.end_silences([s.id for s in ended if s.id is not None], now)
-        self.changed()
+        await self.store.end_silences([s.id for s in ended if s.id is not None], now)
+        await self.changed()
         log_event(logger, "alert.unsnoozed", pattern=pattern, who=who, silences=len(ended))
         return _note(
             f"Ended {len(ended)} snooze{'s' if len(ended) > 1 else ''}: what still fires is "

@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.engine.model import AlertKey, EngineState, Rule, Severity, Target
-from bot.engine.text import days, duration, usd
+from bot.engine.text import days, duration, money
 from bot.engine.units import Unit, days_left
 from bot.state.types import Sample
 
@@ -39,16 +39,6 @@ AHEAD = 0.25  # of the window: room right of "now" for the forecast
 
 _draw_lock = threading.Lock()  # matplotlib draws in one thread at a time
 _executor: ThreadPoolExecutor | None = None
-
-
-def money(value: float | None, currency: str, places: int = 2) -> str:
-    """An amount in the account's currency: $12.34 for USD, else 12.34 EUR."""
-    if value is None:
-        return "?"
-    sign = "-" if value < 0 else ""
-    if currency.upper() == "USD":
-        return usd(value) if places == 2 else f"{sign}${abs(value):,.{places}f}"
-    return f"{sign}{abs(value):,.{places}f} {currency.upper()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,11 +56,11 @@ class BalanceSource(Protocol):
 
     def latest(self, account: str) -> Snapshot | None: ...
 
-    def flow(self, account: str) -> Flow:
+    async def flow(self, account: str) -> Flow:
         """What the account's history says now: burn rates (USD per day), spending."""
         ...
 
-    def samples(self, account: str, since: float, until: float) -> list[Sample]:
+    async def samples(self, account: str, since: float, until: float) -> list[Sample]:
         """The account's history from `since` (after a baseline) to `until`."""
         ...
 
@@ -128,7 +128,7 @@ class ChatCommands:
     async def _make_balance(self, names: list[str]) -> Message:
         source = self.source
         fetched = await self._fetch(names)
-        burn = {a: source.flow(a).burn for a in names}
+        burn = {a: (await source.flow(a)).burn for a in names}
         return balance_view(
             fetched, source.rules, source.state, burn, source.now(), source.timezone
         )
@@ -142,7 +142,7 @@ class ChatCommands:
         chosen = [n for n in names if n == arg] or [n for n in names if n.lower() == arg.lower()]
         return chosen or _note(f"Unknown account {arg!r}. Accounts: {', '.join(names)}")
 
-    def spend(self, args: str = "") -> Message:
+    async def spend(self, args: str = "") -> Message:
         """/spend [account] [24h|7d|30d]: what each account spent over the period."""
         words = args.split()
         period, text = DAY, "24h"
@@ -156,10 +156,11 @@ class ChatCommands:
         views = []
         for account in names:
             latest = source.latest(account)
-            samples = source.samples(account, now - period, now)
+            samples = await source.samples(account, now - period, now)
             remaining = latest.total_quota if latest else None
-            rate = source.flow(account).burn.total  # what /balance says: one source of truth
-            views.append(spend_view(account, samples, remaining, rate, now, period))
+            rate = (await source.flow(account)).burn.total  # what /balance says: one truth
+            currency = latest.currency if latest else "USD"
+            views.append(spend_view(account, samples, remaining, rate, now, period, currency))
         return spend_message(views, text)
 
     async def chart(self, args: str = "") -> Message:
@@ -202,10 +203,10 @@ class ChatCommands:
         at = now.timestamp()
         chart = chart_of(
             account,
-            source.samples(account, at - WINDOWS[window], at),
+            await source.samples(account, at - WINDOWS[window], at),
             source.rules,
             source.state,
-            source.flow(account).burn.total,
+            (await source.flow(account)).burn.total,
             now,
             window,
             source.timezone,
@@ -216,21 +217,21 @@ class ChatCommands:
         png = await render_async(chart, theme)
         return Picture(png, f"{account}-{window}.png", chart.caption(), chart.alt())
 
-    def digest(self, day: date | None = None) -> Message:
+    async def digest(self, day: date | None = None) -> Message:
         """The daily digest, as of now; `day`: the date it is for (a scheduled
         one sent late, after midnight, is still yesterday's)."""
         source = self.source
         now = source.now()
         firing, _ = firing_events(source.state, source.rules, source.latest, now)
-        silences = self.actions.store.silences(now) if self.actions else []
+        silences = await self.actions.store.silences(now) if self.actions else []
         at = now.timestamp()
         views = []
         for account in source.account_names():
             view = digest_view(
                 account,
                 source.latest(account),
-                source.flow(account).burn.total,
-                source.samples(account, at - 7 * DAY, at),
+                (await source.flow(account)).burn.total,
+                await source.samples(account, at - 7 * DAY, at),
                 source.rules,
                 firing,
                 now,
@@ -261,11 +262,11 @@ class ChatCommands:
         await asyncio.gather(*asked.values(), return_exceptions=True)
         return fetched
 
-    def status(self) -> Message:
+    async def status(self) -> Message:
         source, now = self.source, self.source.now()
         store = self.actions.store if self.actions else None
-        silences = store.silences(now) if store else []
-        acks = list(store.acks().values()) if store else []
+        silences = await store.silences(now) if store else []
+        acks = list((await store.acks()).values()) if store else []
         return status_view(
             source.state, source.rules, source.latest, now, silences, acks, source.timezone
         )
@@ -274,22 +275,22 @@ class ChatCommands:
     def refusal() -> Message:
         return _note(REFUSAL)
 
-    def press(self, press: Press) -> str:
+    async def press(self, press: Press) -> str:
         if self.actions is None:
             return "Buttons do nothing here."
-        return self.actions.press(press)
+        return await self.actions.press(press)
 
     async def _balance(self, request: Request) -> Message:
         return await self.balance(request.args)
 
     async def _status(self, request: Request) -> Message:
-        return self.status()
+        return await self.status()
 
     async def _spend(self, request: Request) -> Message:
-        return self.spend(request.args)
+        return await self.spend(request.args)
 
     async def _digest(self, request: Request) -> Message:
-        return self.digest()
+        return await self.digest()
 
     async def _chart(self, request: Request) -> Message:
         return await self.chart(request.args)
@@ -297,12 +298,14 @@ class ChatCommands:
     async def _snooze(self, request: Request) -> Message:
         if self.actions is None:
             return _note("Snoozing needs the running bot.")
-        return self.actions.snooze(request.args, request.who or request.user or request.chat)
+        return await self.actions.snooze(request.args, request.who or request.user or request.chat)
 
     async def _unsnooze(self, request: Request) -> Message:
         if self.actions is None:
             return _note("Snoozing needs the running bot.")
-        return self.actions.unsnooze(request.args, request.who or request.user or request.chat)
+        return await self.actions.unsnooze(
+            request.args, request.who or request.user or request.chat
+        )
 
     async def _id(self, request: Request) -> Message:
         return _note(f"chat {request.chat or 'none'} · user {request.user or 'none'}")

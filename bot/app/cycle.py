@@ -39,7 +39,14 @@ from bot.notify.routing import Router
 from bot.notify.suppression import Facts
 from bot.ops.metrics import Metrics
 from bot.state.protocol import StateStore
-from bot.state.types import Commit, OutboxItem, Sample, StoreError, StoreReplacedError
+from bot.state.types import (
+    Commit,
+    FencedError,
+    OutboxItem,
+    Sample,
+    StoreError,
+    StoreReplacedError,
+)
 from bot.upstream.client import Client, poll_each
 
 logger = logging.getLogger(__name__)
@@ -156,12 +163,12 @@ class Cycle:
         Everything else of the cycle is committed, and leaves grouped, at its
         end: at most two messages per destination per cycle (SPEC 5, "Grouping")."""
         model, now = self.model, self.clock()
-        run = _Run(now, self.store.silences(now), self.store.acks())
+        run = _Run(now, await self.store.silences(now), await self.store.acks())
         grouped, kept = split_alerts(model.state.alerts, model.accounts, model.rules)
         # an account removed from the config: its alerts are dropped quietly
         run.kept = {k: v for k, v in kept.items() if k.account in model.accounts}
         try:
-            model.history.advance(run.started)
+            await model.history.advance(run.started)
         except StoreError as exc:  # rates may lag; thresholds and the rest go on
             log_event(logger, "history.unreadable", logging.ERROR, reason=str(exc))
         gate = asyncio.Event()
@@ -171,20 +178,20 @@ class Cycle:
             self.client, accounts, self.config.bot.max_concurrency, gate
         ):
             previous, old = grouped.get(account, {}), model.state.health.get(account)
-            result, outcome = self._evaluate(account, result, previous, old, run)
+            result, outcome = await self._evaluate(account, result, previous, old, run)
             if isinstance(result, Snapshot):  # the old one goes now, not at the cycle's end
                 model.snapshots[account] = result
             if notify and outcome.events and run.first is None:
                 batch = run.single(account, result, outcome, previous, old)
-                if self._commit(batch, run, notify, whole=False):
+                if await self._commit(batch, run, notify, whole=False):
                     run.first = batch
                     await self._let_it_out(gate, run)
                     continue
                 # the cycle's end tries again, with everything else
             run.add(account, result, outcome)
-        return self._finish(run, notify)
+        return await self._finish(run, notify)
 
-    def _evaluate(
+    async def _evaluate(
         self,
         account: str,
         result: PollResult,
@@ -199,8 +206,9 @@ class Cycle:
         context = Context(now, stale_after, {}, run.silences, run.acks)
         try:
             if isinstance(result, Snapshot):
+                result = model.history.derive_used(result)
                 sample = model.history.record(result)
-                flow = model.history.flow(account, now)
+                flow = await model.history.flow(account, now)
                 context = Context(now, stale_after, {account: flow}, run.silences, run.acks)
             outcome = evaluate_account(result, model.rules, previous, old, context)
             if isinstance(result, Snapshot):
@@ -230,7 +238,7 @@ class Cycle:
         finally:
             gate.set()
 
-    def _finish(self, run: _Run, notify: bool) -> CycleResult:
+    async def _finish(self, run: _Run, notify: bool) -> CycleResult:
         """The cycle's end: every account but the one committed first, in one
         transaction, its events grouped per destination."""
         model = self.model
@@ -244,7 +252,7 @@ class Cycle:
         }
         rest = _Batch(model.state, EngineState(alerts, health), run.batch.results, run.batch.events)
         rest.samples, rest.flows = run.batch.samples, run.batch.flows
-        committed = self._commit(rest, run, notify, whole=True)
+        committed = await self._commit(rest, run, notify, whole=True)
         results, events = dict(rest.results), list(rest.events)
         if run.first is not None:
             results.update(run.first.results)
@@ -257,7 +265,7 @@ class Cycle:
         queued = rest.queued or run.first is not None
         return CycleResult(results, events, committed, run.finished, queued)
 
-    def _commit(self, batch: _Batch, run: _Run, notify: bool, whole: bool) -> bool:
+    async def _commit(self, batch: _Batch, run: _Run, notify: bool, whole: bool) -> bool:
         """The one commit path: a batch's state, data, history and outbox rows in one
         transaction, then the same made true in memory; False if it cannot be saved
         (the state did not advance: the next try evaluates the same transitions).
@@ -265,15 +273,15 @@ class Cycle:
         now = run.finished = self.clock()
         outbox: list[OutboxItem] = []
         if notify and batch.events:
-            outbox = self._route(batch.events, batch.new, run, now)
-            outbox += self._follow_ups(batch.events, run.silences, run.acks, now)
+            outbox = await self._route(batch.events, batch.new, run, now)
+            outbox += await self._follow_ups(batch.events, run.silences, run.acks, now)
         snapshots = [r for r in batch.results.values() if isinstance(r, Snapshot)]
         try:
-            self.store.check_file()
-            self.store.commit_cycle(
+            await self.store.check_file()
+            await self.store.commit_cycle(
                 Commit(batch.old, batch.new, snapshots, outbox, now, list(batch.samples.values()))
             )
-        except StoreReplacedError:
+        except (StoreReplacedError, FencedError):  # the App stops, or steps down
             raise
         except StoreError as exc:
             event, level = (
@@ -316,17 +324,17 @@ class Cycle:
         for event in batch.events:
             _log_alert(event)
 
-    def _route(
+    async def _route(
         self, events: list[Event], state: EngineState, run: _Run, now: datetime
     ) -> list[OutboxItem]:
         """A batch's events as one outbox item per destination (and one held
         for the end of quiet hours, if they are on). `state`: as the batch leaves it."""
         needs_told = any(e.kind in (EventKind.RESOLVE, EventKind.AVAILABLE) for e in events)
-        told = self.store.told_at() if needs_told else {}
+        told = await self.store.told_at() if needs_told else {}
         at = facts(self.model, self.router, now, state, run.silences, run.acks)
         return self.router.route(events, told, at)
 
-    def _follow_ups(
+    async def _follow_ups(
         self,
         events: Sequence[Event],
         silences: Sequence[Silence],
@@ -340,7 +348,7 @@ class Cycle:
         zone = self.model.timezone
         return [
             follow_up(sent, silences, acks, now, zone, resolving)
-            for sent in self.store.messages_of(resolving)
+            for sent in await self.store.messages_of(resolving)
             if any(not sent.resolved.get(k) for k in sent.alerts if k in resolving)
         ]
 

@@ -15,7 +15,7 @@ from bot.config import Config
 from bot.engine.message import Message
 from bot.engine.model import MessageKind
 from bot.notify.routing import Router
-from bot.state.sqlite.store import Store
+from bot.state.protocol import StateStore
 from bot.state.types import OutboxItem, StoreError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ DIGEST_SENT = "digest_date"  # meta key: the local date of the last scheduled di
 class Digests:
     config: Callable[[], Config]  # the config as it is now (a reload changes it)
     router: Callable[[], Router]
-    store: Store
+    store: StateStore
     commands: ChatCommands
     clock: Callable[[], datetime]
     queued: Callable[[], None]  # wakes delivery
@@ -59,9 +59,9 @@ class Digests:
         """The digest of `day`, to every destination of [digest].notify; False if
         that date already had one (recorded in the state file)."""
         digest = self.config().digest
-        if digest is None or self.store.meta(DIGEST_SENT) == day.isoformat():
+        if digest is None or await self.store.meta(DIGEST_SENT) == day.isoformat():
             return False
-        message = self.commands.digest(day)
+        message = await self.commands.digest(day)
         charts = await self._charts() if digest.charts else []
         queues = self.router().queues_of(digest.notify or ())
         items = []
@@ -69,7 +69,7 @@ class Digests:
             items.append(OutboxItem(n, d, (), MessageKind.DIGEST, message))
             if self.shows_pictures(n):  # a webhook gets the text only
                 items.extend(OutboxItem(n, d, (), MessageKind.CHART, chart) for chart in charts)
-        self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
+        await self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
         log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
         self.queued()
         return True

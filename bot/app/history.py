@@ -11,7 +11,7 @@ import logging
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.common.logs import log_event
@@ -42,6 +42,7 @@ class Ledger:
     keys: dict[str, KeyLedger]
     layout: Layout | None
     first: Point  # the total's first sample: where its series begins
+    total: float = 0.0  # total_quota as last seen (a used figure is derived from its drops)
 
     @classmethod
     def restore(cls, sample: Sample, snapshot: Snapshot | None, first: Sample) -> Ledger:
@@ -55,8 +56,27 @@ class Ledger:
                     keys[name] = KeyLedger(used[name], sample.keys[i], sample.layout.since[i])
         first_point = Point(first.at, first.spent)
         return cls(
-            sample.account, sample.at, sample.used, sample.spent, keys, sample.layout, first_point
+            sample.account,
+            sample.at,
+            sample.used,
+            sample.spent,
+            keys,
+            sample.layout,
+            first_point,
+            sample.total,
         )
+
+
+def derive_used(ledger: Ledger | None, snapshot: Snapshot) -> Snapshot:
+    """For a provider without a used figure (`used_derived`): the snapshot with one
+    derived from its balance (SPEC 2b). It grows by every drop of the balance since
+    the previous poll and never by a rise: a top-up is never spending. It starts at
+    0 with the account's first sample."""
+    if not snapshot.used_derived:
+        return snapshot
+    drop = max(0.0, ledger.total - snapshot.total_quota) if ledger else 0.0
+    used = ledger.used + drop if ledger else 0.0
+    return replace(snapshot, total_used_quota=used)
 
 
 def advance(
@@ -102,7 +122,16 @@ def advance(
         values,
     )
     first = ledger.first if ledger else Point(at, spent)
-    ledger = Ledger(snapshot.account, at, snapshot.total_used_quota, spent, keys, layout, first)
+    ledger = Ledger(
+        snapshot.account,
+        at,
+        snapshot.total_used_quota,
+        spent,
+        keys,
+        layout,
+        first,
+        snapshot.total_quota,
+    )
     return ledger, sample
 
 
@@ -120,20 +149,20 @@ class Window:
         self._loaded_to = float("-inf")  # every stored sample up to here is in base or ahead
         self._beyond: dict[str, Sample] = {}  # after a gap in one account's samples
 
-    def advance(self, now: float, committed_to: float) -> None:
+    async def advance(self, now: float, committed_to: float) -> None:
         """Move the window start to `now - length`; `committed_to`: the newest
         time the state file has samples for."""
         start = now - self.length
         ahead_to = start + self._slice
         if self._loaded_to < start:  # first use, or the bot was down: start afresh
-            self.base = self._reader.newest_before(start)
+            self.base = await self._reader.newest_before(start)
             self.ahead = {}
             self._loaded_to = start
-            after = self._reader.first_time_after(start)  # across a gap in the samples
+            after = await self._reader.first_time_after(start)  # across a gap in the samples
             ahead_to = max(ahead_to, (after or start) + self._slice)
         if self._loaded_to < min(committed_to, ahead_to - self._slice / 2):
             upto = min(committed_to, ahead_to)
-            for sample in self._reader.between(self._loaded_to, upto):
+            for sample in await self._reader.between(self._loaded_to, upto):
                 self.ahead.setdefault(sample.account, deque()).append(sample)
             self._loaded_to = max(self._loaded_to, upto)
         for account, queue in self.ahead.items():
@@ -147,7 +176,8 @@ class Window:
         found: list[Point] = []
         queue = self.ahead.get(account)
         if not queue and latest > self._loaded_to:
-            queue = self._past_loaded(account)
+            beyond = self._beyond.get(account)  # read by ready()
+            queue = deque([beyond]) if beyond and beyond.at > self._loaded_to else None
         candidates = [self.base.get(account), *_first(queue, subject, since)]
         for sample in candidates:
             if sample is None or sample.at < since:
@@ -157,18 +187,20 @@ class Window:
                 found.append(Point(sample.at, value))
         return found
 
-    def _past_loaded(self, account: str) -> deque[Sample] | None:
-        """The account's first sample after the window start when none is loaded
-        yet: it polled again after a gap in its samples (the bot was down, or its
-        polls failed) that reaches past what the window has loaded."""
+    async def ready(self, account: str, latest: float) -> None:
+        """Read what points() needs beyond the loaded samples: the account's first
+        sample after the window start when none is loaded yet, as it polled again
+        after a gap in its samples (the bot was down, or its polls failed) that
+        reaches past what the window has loaded. `latest`: as for points()."""
+        if self.ahead.get(account) or latest <= self._loaded_to:
+            return
         sample = self._beyond.get(account)
         if sample is None or sample.at <= self._loaded_to:
-            found = self._reader.first_after(account, self._loaded_to)
+            found = await self._reader.first_after(account, self._loaded_to)
             if found is None:  # this poll's sample, not committed yet
                 self._beyond.pop(account, None)
-                return None
-            self._beyond[account] = sample = found
-        return deque([sample])
+            else:
+                self._beyond[account] = found
 
 
 def _first(queue: deque[Sample] | None, subject: str | None, since: float) -> Iterator[Sample]:
@@ -243,10 +275,10 @@ class History:
             for length in lengths
         }
 
-    def restore(self, snapshots: Mapping[str, Snapshot], now: datetime) -> None:
+    async def restore(self, snapshots: Mapping[str, Snapshot], now: datetime) -> None:
         """The ledgers as the state file left them."""
-        firsts = self.reader.first(snapshots)
-        for account, sample in self.reader.last(snapshots).items():
+        firsts = await self.reader.first(snapshots)
+        for account, sample in (await self.reader.last(snapshots)).items():
             self.ledgers[account] = Ledger.restore(sample, snapshots.get(account), firsts[account])
         self._newest = None
         self.committed_to = self._time(now)
@@ -256,6 +288,10 @@ class History:
         where its timeline stands."""
         self.ledgers, self.seeds, self.committed_to = old.ledgers, old.seeds, old.committed_to
         self._behind = old._behind
+
+    def derive_used(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot with its used figure derived, where its provider has none."""
+        return derive_used(self.ledgers.get(snapshot.account), snapshot)
 
     def record(self, snapshot: Snapshot) -> Sample:
         """Advance the account's counters with a poll; the sample to store. A poll
@@ -271,10 +307,10 @@ class History:
         newest = max((s.at for s in samples), default=self.committed_to)
         self.committed_to = max(self.committed_to, newest, now.timestamp())
 
-    def advance(self, now: datetime) -> None:
+    async def advance(self, now: datetime) -> None:
         at = self._time(now)
         for window in self.windows.values():
-            window.advance(at, self.committed_to)
+            await window.advance(at, self.committed_to)
 
     def _newest_at(self) -> float:
         """When the newest sample of any account was taken."""
@@ -303,11 +339,15 @@ class History:
             )
         return newest
 
-    def flow(self, account: str, now: datetime) -> Flow:
+    async def flow(self, account: str, now: datetime) -> Flow:
+        """What the account's history says at `now`; the figures are computed
+        when first asked for (from what this reads ahead)."""
         ledger = self.ledgers.get(account)
         if ledger is None:
             return Flow()
         at = self._time(now)
+        for window in self.windows.values():
+            await window.ready(account, ledger.at)
         burn = Spending(self.windows[self.burn_window], ledger, at, per_day=True)
         seed = self.seeds.get(account)
         total = burn.total()

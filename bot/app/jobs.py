@@ -48,16 +48,15 @@ class Jobs:
         async with cycle.lock:
             now = cycle.clock()
             hours = cycle.router.quiet
-            rows = store.held(now if hours and hours.window(now) else None)
+            rows = await store.held(now if hours and hours.window(now) else None)
             if not rows:
                 return 0
-            at = facts(
-                model, cycle.router, now, model.state, store.silences(now), store.acks(), False
-            )
+            silences, acks = await store.silences(now), await store.acks()
+            at = facts(model, cycle.router, now, model.state, silences, acks, False)
             items = release(rows, at)
             alerts = model.state.alerts
             told = {e.alert for item in items for e in item.events if e.kind is EventKind.FIRE}
-            told |= {alert for alert, _, _ in store.told()}  # announced elsewhere
+            told |= {alert for alert, _, _ in await store.told()}  # announced elsewhere
             untold = {
                 e.alert
                 for r in rows
@@ -75,13 +74,13 @@ class Jobs:
                         for k, s in alerts.items()
                     },
                 )
-                store.commit_cycle(Commit(model.state, new, (), (), now))
+                await store.commit_cycle(Commit(model.state, new, (), (), now))
                 model.state = new
-            store.release([r.id for r in rows], items, now)
+            await store.release([r.id for r in rows], items, now)
             log_event(logger, "quiet.released", held=len(rows), messages=len(items))
             return len(items)
 
-    def missed(self) -> list[OutboxItem]:
+    async def missed(self) -> list[OutboxItem]:
         """For each destination that was never told of alerts still firing (it was
         added since, its sends failed for good, or `check --no-notify` recorded
         the fire): one message listing them, as the suppression decision allows
@@ -90,24 +89,25 @@ class Jobs:
         cycle = self.cycle
         store, model = cycle.store, cycle.model
         now = cycle.clock()
-        told = store.told_at()
-        told.update(dict.fromkeys(store.holding(), now))
+        told = await store.told_at()
+        told.update(dict.fromkeys(await store.holding(), now))
         firing, unavailable = firing_events(model.state, model.rules, model.latest, now)
-        at = facts(model, cycle.router, now, model.state, store.silences(now), store.acks())
+        silences, acks = await store.silences(now), await store.acks()
+        at = facts(model, cycle.router, now, model.state, silences, acks)
         return cycle.router.catch_up([*unavailable, *firing], told, at)
 
     async def tell_missed(self) -> int:
         """Queue what `missed()` finds; the number of messages queued."""
         async with self.cycle.lock:
-            items = self.missed()
+            items = await self.missed()
             if items:
-                self.cycle.store.enqueue(items, self.cycle.clock())
+                await self.cycle.store.enqueue(items, self.cycle.clock())
                 log_event(logger, "alert.still_firing", destinations=len(items))
         return len(items)
 
     async def prune(self, budget: float = PRUNE_BUDGET) -> None:
-        """Delete expired history and outbox rows, a batch at a time in a worker
-        thread, for at most `budget` seconds; what is left waits for the next call.
+        """Delete expired history and outbox rows, a batch at a time off the event
+        loop, for at most `budget` seconds; what is left waits for the next call.
         Once an hour."""
         cycle = self.cycle
         now = cycle.clock()
@@ -117,9 +117,7 @@ class Jobs:
         ends = loop.time() + budget
         try:
             while loop.time() < ends:
-                pruned = await asyncio.to_thread(
-                    cycle.store.prune, now, cycle.config.bot.history_days
-                )
+                pruned = await cycle.store.prune(now, cycle.config.bot.history_days)
                 if not pruned:
                     self._pruned_at = now
                     return
@@ -137,12 +135,12 @@ class Jobs:
         days = math.ceil(config.bot.burn_window / 86400)
         first, last = today - timedelta(days=days), today - timedelta(days=1)
         gate = asyncio.Semaphore(config.bot.max_concurrency)
-        history.advance(now)
+        await history.advance(now)
 
         async def one(account: Account) -> None:
             if not cycle.client.seeds(account):
                 return  # its provider offers no past days
-            if history.flow(account.name, now).burn.total is not None:
+            if (await history.flow(account.name, now)).burn.total is not None:
                 return  # enough live history already
             async with gate:
                 try:

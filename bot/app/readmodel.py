@@ -15,6 +15,7 @@ from bot.app.history import History
 from bot.app.views import PollRecord
 from bot.config import Config
 from bot.engine.model import Account, EngineState, Flow, PollFailure, Rule, Snapshot
+from bot.notify.render import name_providers
 from bot.state.protocol import StateStore
 from bot.state.types import Sample
 from bot.upstream.client import Client
@@ -52,6 +53,7 @@ class ReadModel:
         """A (re)loaded config: what is kept of accounts no longer configured goes."""
         self.config, self.client = config, client
         self.accounts: dict[str, Account] = {a.name: a for a in config.accounts}
+        name_providers(a.provider for a in config.accounts)
         self.rules: Sequence[Rule] = config.rules
         self.timezone: ZoneInfo = config.bot.zone
         for kept in (self.snapshots, self.flows, self.polls):
@@ -76,11 +78,11 @@ class ReadModel:
     def account_names(self) -> list[str]:
         return list(self.accounts)
 
-    def flow(self, account: str) -> Flow:
-        return self.history.flow(account, self.clock())
+    async def flow(self, account: str) -> Flow:
+        return await self.history.flow(account, self.clock())
 
-    def samples(self, account: str, since: float, until: float) -> list[Sample]:
-        return self.store.history.of(account, since, until)
+    async def samples(self, account: str, since: float, until: float) -> list[Sample]:
+        return await self.store.history.of(account, since, until)
 
     def latest(self, account: str) -> Snapshot | None:
         candidates = [s for s in (self.snapshots.get(account), self._adhoc.get(account)) if s]
@@ -95,5 +97,6 @@ class ReadModel:
             result = await self.client.poll(self.accounts[account])
             if isinstance(result, PollFailure):
                 return latest, result.reason
+            result = self.history.derive_used(result)  # not recorded: the cycle's to do
             self._adhoc[account] = result
             return result, ""

@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.actions import AlertActions
+from bot.app.clock import on_clock
 from bot.app.commands import ChatCommands
 from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
 from bot.app.digest import DIGEST_GRACE, Digests
@@ -37,14 +38,16 @@ from bot.notifiers import Notifier, NotifierContext
 from bot.notify.delivery import Delivery, Outcome
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
-from bot.state.sqlite.store import Store
-from bot.state.types import StoreError, StoreReplacedError
+from bot.state.backends import open_store
+from bot.state.protocol import Leadership, StateStore
+from bot.state.types import FencedError, StoreError, StoreReplacedError
 from bot.upstream.client import Client
 from bot.upstream.transport import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
+CHECK_EVERY = 2.0  # seconds between two checks of a replica's active lock (SPEC 7b)
 
 
 GC_THRESHOLDS = (50_000, 20, 100)  # collections per allocations: gen0, then gen1/gen2 in turn
@@ -119,10 +122,11 @@ class App:
     """Every resource of one process. Use as `async with App(config) as app:`."""
 
     config: Config
-    clock: Clock = utcnow
+    clock: Clock = utcnow  # a bot.app.clock.SimulatedClock (the demo): schedules follow it
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
-    store: Store = field(init=False)
+    lease: Leadership | None = None  # replicas: the active lock this process holds (SPEC 7b)
+    store: StateStore = field(init=False)
     model: ReadModel = field(init=False)
     pipeline: Cycle = field(init=False)
     jobs: Jobs = field(init=False)
@@ -135,12 +139,14 @@ class App:
     _stack: contextlib.AsyncExitStack = field(init=False)
     commands: ChatCommands = field(init=False)
     fatal: str = field(init=False, default="")  # why the service stopped on its own
+    stepped_down: str = field(init=False, default="")  # why a replica stopped being active
     _scheduler: AsyncIOScheduler | None = field(init=False, default=None)
     _deliveries: asyncio.Task[None] | None = field(init=False, default=None)
     _seeding: asyncio.Task[None] | None = field(init=False, default=None)
     _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _counting: bool = field(init=False, default=False)  # a backlog count is on its way
 
     async def __aenter__(self) -> App:
         self._stack = contextlib.AsyncExitStack()
@@ -156,8 +162,9 @@ class App:
 
     async def _open(self) -> None:
         config, stack = self.config, self._stack
-        self.store = Store.open(config.bot.state_path)
-        stack.callback(self.store.close)
+        epoch = self.lease.epoch if self.lease else None
+        self.store = await open_store(config.bot.state_path, config.bot.state_url, epoch)
+        stack.push_async_callback(self.store.close)
         session = Client.new_session(config.bot.max_concurrency)
         stack.push_async_callback(session.close)
         retry = self.retry or RetryPolicy.for_schedule(
@@ -166,17 +173,19 @@ class App:
         clock = self._now  # what tests set as `app.clock`, at any time
         client = Client(session, config.bot.request_timeout, retry, clock)
         self.metrics = Metrics()
+        self.metrics.active.set(1)
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
         accounts = [a.name for a in config.accounts]
-        snapshots = {a: s for a, s in self.store.load_snapshots().items() if a in accounts}
+        stored = await self.store.load_snapshots()
+        snapshots = {a: s for a, s in stored.items() if a in accounts}
         history = new_history(config, self.store)
-        history.restore(snapshots, clock())
-        self.model = ReadModel(
-            config, self.store, client, clock, self.store.load_state(accounts), snapshots, history
-        )
+        await history.restore(snapshots, clock())
+        state = await self.store.load_state(accounts)
+        self.model = ReadModel(config, self.store, client, clock, state, snapshots, history)
         self.metrics.snapshots = lambda: list(self.model.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
+        self.metrics.providers = lambda: {n: a.provider for n, a in self.model.accounts.items()}
         actions = AlertActions(self.store, self.model, self._acted)
         self.commands = ChatCommands(self.model, actions)
         context = NotifierContext(self.commands, config.bot.zone)
@@ -190,6 +199,7 @@ class App:
             on_outcome=self._delivery_outcome,
             fresh_for=config.bot.interval,
             zone=config.bot.zone,
+            may_send=self.lease.holding if self.lease else None,
         )
         # the first alert of a cycle leaves at once: `_queued` wakes delivery
         self.pipeline = Cycle(
@@ -212,7 +222,7 @@ class App:
             self._wake_delivery,
             self._shows_pictures,
         )
-        self._refresh_backlog()
+        await self._count_backlog()
 
     def _now(self) -> datetime:
         return self.clock()
@@ -225,9 +235,9 @@ class App:
         self._wake_delivery()
         return attempted.wait() if attempted else None
 
-    def _acted(self) -> None:
+    async def _acted(self) -> None:
         """A snooze, ack or edit from chat: edits go out, the gauge follows."""
-        self.metrics.silences_active.set(len(self.store.silences(self.clock())))
+        self.metrics.silences_active.set(len(await self.store.silences(self.clock())))
         self._wake_delivery()
 
     @property
@@ -256,8 +266,15 @@ class App:
         return await self.digests.send(day)
 
     def _refresh_backlog(self) -> None:
+        """The backlog gauge is counted again soon: once, however many ask meanwhile."""
+        if not self._counting and not self.tasks.closing:
+            self._counting = True
+            self.tasks.spawn("backlog", self._count_backlog(), once=True)
+
+    async def _count_backlog(self) -> None:
+        self._counting = False
         try:
-            self.metrics.observe_backlog(self.store.backlog(), self.notifiers)
+            self.metrics.observe_backlog(await self.store.backlog(), self.notifiers)
         except StoreError as exc:
             log_event(logger, "store.read_failed", logging.WARNING, reason=str(exc))
 
@@ -301,10 +318,30 @@ class App:
             if not self.tasks.closing:
                 raise
             # shutting down: the cycle was abandoned (logged as such), nothing to add
+        except FencedError as exc:
+            self.step_down(str(exc))
         except StoreReplacedError as exc:
             self.stop_on_error(str(exc))
         except Exception:
             logger.exception("cycle.crashed")
+
+    def step_down(self, reason: str) -> None:
+        """A replica that is no longer the active one: no send starts from now on,
+        and the service stops as at SIGTERM (the replica stands by again)."""
+        if not self.stepped_down:
+            self.stepped_down = reason
+            self.delivery.stop()
+            self.metrics.active.set(0)
+            log_event(logger, "replica.stepping_down", logging.WARNING, reason=reason)
+        self._halt.set()
+
+    async def _hold_lease(self, lease: Leadership) -> None:
+        """Check the active lock every CHECK_EVERY seconds; step down once it is lost."""
+        while True:
+            if not await lease.holding():
+                break
+            await asyncio.sleep(CHECK_EVERY)  # a period: nothing to wait on but time
+        self.step_down(f"lost the active lock on {lease.where} (its connection failed)")
 
     def stop_on_error(self, reason: str) -> None:
         """Stop the service: something a restart must look at (`fatal` says what)."""
@@ -330,7 +367,7 @@ class App:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         model, scheduler = self.model, self._scheduler
-        return health(
+        ok, body = health(
             model.accounts,
             model.state.health,
             model.polls,
@@ -342,6 +379,7 @@ class App:
             self.tasks.dead,
             self.fleet.destination_states(),
         )
+        return ok, {"role": "active", **body}
 
     async def serve(self, stop: asyncio.Event, ready: Callable[[App], None] | None = None) -> None:
         """`balance-bot run`: poll on schedule, deliver, listen, until `stop` is set.
@@ -380,6 +418,8 @@ class App:
                     url=f"http://{host}:{self.web.port}/",
                     token="required" if web.token else "none (anyone who reaches it sees it)",
                 )
+        if self.lease is not None:
+            self.tasks.spawn("lease", self._hold_lease(self.lease))
         await self.release_held()
         await self.tell_missed()
         self.digests.at_start()
@@ -387,7 +427,7 @@ class App:
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
-            IntervalTrigger(seconds=bot.interval, timezone=UTC),
+            on_clock(IntervalTrigger(seconds=bot.interval, timezone=UTC), self.clock),
             id="poll",
             next_run_time=datetime.now(UTC),
             coalesce=True,
@@ -429,7 +469,10 @@ class App:
             at = config.digest.at
             scheduler.add_job(
                 self.digests.scheduled,
-                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                    self.clock,
+                ),
                 id="digest",
                 coalesce=True,
                 misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
@@ -438,7 +481,10 @@ class App:
             end = config.bot.quiet[1]
             scheduler.add_job(
                 self.release_held,
-                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                    self.clock,
+                ),
                 id="quiet_end",
                 coalesce=True,
                 misfire_grace_time=None,
@@ -454,7 +500,7 @@ class App:
         restart (the status page's token applies at once)."""
         async with self._reloading:
             old = self.config
-            for name in ("state_path", "http_listen"):
+            for name in ("state_path", "state_url", "http_listen"):
                 if getattr(config.bot, name) != getattr(old.bot, name):
                     log_event(
                         logger,
@@ -472,7 +518,10 @@ class App:
                     hint="kept as it was; restart balance-bot to apply it (the token applies now)",
                 )
             bot = replace(
-                config.bot, state_path=old.bot.state_path, http_listen=old.bot.http_listen
+                config.bot,
+                state_path=old.bot.state_path,
+                state_url=old.bot.state_url,
+                http_listen=old.bot.http_listen,
             )
             web = replace(config.web, status_page=old.web.status_page)
             config = replace(config, bot=bot, web=web)
@@ -498,9 +547,8 @@ class App:
             scheduler = self._scheduler
             if scheduler is not None and scheduler.running:
                 if config.bot.interval != old.bot.interval:
-                    scheduler.reschedule_job(
-                        "poll", trigger=IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
-                    )
+                    every = IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
+                    scheduler.reschedule_job("poll", trigger=on_clock(every, self.clock))
                 self._schedule_daily_jobs()
             log_event(
                 logger,

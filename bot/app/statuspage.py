@@ -63,8 +63,8 @@ class StatusPage:
         now = model.now()
         zone = model.timezone
         store = model.store
-        silences = store.silences(now)
-        acks = store.acks()
+        silences = await store.silences(now)
+        acks = await store.acks()
         firing, _ = firing_events(model.state, model.rules, model.latest, now)
         accounts = []
         for account in model.account_names():
@@ -80,7 +80,7 @@ class StatusPage:
                 for e in firing
                 if e.account == account
             ]
-            accounts.append(self._account(account, rows, now, zone))
+            accounts.append(await self._account(account, rows, now, zone))
         return StatusView(
             tuple(accounts),
             _local(now, zone),
@@ -89,13 +89,13 @@ class StatusPage:
             len(firing),
         )
 
-    def _account(
+    async def _account(
         self, account: str, alerts: list[AlertRow], now: datetime, zone: ZoneInfo
     ) -> AccountStatus:
         model = self.model
         snapshot = model.latest(account)
         currency = model.currency(account)
-        rate = model.flow(account).burn.total
+        rate = (await model.flow(account)).burn.total
         health = model.state.health.get(account)
         error = health.last_error if health and health.failures else ""
         if snapshot is None:

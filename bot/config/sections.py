@@ -83,6 +83,7 @@ class _Section(BaseModel):
 class BotSection(_Section):
     interval: Duration = 300.0
     state_path: Path = Path("balance-bot.db")
+    state_url: str = ""  # PostgreSQL instead (SPEC 7b)
     stale_after: int = Field(default=3, ge=1)
     request_timeout: Duration = 10.0
     http_listen: str = "127.0.0.1:9464"
@@ -99,6 +100,22 @@ class BotSection(_Section):
         if v:  # "" is off; anything else must parse
             (parse_quiet_hours if info.field_name == "quiet_hours" else split_listen)(v)
         return v
+
+    @field_validator("state_url")
+    @classmethod
+    def _postgres(cls, v: str) -> str:
+        if v and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host/database")
+        return v
+
+    @model_validator(mode="after")
+    def _one_state(self) -> BotSection:
+        if self.state_url and "state_path" in self.model_fields_set:
+            raise ValueError(
+                "state_url and state_path: set only one (state_url: PostgreSQL, shared by "
+                "replicas; state_path: an SQLite file)"
+            )
+        return self
 
     @field_validator("interval")
     @classmethod
@@ -165,7 +182,7 @@ class AccountSection(_Section):
     key: SecretStr
     url: str | None = None  # default: the provider's
     provider: str = plugins.DEFAULT_PROVIDER
-    currency: str = "USD"
+    currency: str | None = None  # default USD (deepseek: USD if offered, else its first)
 
     @field_validator("provider")
     @classmethod
@@ -178,8 +195,8 @@ class AccountSection(_Section):
 
     @field_validator("currency")
     @classmethod
-    def _currency(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", v):
+    def _currency(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
             raise ValueError(f"must be an ISO 4217 code such as USD, CNY or EUR, not {v!r}")
         return v
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -31,6 +32,7 @@ class Settings:
 
     interval: float = 300.0
     state_path: Path = Path("balance-bot.db")
+    state_url: str = ""  # PostgreSQL instead of the file (SPEC 7b)
     stale_after: int = 3
     request_timeout: float = 10.0
     http_listen: str = "127.0.0.1:9464"
@@ -81,6 +83,8 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value in the config, for the redaction registry."""
         found = [*(a.key for a in self.accounts), self.web.token]
+        if self.bot.state_url:
+            found.append(urlsplit(self.bot.state_url).password or "")
         for section in self.notifiers.values():
             if isinstance(section, BaseModel):
                 for name in type(section).model_fields:
@@ -120,7 +124,14 @@ def _set(value: float | None) -> float:
 def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     settings = Settings(**doc.bot.model_dump())
     accounts = tuple(
-        Account(a.name, a.key.get_secret_value(), a.url or "", a.provider, a.currency)
+        Account(
+            a.name,
+            a.key.get_secret_value(),
+            a.url or "",
+            a.provider,
+            a.currency or "USD",
+            a.currency is not None,
+        )
         for a in doc.accounts
     )
     digest = None

@@ -125,7 +125,7 @@ class Commands(Protocol):
 
     def refusal(self) -> Message: ...
 
-    def press(self, press: Press) -> str:
+    async def press(self, press: Press) -> str:
         """Act on a pressed button (access already checked); the short answer."""
         ...
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from bot.notifiers import DeliveryError, Notifier
 from bot.notifiers.message import Message, alert_of, trimmed
 from bot.notify.render import AsOf, event_ref, outbox_message
 from bot.state.protocol import StateStore
-from bot.state.types import OutboxRow, OutboxStatus, SentMessage
+from bot.state.types import FencedError, OutboxRow, OutboxStatus, SentMessage
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,11 @@ class Delivery:
         on_outcome: Callable[[Outcome], None] = lambda outcome: None,
         fresh_for: float = 0.0,
         zone: ZoneInfo = UTC_ZONE,
+        may_send: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.store = store
+        # replicas (SPEC 7b): asked before each send; False stops delivery at once
+        self.may_send = may_send
         # a message leaving later than this after its data says when the data is from
         self.fresh_for, self.zone = fresh_for, zone
         self.notifiers = notifiers
@@ -135,7 +138,7 @@ class Delivery:
         try:
             while not self._stopping:
                 self._wake.clear()
-                for queue in self._queues():
+                for queue in await self._queues():
                     if queue not in workers or workers[queue].done():
                         workers[queue] = asyncio.create_task(self._work(queue))
                 await self._wake.wait()
@@ -147,12 +150,12 @@ class Delivery:
 
     async def deliver_due(self) -> float | None:
         """One pass over every destination; returns seconds until the next retry, if any."""
-        waits = await asyncio.gather(*(self._pass(queue) for queue in self._queues()))
+        waits = await asyncio.gather(*(self._pass(queue) for queue in await self._queues()))
         due = [w for w in waits if w is not None]
         return max(min(due), 0.0) if due else None
 
-    def _queues(self) -> list[Queue]:
-        return self.store.queues()
+    async def _queues(self) -> list[Queue]:
+        return await self.store.queues()
 
     async def _work(self, queue: Queue) -> None:
         nudge = self._nudges.setdefault(queue, asyncio.Event())
@@ -160,8 +163,12 @@ class Delivery:
             nudge.clear()
             try:
                 wait = await self._pass(queue)
-                if wait is None and not self.store.pending(queue):
+                if wait is None and not await self.store.pending(queue):
                     return
+            except FencedError as exc:  # another process is active: it sends from now on
+                log_event(logger, "delivery.fenced", logging.WARNING, reason=str(exc))
+                self.stop()
+                return
             except Exception as exc:  # the store failed (disk full?): try again later
                 log_event(logger, "delivery.error", logging.ERROR, reason=redact(str(exc)))
                 wait = self.backoff.initial
@@ -171,7 +178,7 @@ class Delivery:
 
     async def _pass(self, queue: Queue) -> float | None:
         async with self._locks.setdefault(queue, asyncio.Lock()):
-            return await self._drain(self.store.pending(queue))
+            return await self._drain(await self.store.pending(queue))
 
     async def _drain(self, rows: list[OutboxRow]) -> float | None:
         """Rows in order until one must wait (the seconds until it is due). An edit
@@ -190,7 +197,7 @@ class Delivery:
                 wait = (row.next_attempt_at - now).total_seconds()
                 cap = self._delays.get(row.id, self.backoff.maximum)
                 if wait > cap:  # the clock stepped back: wait the delay from now, no more
-                    self.store.reschedule(row.id, now + timedelta(seconds=cap))
+                    await self.store.reschedule(row.id, now + timedelta(seconds=cap))
                     self._log(
                         row,
                         "delivery.clock_stepped",
@@ -199,10 +206,10 @@ class Delivery:
                     )
                     wait = cap
             elif row.problem:
-                self._unreadable(row)
+                await self._unreadable(row)
                 continue
             elif not events and row.message is None:
-                self.store.mark_done(
+                await self.store.mark_done(
                     row.id, OutboxStatus.SUPERSEDED, now, "only reminders that moved on"
                 )
                 continue
@@ -216,6 +223,16 @@ class Delivery:
             waiting_edits.add(row.edit_of)
         return soonest
 
+    async def _still_active(self) -> bool:
+        """Whether this process may send now (always, but for a replica that lost
+        its lock: it then stops delivering at once; the row stays for the next)."""
+        if self.may_send is None or await self.may_send():
+            return True
+        log_event(logger, "delivery.not_active", logging.WARNING, reason="lost the active lock")
+        self._attempted.set()
+        self.stop()
+        return False
+
     def _log(self, about: OutboxRow, event: str, level: int, **fields: Any) -> None:
         """A log line about a row, naming its notifier and destination."""
         log_event(
@@ -227,10 +244,10 @@ class Delivery:
         notifier = self.notifiers.get(row.notifier)
         return notifier.label(row.destination) if notifier else row.destination
 
-    def _unreadable(self, row: OutboxRow) -> None:
+    async def _unreadable(self, row: OutboxRow) -> None:
         """A row this version cannot read (written by another version) fails with
         its reason; the rows after it go on."""
-        self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
+        await self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), row.problem)
         self._log(
             row,
             "delivery.unreadable",
@@ -242,7 +259,7 @@ class Delivery:
     async def _deliver(self, row: OutboxRow, events: tuple[Event, ...]) -> float | None:
         notifier = self.notifiers.get(row.notifier)
         if notifier is None or not notifier.reaches(row.destination):
-            self.store.mark_done(
+            await self.store.mark_done(
                 row.id,
                 OutboxStatus.DROPPED,
                 self.clock(),
@@ -266,19 +283,21 @@ class Delivery:
         pieces = _pictures(notifier, message) if message.pictures else notifier.pieces(message)
         for index in range(row.parts_sent, len(pieces)):
             payload, refs = pieces[index]
+            if not await self._still_active():
+                return None
             try:
                 platform_id = await asyncio.wait_for(
                     notifier.send(row.destination, payload), SEND_TIMEOUT
                 )
             except DeliveryError as exc:
                 self._attempted.set()
-                return self._failed(row, exc.reason, exc.permanent, exc.retry_after)
+                return await self._failed(row, exc.reason, exc.permanent, exc.retry_after)
             except TimeoutError:
                 self._attempted.set()
-                return self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
+                return await self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
             except Exception as exc:  # a notifier bug must not stop delivery to others
                 self._attempted.set()
-                return self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+                return await self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
             self._attempted.set()
             alerts = tuple(key for ref in refs if (key := alert_of(ref)) is not None)
             if platform_id is not None and alerts:  # buttons, and edits as its alerts change
@@ -293,10 +312,10 @@ class Delivery:
                     told,
                     alerts,
                 )
-                self.store.record_message(sent, self.clock())
+                await self.store.record_message(sent, self.clock())
             if index + 1 < len(pieces):
-                self.store.mark_sent_parts(row.id, index + 1)
-        self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+                await self.store.mark_sent_parts(row.id, index + 1)
+        await self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
         self._delays.pop(row.id, None)
         self.on_outcome(Outcome(row.notifier, row.destination, "delivered"))
         self._log(
@@ -313,9 +332,11 @@ class Delivery:
         """An edit of a message sent before, in one payload (lines left out if it
         has grown past the platform's limit). One still failing a day after it
         was queued is dropped: by then the message has scrolled out of sight."""
-        sent = self.store.sent(row.edit_of) if row.edit_of is not None else None
+        sent = await self.store.sent(row.edit_of) if row.edit_of is not None else None
         if sent is None:
-            self.store.mark_done(row.id, OutboxStatus.DROPPED, self.clock(), "message unknown")
+            await self.store.mark_done(
+                row.id, OutboxStatus.DROPPED, self.clock(), "message unknown"
+            )
             return None
         pieces = notifier.pieces(message)
         keep = sum(len(s.lines) for s in message.sections[:-1])
@@ -325,6 +346,8 @@ class Delivery:
         payload = pieces[0][0]
         retry_after: float | None = None
         permanent = False
+        if not await self._still_active():
+            return None
         try:
             await asyncio.wait_for(
                 notifier.edit(row.destination, sent.platform_id, payload), SEND_TIMEOUT
@@ -336,7 +359,7 @@ class Delivery:
         except Exception as exc:  # a notifier bug must not stop delivery to others
             reason = f"{type(exc).__name__}: {exc}"
         else:
-            self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
+            await self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
             self._delays.pop(row.id, None)
             self._log(
                 row,
@@ -348,7 +371,7 @@ class Delivery:
             # the message was deleted, or is too old to edit: the alert itself went
             # out and the destination may be fine, so its health stays as it is
             status = OutboxStatus.FAILED if permanent else OutboxStatus.DROPPED
-            self.store.mark_done(row.id, status, self.clock(), redact(reason))
+            await self.store.mark_done(row.id, status, self.clock(), redact(reason))
             self._delays.pop(row.id, None)
             self._log(
                 row,
@@ -357,14 +380,14 @@ class Delivery:
                 reason=redact(reason),
             )
             return None
-        return self._failed(row, reason, False, retry_after)
+        return await self._failed(row, reason, False, retry_after)
 
-    def _failed(
+    async def _failed(
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
     ) -> float | None:
         reason = redact(reason)
         if permanent:
-            self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
+            await self.store.mark_done(row.id, OutboxStatus.FAILED, self.clock(), reason)
             self._delays.pop(row.id, None)
             self.on_outcome(Outcome(row.notifier, row.destination, "failed", reason))
             self._log(
@@ -378,7 +401,9 @@ class Delivery:
             return None
         attempts = row.attempts + 1
         delay = self.backoff.delay(attempts, retry_after, self.rand)
-        self.store.mark_retry(row.id, attempts, self.clock() + timedelta(seconds=delay), reason)
+        await self.store.mark_retry(
+            row.id, attempts, self.clock() + timedelta(seconds=delay), reason
+        )
         self._delays[row.id] = delay
         self.on_outcome(Outcome(row.notifier, row.destination, "retry", reason))
         self._log(

@@ -42,13 +42,19 @@ class StatusSite:
     token: Callable[[], str]
 
 
-def make_app(health: Health, metrics: Metrics, status: StatusSite | None = None) -> web.Application:
+def make_app(
+    health: Health, metrics: Metrics | Callable[[], Metrics], status: StatusSite | None = None
+) -> web.Application:
+    """`metrics`: the page's instruments, or what gives them at each scrape (a
+    replica serves its standby's, then its active App's)."""
+
     async def healthz(_: web.Request) -> web.Response:
         ok, body = health()
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics_page(_: web.Request) -> web.Response:
-        body = await asyncio.to_thread(metrics.page())  # polls and sends go on meanwhile
+        now = metrics if isinstance(metrics, Metrics) else metrics()
+        body = await asyncio.to_thread(now.page())  # polls and sends go on meanwhile
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

@@ -5,13 +5,14 @@ version cannot read raises EventFormatError and is failed, never sent."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import msgspec
 
 from bot.engine.message import Message
 from bot.engine.model import Event, EventFormatError, MessageKind, Snapshot
-from bot.state.types import OutboxItem
+from bot.state.types import OutboxItem, OutboxRow
 
 PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "kind": ..., "events": [...]}
 
@@ -35,6 +36,10 @@ def snapshot_text(snapshot: Snapshot) -> str:
             "request_count": snapshot.request_count,
             "keys": snapshot.keys,  # named tuples: encoded as arrays
             "fetched_at": snapshot.fetched_at.isoformat(),
+            "currency": snapshot.currency,
+            "used_derived": snapshot.used_derived,
+            "available": snapshot.available,
+            "unlimited": snapshot.unlimited,
         }
     )
 
@@ -76,3 +81,43 @@ def decode_payload(text: str) -> Payload:
         if isinstance(exc, EventFormatError):
             raise
         raise EventFormatError(f"unreadable outbox payload ({type(exc).__name__}: {exc})") from None
+
+
+def ts(value: datetime | None) -> str | None:
+    """A time as stored (ISO 8601 text, in every backend)."""
+    return value.isoformat() if value else None
+
+
+def dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class ByName(Protocol):
+    """A row read by column name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, name: str) -> Any: ...
+
+
+def outbox_row(r: ByName) -> OutboxRow:
+    """An outbox row read back (by column name); an unreadable payload makes it a
+    row to fail with its reason."""
+    message, edit_of = None, None
+    try:
+        kind, events, message, edit_of = decode_payload(r["events"])
+        problem = ""
+    except EventFormatError as exc:
+        kind, events, problem = MessageKind.ALERTS, (), str(exc)
+    return OutboxRow(
+        id=r["id"],
+        created_at=datetime.fromisoformat(r["created_at"]),
+        notifier=r["notifier"],
+        destination=r["destination"],
+        events=events,
+        parts_sent=r["parts_sent"],
+        attempts=r["attempts"],
+        next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
+        kind=kind,
+        problem=problem,
+        message=message,
+        edit_of=edit_of,
+    )

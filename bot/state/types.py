@@ -22,8 +22,16 @@ class StoreError(Exception):
     """The state cannot be used. The message names the file or database and the remedy."""
 
 
+class SchemaTooNewError(StoreError):
+    """The state was written by a newer version of balance-bot (a config problem: exit 3)."""
+
+
 class StoreReplacedError(StoreError):
     """The state was deleted or replaced (or taken over) while this process held it."""
+
+
+class FencedError(StoreError):
+    """Another process took over the shared state: this one must stop sending."""
 
 
 class OutboxStatus(StrEnum):

@@ -108,7 +108,7 @@ class SlackAnswers(SlackBase):
             name = person.get("username") or person.get("name")
             press = Press(self.name, channel, verb, token, f"@{name}" if name else user)
             try:
-                text = self.context.commands.press(press)
+                text = await self.context.commands.press(press)
             except Exception as exc:
                 logger.error(
                     "slack.press_failed",

@@ -105,7 +105,7 @@ class TelegramAnswers(TelegramBase):
         verb, _, token = (query.data or "").partition(":")
         press = Press(self.name, str(chat_id), verb, token, _who(user))
         try:
-            answer = self.context.commands.press(press)
+            answer = await self.context.commands.press(press)
         except Exception as exc:  # answered either way: else the button spins for a while
             logger.error(
                 "telegram.press_failed",

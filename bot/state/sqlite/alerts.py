@@ -4,9 +4,9 @@ transaction that commits a cycle."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from bot.engine.model import AccountHealth, AlertKey, AlertState, EngineState, Snapshot
+from bot.state.changes import Changes
 from bot.state.codec import snapshot_of, snapshot_text
 from bot.state.sqlite import samples
 from bot.state.sqlite.db import Db, _dt, _ts
@@ -15,7 +15,7 @@ from bot.state.types import Commit
 
 
 class Alerts(Db):
-    def load_state(self, accounts: Iterable[str]) -> EngineState:
+    async def load_state(self, accounts: Iterable[str]) -> EngineState:
         """State of the configured accounts; others' rows are ignored."""
         wanted = set(accounts)
         alerts: dict[AlertKey, AlertState] = {}
@@ -55,20 +55,18 @@ class Alerts(Db):
                 )
         return EngineState(alerts, health)
 
-    def load_snapshots(self) -> dict[str, Snapshot]:
+    async def load_snapshots(self) -> dict[str, Snapshot]:
         return {
             row["account"]: snapshot_of(row["data"])
             for row in self._rows("SELECT account, data FROM snapshots")
         }
 
-    def commit_cycle(self, commit: Commit) -> None:
-        old, new, now, snapshots = commit.old, commit.new, commit.now, commit.snapshots
-        gone = [k for k in old.alerts if k not in new.alerts]
-        changed = [s for k, s in new.alerts.items() if old.alerts.get(k) != s]
-        health = [h for a, h in new.health.items() if _failures(old.health.get(a)) != _failures(h)]
-        ended = _ended(old, new)
+    async def commit_cycle(self, commit: Commit) -> None:
+        now, change = commit.now, Changes.of(commit)
         with self._transaction() as db:
-            db.executemany("DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", gone)
+            db.executemany(
+                "DELETE FROM alerts WHERE rule=? AND account=? AND subject=?", change.gone
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO alerts (rule, account, subject, firing, polls_below, "
                 "value, fired_at, notified_at, shape, announced, held) "
@@ -85,7 +83,7 @@ class Alerts(Db):
                         int(s.announced),
                         int(s.held),
                     )
-                    for s in changed
+                    for s in change.changed
                 ),
             )
             db.executemany(
@@ -100,43 +98,20 @@ class Alerts(Db):
                         h.last_error,
                         _ts(h.last_success),
                     )
-                    for h in health
+                    for h in change.health
                 ),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
-                ((s.account, _ts(s.fetched_at), snapshot_text(s)) for s in snapshots),
+                ((s.account, _ts(s.fetched_at), snapshot_text(s)) for s in commit.snapshots),
             )
             samples.write(db, commit.samples)
+            ended = change.ended
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
             db.executemany("DELETE FROM acks WHERE rule=? AND account=? AND subject=?", ended)
             db.executemany(
                 "UPDATE message_alerts SET resolved_at=? WHERE rule=? AND account=? AND "
                 "subject=? AND resolved_at IS NULL",
-                # a rule or account removed from the config ends its alerts too
-                ((_ts(now), *key) for key in {*ended, *gone}),
+                ((_ts(now), *key) for key in change.resolved()),
             )
             enqueue_rows(db, commit.outbox, now)
-
-
-def _failures(health: AccountHealth | None) -> tuple[Any, ...] | None:
-    """What a health row must be written for: not a good poll's time alone (the
-    snapshot written with it has that)."""
-    if health is None:
-        return None
-    return (health.failures, health.failing_since, health.unavailable, health.last_error)
-
-
-def _ended(old: EngineState, new: EngineState) -> list[tuple[str, str, str]]:
-    """Alerts (and data-unavailable alerts) that stopped firing in this commit."""
-    ended = [
-        tuple(k)
-        for k, s in old.alerts.items()
-        if s.firing and not (k in new.alerts and new.alerts[k].firing)
-    ]
-    ended += [
-        ("", a, "")
-        for a, h in old.health.items()
-        if h.unavailable and not (a in new.health and new.health[a].unavailable)
-    ]
-    return ended  # type: ignore[return-value]

@@ -4,6 +4,7 @@ thread), migrations on open, transactions, and what SQLite errors mean to a user
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -15,20 +16,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+from bot.state.codec import dt, ts
 from bot.state.sqlite import samples
 from bot.state.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, statements
 from bot.state.types import OUTBOX_KEEP_DAYS, StoreError, StoreReplacedError
 
+Rows = tuple[str, list[str], list[Any]]  # a table, its columns, some of its rows
 PRUNE_BATCH = 1000  # rows per prune statement: the loop's writes never wait long for it
 PRUNE_PAUSE = 0.1  # seconds between two of them: longer than SQLite's longest busy wait
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+_ts, _dt = ts, dt  # times as every backend stores them
 
 
 class Db:
@@ -49,7 +47,7 @@ class Db:
         try:
             store._open()
         except BaseException:
-            store.close()
+            store._close()
             raise
         return store
 
@@ -118,8 +116,8 @@ class Db:
             raise StoreError(f"state file {self.path} is closed")
         return self._db
 
-    def close(self) -> None:
-        with self._pruning:
+    async def close(self) -> None:
+        with self._pruning:  # a prune batch is short: waiting for it does not stall the loop
             self._close()
 
     def _close(self) -> None:
@@ -142,7 +140,7 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
 
-    def check_file(self) -> None:
+    async def check_file(self) -> None:
         try:
             held, there = os.fstat(self._lock_fd), os.stat(self.path)
             same = (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
@@ -177,10 +175,12 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
 
-    def prune(self, now: datetime, history_days: int = 90) -> int:
+    async def prune(self, now: datetime, history_days: int = 90) -> int:
         """Delete up to PRUNE_BATCH expired or downsampled rows per kind, on a
-        connection of its own, so that it can run in a worker thread while the
-        loop goes on."""
+        connection of its own, in a worker thread while the loop goes on."""
+        return await asyncio.to_thread(self._prune_locked, now, history_days)
+
+    def _prune_locked(self, now: datetime, history_days: int) -> int:
         with self._pruning:
             return self._prune(now, history_days)
 
@@ -212,6 +212,18 @@ class Db:
         except sqlite3.DatabaseError as exc:
             raise explain(self.path, exc) from None
         return deleted
+
+    def export(self, tables: Iterable[str], batch: int = 5000) -> Iterator[Rows]:
+        """Every row of `tables`, a batch at a time, with its column names (to copy
+        the state elsewhere: `balance-bot state import`)."""
+        for table in tables:
+            try:
+                cursor = self._conn.execute(f"SELECT * FROM {table}")
+                columns = [d[0] for d in cursor.description]
+                while rows := cursor.fetchmany(batch):
+                    yield table, columns, rows
+            except sqlite3.DatabaseError as exc:
+                raise explain(self.path, exc) from None
 
     @property
     def history(self) -> samples.Reader:

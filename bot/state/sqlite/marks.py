@@ -14,7 +14,7 @@ from bot.state.types import OutboxItem, SentMessage
 
 
 class Marks(Db):
-    def silences(self, now: datetime) -> list[Silence]:
+    async def silences(self, now: datetime) -> list[Silence]:
         """The snoozes still running."""
         rows = self._rows(
             "SELECT id, pattern, alerts, until, who FROM silences WHERE until > ? ORDER BY id",
@@ -31,7 +31,7 @@ class Marks(Db):
             for r in rows
         ]
 
-    def add_silence(self, silence: Silence, now: datetime) -> int:
+    async def add_silence(self, silence: Silence, now: datetime) -> int:
         alerts = json.dumps(sorted(list(k) for k in silence.alerts))
         with self._transaction() as db:
             cursor = db.execute(
@@ -40,10 +40,10 @@ class Marks(Db):
             )
         return cursor.lastrowid or 0
 
-    def end_silences(self, ids: Iterable[int], now: datetime) -> None:
+    async def end_silences(self, ids: Iterable[int], now: datetime) -> None:
         self._write([("UPDATE silences SET until=? WHERE id=?", [(_ts(now), i) for i in ids])])
 
-    def acks(self) -> dict[AlertKey, Ack]:
+    async def acks(self) -> dict[AlertKey, Ack]:
         rows = self._rows("SELECT rule, account, subject, who, at FROM acks")
         return {
             (key := AlertKey(r["rule"], r["account"], r["subject"])): Ack(
@@ -52,7 +52,7 @@ class Marks(Db):
             for r in rows
         }
 
-    def add_acks(self, acks: Iterable[Ack]) -> None:
+    async def add_acks(self, acks: Iterable[Ack]) -> None:
         self._write(
             [
                 (
@@ -63,7 +63,7 @@ class Marks(Db):
             ]
         )
 
-    def record_message(self, sent: SentMessage, now: datetime) -> int:
+    async def record_message(self, sent: SentMessage, now: datetime) -> int:
         """A message a platform accepted, with the alerts it announced."""
         with self._transaction() as db:
             message_id = db.execute(
@@ -86,16 +86,16 @@ class Marks(Db):
             )
         return message_id or 0
 
-    def sent_message(self, notifier: str, outbox_id: int, part: int) -> SentMessage | None:
+    async def sent_message(self, notifier: str, outbox_id: int, part: int) -> SentMessage | None:
         """The message that part `part` of outbox row `outbox_id` became (a button's token)."""
         rows = self._rows(
             "SELECT id FROM messages WHERE outbox_id=? AND part=? AND notifier=? "
             "ORDER BY id DESC LIMIT 1",
             (outbox_id, part, notifier),
         )
-        return self.sent(rows[0]["id"]) if rows else None
+        return await self.sent(rows[0]["id"]) if rows else None
 
-    def messages_of(self, alerts: Iterable[AlertKey]) -> list[SentMessage]:
+    async def messages_of(self, alerts: Iterable[AlertKey]) -> list[SentMessage]:
         """Every message that announced one of `alerts`."""
         ids: set[int] = set()
         for key in alerts:
@@ -107,9 +107,9 @@ class Marks(Db):
                     key,
                 )
             )
-        return [m for m in (self.sent(i) for i in sorted(ids)) if m is not None]
+        return [m for i in sorted(ids) if (m := await self.sent(i)) is not None]
 
-    def sent(self, message_id: int) -> SentMessage | None:
+    async def sent(self, message_id: int) -> SentMessage | None:
         rows = self._rows(
             "SELECT id, notifier, destination, outbox_id, part, platform_id, events "
             "FROM messages WHERE id=?",
@@ -142,9 +142,9 @@ class Marks(Db):
             r["id"],
         )
 
-    def meta(self, key: str) -> str | None:
+    async def meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0]["value"] if rows else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    async def set_meta(self, key: str, value: str) -> None:
         self._write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", [(key, value)])])

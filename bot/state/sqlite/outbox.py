@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from bot.engine.model import AlertKey, EventFormatError, MessageKind
-from bot.state.codec import decode_payload, encode_payload
+from bot.engine.model import AlertKey
+from bot.state.codec import encode_payload, outbox_row
 from bot.state.sqlite.db import Db, _ts
 from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told
 
@@ -44,7 +44,7 @@ def enqueue_rows(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datet
 
 
 class Outbox(Db):
-    def enqueue(
+    async def enqueue(
         self, items: Iterable[OutboxItem], now: datetime, meta: Mapping[str, str] | None = None
     ) -> None:
         with self._transaction() as db:
@@ -53,13 +53,13 @@ class Outbox(Db):
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (meta or {}).items()
             )
 
-    def told(self) -> set[Told]:
+    async def told(self) -> set[Told]:
         return {
             (AlertKey(r["rule"], r["account"], r["subject"]), r["notifier"], r["destination"])
             for r in self._rows("SELECT rule, account, subject, notifier, destination FROM told")
         }
 
-    def told_at(self) -> dict[Told, datetime]:
+    async def told_at(self) -> dict[Told, datetime]:
         """told(), with when each destination's first message of the alert was
         queued (long ago, once pruning has taken that row: the alert is still told)."""
         return {
@@ -74,16 +74,16 @@ class Outbox(Db):
             )
         }
 
-    def holding(self) -> set[Told]:
+    async def holding(self) -> set[Told]:
         """The alerts that rows held for quiet hours will tell each destination of."""
         return {
             (e.alert, row.notifier, row.destination)
-            for row in self.held(None)
+            for row in await self.held(None)
             for e in row.events
             if e.kind in TELLS
         }
 
-    def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]:
+    async def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]:
         """Undelivered rows in order; only those for (notifier, destination) if given."""
         sql = (
             "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
@@ -93,19 +93,21 @@ class Outbox(Db):
             rows = self._rows(sql + " ORDER BY id")
         else:
             rows = self._rows(sql + " AND notifier=? AND destination=? ORDER BY id", queue)
-        return [_outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows]
 
-    def queues(self) -> list[tuple[str, str]]:
+    async def queues(self) -> list[tuple[str, str]]:
         rows = self._rows(
             "SELECT notifier, destination, min(id) AS first FROM outbox WHERE status='pending' "
             "GROUP BY notifier, destination ORDER BY first"
         )
         return [(r["notifier"], r["destination"]) for r in rows]
 
-    def mark_sent_parts(self, row_id: int, parts_sent: int) -> None:
+    async def mark_sent_parts(self, row_id: int, parts_sent: int) -> None:
         self._write([("UPDATE outbox SET parts_sent=? WHERE id=?", [(parts_sent, row_id)])])
 
-    def mark_done(self, row_id: int, status: OutboxStatus, now: datetime, error: str = "") -> None:
+    async def mark_done(
+        self, row_id: int, status: OutboxStatus, now: datetime, error: str = ""
+    ) -> None:
         work: list[tuple[str, Iterable[tuple]]] = [
             (
                 "UPDATE outbox SET status=?, done_at=?, last_error=? WHERE id=?",
@@ -117,7 +119,7 @@ class Outbox(Db):
             work.append(("DELETE FROM told WHERE outbox_id=?", [(row_id,)]))
         self._write(work)
 
-    def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None:
+    async def mark_retry(self, row_id: int, attempts: int, next_at: datetime, error: str) -> None:
         self._write(
             [
                 (
@@ -127,25 +129,27 @@ class Outbox(Db):
             ]
         )
 
-    def reschedule(self, row_id: int, next_at: datetime) -> None:
+    async def reschedule(self, row_id: int, next_at: datetime) -> None:
         self._write([("UPDATE outbox SET next_attempt_at=? WHERE id=?", [(_ts(next_at), row_id)])])
 
-    def backlog(self) -> dict[str, int]:
+    async def backlog(self) -> dict[str, int]:
         rows = self._rows(
             "SELECT notifier, count(*) AS n FROM outbox WHERE status='pending' GROUP BY notifier"
         )
         return {r["notifier"]: r["n"] for r in rows}
 
-    def held(self, due: datetime | None) -> list[OutboxRow]:
+    async def held(self, due: datetime | None) -> list[OutboxRow]:
         """Rows held for quiet hours that end by `due` (all for None), oldest first."""
         rows = self._rows(
             "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
             "next_attempt_at FROM outbox WHERE status='held' AND hold_until <= ? ORDER BY id",
             (_ts(due) if due else "9999",),
         )
-        return [_outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows]
 
-    def release(self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime) -> None:
+    async def release(
+        self, held: Iterable[int], items: Iterable[OutboxItem], now: datetime
+    ) -> None:
         """Held rows done (their events go out in `items`, or not at all)."""
         with self._transaction() as db:
             db.executemany(
@@ -154,26 +158,3 @@ class Outbox(Db):
                 ((OutboxStatus.SUPERSEDED, _ts(now), i) for i in held),
             )
             enqueue_rows(db, items, now)
-
-
-def _outbox_row(r: sqlite3.Row) -> OutboxRow:
-    message, edit_of = None, None
-    try:
-        kind, events, message, edit_of = decode_payload(r["events"])
-        problem = ""
-    except EventFormatError as exc:
-        kind, events, problem = MessageKind.ALERTS, (), str(exc)
-    return OutboxRow(
-        id=r["id"],
-        created_at=datetime.fromisoformat(r["created_at"]),
-        notifier=r["notifier"],
-        destination=r["destination"],
-        events=events,
-        parts_sent=r["parts_sent"],
-        attempts=r["attempts"],
-        next_attempt_at=datetime.fromisoformat(r["next_attempt_at"]),
-        kind=kind,
-        problem=problem,
-        message=message,
-        edit_of=edit_of,
-    )

@@ -114,11 +114,11 @@ class Reader:
                 layout, keys = None, array("d")
         return Sample(row[0], row[1], row[2], row[3], row[4], row[5], layout, keys)
 
-    def last(self, accounts: Iterable[str]) -> dict[str, Sample]:
+    async def last(self, accounts: Iterable[str]) -> dict[str, Sample]:
         """The newest sample of each account."""
-        return self.newest_before(float("inf"), accounts)
+        return await self.newest_before(float("inf"), accounts)
 
-    def first(self, accounts: Iterable[str]) -> dict[str, Sample]:
+    async def first(self, accounts: Iterable[str]) -> dict[str, Sample]:
         """The oldest sample of each account."""
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, min(at) AS m "
@@ -127,12 +127,14 @@ class Reader:
         wanted = set(accounts)
         return {r[0]: self._sample(r) for r in rows if r[0] in wanted}
 
-    def first_time_after(self, at: float) -> float | None:
+    async def first_time_after(self, at: float) -> float | None:
         """When the first sample of any account after `at` was taken."""
         rows = self._rows("SELECT min(at) FROM samples WHERE at > ?", (at,))
         return rows[0][0] if rows else None
 
-    def newest_before(self, at: float, accounts: Iterable[str] | None = None) -> dict[str, Sample]:
+    async def newest_before(
+        self, at: float, accounts: Iterable[str] | None = None
+    ) -> dict[str, Sample]:
         """The newest sample at or before `at`, by account."""
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s JOIN (SELECT account AS a, max(at) AS m "
@@ -142,7 +144,7 @@ class Reader:
         wanted = set(accounts) if accounts is not None else None
         return {r[0]: self._sample(r) for r in rows if wanted is None or r[0] in wanted}
 
-    def first_after(self, account: str, at: float) -> Sample | None:
+    async def first_after(self, account: str, at: float) -> Sample | None:
         """One account's first sample after `at`."""
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE account=? AND at > ? ORDER BY at LIMIT 1",
@@ -150,7 +152,7 @@ class Reader:
         )
         return self._sample(rows[0]) if rows else None
 
-    def between(self, after: float, upto: float) -> list[Sample]:
+    async def between(self, after: float, upto: float) -> list[Sample]:
         """Every account's samples with after < at <= upto, oldest first."""
         rows = self._rows(
             f"SELECT {_COLUMNS} FROM samples s WHERE at > ? AND at <= ? ORDER BY at",
@@ -158,7 +160,7 @@ class Reader:
         )
         return [self._sample(r) for r in rows]
 
-    def of(self, account: str, since: float, until: float) -> list[Sample]:
+    async def of(self, account: str, since: float, until: float) -> list[Sample]:
         """One account's samples from `since` to `until`, oldest first, with the
         newest before `since` first as the baseline."""
         rows = self._rows(
