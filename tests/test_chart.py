@@ -101,13 +101,17 @@ def test_captions_say_gathering_data_and_not_depleting():
 def test_money_in_the_accounts_currency():
     assert money(1234.5, "USD") == "$1,234.50"
     assert money(-2, "USD") == "-$2.00"
-    assert money(1234.5, "eur") == "1,234.50 EUR"
-    assert money(12, "CNY", 0) == "12 CNY"
+    assert money(1234.5, "EUR") == "€1,234.50"
+    assert money(12, "CHF", 0) == "12 CHF"  # no symbol here: the code
     chart = chart_of(
+        "main", draining(1, 600), [rule()], EngineState(), 10.0, NOW, "24h", BERLIN, "CHF"
+    )
+    assert chart and chart.caption()[1].startswith("balance 90.00 CHF · burn 10.00 CHF/day")
+    assert chart.levels[0].label == "low: below 20.00 CHF"
+    euro = chart_of(
         "main", draining(1, 600), [rule()], EngineState(), 10.0, NOW, "24h", BERLIN, "EUR"
     )
-    assert chart and chart.caption()[1].startswith("balance 90.00 EUR · burn 10.00 EUR/day")
-    assert chart.levels[0].label == "low: below 20.00 EUR"
+    assert euro and euro.caption()[1].startswith("balance €90.00 · burn €10.00/day")
 
 
 def test_share_levels_are_of_the_accounts_size():

@@ -195,9 +195,9 @@ async def test_snoozed_and_acknowledged_alerts_say_by_whom_and_until_when(serve)
     site = await serve(token="")
     app = site.app
     assert app.commands.actions is not None
-    app.commands.actions.snooze("runway 2h", "@ann")  # both accounts' runway alerts
+    await app.commands.actions.snooze("runway 2h", "@ann")  # both accounts' runway alerts
     now = app.model.now()
-    app.store.add_acks([Ack(AlertKey("low", "main", "total"), "@bob", now)])
+    await app.store.add_acks([Ack(AlertKey("low", "main", "total"), "@bob", now)])
     async with aiohttp.ClientSession() as session, session.get(site.base + "/") as response:
         page = await response.text()
     rows = re.findall(
