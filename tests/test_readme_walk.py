@@ -73,7 +73,7 @@ def test_every_command_the_readme_names_exists_as_written():
     offline_bot = [c for c in OFFLINE if "balance-bot" in c]
     assert offline_bot and all(c.startswith(VENV_BOT + " ") for c in offline_bot), offline_bot
     named = re.findall(r"^\| `balance-bot (\S+?)[` ]", (ROOT / "README.md").read_text(), re.M)
-    assert set(named) == {"run", "check", "validate", "test-notify", "init", "demo"}
+    assert set(named) == {"run", "check", "validate", "test-notify", "init", "demo", "state"}
     for command in named:
         done = subprocess.run(
             [str(balance_bot()), command, "--help"], capture_output=True, text=True, timeout=60
