@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot.common.backoff import Backoff
@@ -28,6 +28,8 @@ from bot.state.protocol import StateStore
 from bot.state.types import FencedError, OutboxRow, OutboxStatus, SentMessage
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SEND_TIMEOUT = 30.0
 EDIT_GIVE_UP = timedelta(hours=24)
@@ -64,6 +66,29 @@ def _alert(event: Event) -> tuple[str, str, str]:
 
 
 Queue = tuple[str, str]  # (notifier, destination)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A notifier call that did not succeed: why, whether retrying can help,
+    and the platform's Retry-After."""
+
+    reason: str
+    permanent: bool = False
+    after: float | None = None
+
+
+async def attempt(call: Awaitable[T]) -> T | Failure:
+    """A notifier call within the send deadline, its failure as a value (a
+    notifier's bug included: it must not stop delivery to others)."""
+    try:
+        return await asyncio.wait_for(call, SEND_TIMEOUT)
+    except DeliveryError as exc:
+        return Failure(exc.reason, exc.permanent, exc.retry_after)
+    except TimeoutError:
+        return Failure(f"no answer within {SEND_TIMEOUT:g}s")
+    except Exception as exc:
+        return Failure(f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,20 +310,11 @@ class Delivery:
             payload, refs = pieces[index]
             if not await self._still_active():
                 return None
-            try:
-                platform_id = await asyncio.wait_for(
-                    notifier.send(row.destination, payload), SEND_TIMEOUT
-                )
-            except DeliveryError as exc:
-                self._attempted.set()
-                return await self._failed(row, exc.reason, exc.permanent, exc.retry_after)
-            except TimeoutError:
-                self._attempted.set()
-                return await self._failed(row, f"no answer within {SEND_TIMEOUT:g}s", False, None)
-            except Exception as exc:  # a notifier bug must not stop delivery to others
-                self._attempted.set()
-                return await self._failed(row, f"{type(exc).__name__}: {exc}", False, None)
+            platform_id = await attempt(notifier.send(row.destination, payload))
             self._attempted.set()
+            if isinstance(platform_id, Failure):
+                failure = platform_id
+                return await self._failed(row, failure.reason, failure.permanent, failure.after)
             alerts = tuple(key for ref in refs if (key := alert_of(ref)) is not None)
             if platform_id is not None and alerts:  # buttons, and edits as its alerts change
                 told = tuple(e for e in events if event_ref(e) in refs)
@@ -343,34 +359,19 @@ class Delivery:
         while len(pieces) > 1 and keep > 0:
             keep -= 1
             pieces = notifier.pieces(trimmed(message, keep))
-        payload = pieces[0][0]
-        retry_after: float | None = None
-        permanent = False
         if not await self._still_active():
             return None
-        try:
-            await asyncio.wait_for(
-                notifier.edit(row.destination, sent.platform_id, payload), SEND_TIMEOUT
-            )
-        except DeliveryError as exc:
-            reason, permanent, retry_after = exc.reason, exc.permanent, exc.retry_after
-        except TimeoutError:
-            reason = f"no answer within {SEND_TIMEOUT:g}s"
-        except Exception as exc:  # a notifier bug must not stop delivery to others
-            reason = f"{type(exc).__name__}: {exc}"
-        else:
+        failure = await attempt(notifier.edit(row.destination, sent.platform_id, pieces[0][0]))
+        if not isinstance(failure, Failure):
             await self.store.mark_done(row.id, OutboxStatus.DELIVERED, self.clock())
             self._delays.pop(row.id, None)
-            self._log(
-                row,
-                "delivery.edited",
-                logging.INFO,
-            )
+            self._log(row, "delivery.edited", logging.INFO)
             return None
-        if permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
+        reason = failure.reason
+        if failure.permanent or self.clock() - row.created_at > EDIT_GIVE_UP:
             # the message was deleted, or is too old to edit: the alert itself went
             # out and the destination may be fine, so its health stays as it is
-            status = OutboxStatus.FAILED if permanent else OutboxStatus.DROPPED
+            status = OutboxStatus.FAILED if failure.permanent else OutboxStatus.DROPPED
             await self.store.mark_done(row.id, status, self.clock(), redact(reason))
             self._delays.pop(row.id, None)
             self._log(
@@ -380,7 +381,7 @@ class Delivery:
                 reason=redact(reason),
             )
             return None
-        return await self._failed(row, reason, False, retry_after)
+        return await self._failed(row, reason, False, failure.after)
 
     async def _failed(
         self, row: OutboxRow, reason: str, permanent: bool, retry_after: float | None
