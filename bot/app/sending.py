@@ -76,6 +76,8 @@ class Sending:
 
     def _outcome(self, outcome: Outcome) -> None:
         self.fleet.record(outcome)
+        if outcome.outcome != "retry":  # the gauge follows at once; the count confirms it
+            self.metrics.left_backlog(outcome.notifier)
         self.refresh_backlog()
 
     def refresh_backlog(self) -> None:

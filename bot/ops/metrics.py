@@ -126,6 +126,7 @@ class Metrics:
     def __init__(self, snapshots: Callable[[], Iterable[Snapshot]] = tuple) -> None:
         # the instruments (thread-safe) apart from the balances (read from live state)
         r = self._instruments = CollectorRegistry()
+        self._backlog: dict[str, int] = {}  # the backlog gauge's values, by notifier
         self.registry = CollectorRegistry()
         self.registry.register(
             _Balances(lambda: self.snapshots(), lambda: self.burn(), lambda: self.providers())
@@ -208,5 +209,13 @@ class Metrics:
         self._rule_labels = current
 
     def observe_backlog(self, backlog: Mapping[str, int], notifiers: Iterable[str]) -> None:
-        for name in {*notifiers, *backlog}:
-            self.backlog.labels(name).set(backlog.get(name, 0))
+        self._backlog = {name: backlog.get(name, 0) for name in {*notifiers, *backlog}}
+        for name, count in self._backlog.items():
+            self.backlog.labels(name).set(count)
+
+    def left_backlog(self, notifier: str) -> None:
+        """One entry of `notifier` left the outbox (until the next count says so)."""
+        count = self._backlog.get(notifier, 0)
+        if count > 0:
+            self._backlog[notifier] = count - 1
+            self.backlog.labels(notifier).set(count - 1)
