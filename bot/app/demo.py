@@ -5,8 +5,9 @@ The bot runs on simulated time (bot/app/clock.py): by default one demo second
 is one hour (`--speed 3600`), so a poll every 2 simulated hours comes every 2
 seconds, and burn rates, days left, reminders and the digest read as they would
 over days. The simulated account lives on 127.0.0.1 in this process and follows
-a 100-hour script (100 seconds): its balance drains at $14.40 a day (a forecast
-fires, a warning, a key warning, a reminder, then a critical), is topped up (they
+a 100-hour script (100 seconds): its balance drains at $14.40 a day, as on the
+days before, which it offers for seeding (a forecast fires at once, then a
+warning, a key warning, a reminder and a critical), is topped up (they
 resolve), the API has an outage (data unavailable, then data back), and the
 script starts over; a digest goes out every simulated morning at 09:00.
 """
@@ -20,7 +21,7 @@ import secrets as random_tokens
 import socket
 import tempfile
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -43,7 +44,7 @@ DIGEST_AT = "09:00"  # simulated, UTC; the clock starts at midnight
 
 # when things happen, in simulated hours from the start (what demo.started says)
 STORY = (
-    (8, "a forecast"),
+    (0, "a forecast (seeded from the days before)"),
     (10, "a warning"),
     (20, "a key warning"),
     (24, "a reminder"),
@@ -156,6 +157,20 @@ def simulated_balance(t: float) -> dict | None:
     }
 
 
+def past_days(first: str, start: datetime) -> dict[str, list[dict[str, object]]]:
+    """daily_quota for the days before the script, spent as its first day spends:
+    the bot's forecasts start from them (seeding) instead of "gathering data"."""
+    day, days = date.fromisoformat(first), {}
+    while day < start.date():
+        days[day.isoformat()] = [
+            {"token_name": "prod-api", "quota_used": 3.6, "request_count": 900},
+            {"token_name": "prod-batch", "quota_used": 2.4, "request_count": 600},
+            {"token_name": "dev-playground", "quota_used": 8.4, "request_count": 2820},
+        ]
+        day += timedelta(days=1)
+    return days
+
+
 class SimulatedCometAPI:
     """The script on 127.0.0.1, read on the bot's simulated clock; the first
     request of each simulated day logs which day it is."""
@@ -183,6 +198,8 @@ class SimulatedCometAPI:
             return web.Response(
                 status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
             )
+        if "start_date" in request.query:  # the seeding request at start: the days before
+            body["daily_quota"] = past_days(request.query["start_date"], self.clock.start)
         return web.json_response(body)
 
     async def start(self) -> None:
