@@ -40,14 +40,14 @@ HOUR = 3600.0
 PERIOD = 100.0  # simulated hours of the script, then it starts over
 SPEED = HOUR  # simulated seconds per real second: one demo second is one hour
 INTERVAL = "2h"  # simulated
-DIGEST_AT = "09:00"  # simulated, UTC; the clock starts at midnight
+DIGEST_AT = "08:20"  # simulated, UTC: after the poll of ~08:05 (every 2 h from the start)
 
 # when things happen, in simulated hours from the start (what demo.started says)
 STORY = (
     (0, "a forecast (seeded from the days before)"),
     (10, "a warning"),
     (20, "a key warning"),
-    (24, "a reminder"),
+    (22, "a reminder"),
     (28, "a critical"),
     (40, "a top-up resolves them"),
     (62, "an outage"),
@@ -74,7 +74,7 @@ target = "total"
 below = 20
 recover_above = 25
 severity = "warning"
-repeat = "12h"
+repeat = "11h"                     # not a multiple of the interval: a reminder at the 22h poll
 
 [[rules]]
 name = "runway"
@@ -131,9 +131,10 @@ def simulated_balance(t: float) -> dict | None:
         return None
     topped_up = t >= TOP_UP
     spent = 0.6 * min(t, TOP_UP) + 0.25 * max(0.0, t - TOP_UP)
-    total = 60.0 - 0.25 * (t - TOP_UP) if topped_up else 26 - spent
+    # levels are crossed between two polls (every 2 h from 0): never "$20.00 (below $20.00)"
+    total = 60.0 - 0.25 * (t - TOP_UP) if topped_up else 25.8 - spent
     prod_spent = 0.15 * min(t, 32.0)  # the key runs dry, then waits for its top-up
-    prod_api = 9.0 if topped_up else 5 - prod_spent
+    prod_api = 9.0 if topped_up else 4.9 - prod_spent
     batch_spent = 0.1 * t
     return {
         "username": "demo_user",
@@ -255,21 +256,19 @@ def midnight() -> datetime:
 def story(speed: float) -> str:
     """What happens when, in simulated hours and, at `speed`, real seconds."""
 
-    def at(hours: float) -> str:
+    def real(hours: float) -> str:
         seconds = hours * HOUR / speed
         if seconds < 120:
-            real = f"{seconds:.0f}s"
-        elif seconds < 2 * HOUR:
-            real = f"{seconds / 60:.0f} min"
-        else:
-            real = f"{seconds / HOUR:.0f} hours"
-        return f"{hours:g}h ({real})"
+            return f"{seconds:.0f}s"
+        if seconds < 2 * HOUR:
+            return f"{seconds / 60:.0f} min"
+        return f"{seconds / HOUR:.0f} hours"
 
-    told = [f"{what} at {at(hours)}" for hours, what in STORY]
-    daily = at(int(DIGEST_AT[:2]))
+    told = [f"{what} at {hours:g}h ({real(hours)})" for hours, what in STORY]
+    hour, minute = (int(part) for part in DIGEST_AT.split(":"))
     return (
-        ", ".join(told) + f"; a digest every simulated morning at {DIGEST_AT}, the first at "
-        f"{daily}; the script repeats every {at(PERIOD)}"
+        ", ".join(told) + f"; a digest every simulated morning at {DIGEST_AT}, the first after "
+        f"{real(hour + minute / 60)}; the script repeats every {PERIOD:g}h ({real(PERIOD)})"
     )
 
 
@@ -291,7 +290,7 @@ async def run_demo(stop: asyncio.Event, interval: str = INTERVAL, speed: float =
         problem = f"--speed: must be above 0, not {speed:g}"
         log_event(logger, "demo.invalid", logging.ERROR, problem=problem)
         return 3
-    clock = SimulatedClock(midnight(), speed)
+    clock = SimulatedClock(midnight(), speed, held=True)
     key = "demo-" + random_tokens.token_urlsafe(16)
     secrets.register(key)
     simulator = SimulatedCometAPI(key, clock)
@@ -323,6 +322,7 @@ async def run_demo(stop: asyncio.Event, interval: str = INTERVAL, speed: float =
             # polls retry within the real interval, not the simulated one
             retry = RetryPolicy.for_schedule(cfg.bot.interval / speed, cfg.bot.request_timeout)
             async with App(cfg, clock=clock, retry=retry) as app:
+                clock.release()  # the first poll at 00:00, however long the start took
                 await app.serve(stop)
     finally:
         await simulator.stop()
