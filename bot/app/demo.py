@@ -9,7 +9,7 @@ a 100-hour script (100 seconds): its balance drains at $14.40 a day, as on the
 days before, which it offers for seeding (a forecast fires at once, then a
 warning, a key warning, a reminder and a critical), is topped up (they
 resolve), the API has an outage (data unavailable, then data back), and the
-script starts over; a digest goes out every simulated morning at 09:00.
+script starts over; a digest goes out every simulated morning (DIGEST_AT).
 """
 
 from __future__ import annotations
