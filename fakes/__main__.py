@@ -73,9 +73,12 @@ class Balance:
         self.used += max(0.0, self.total - total)
         self.total = total
 
-    async def respond(self, _: web.Request) -> web.StreamResponse:
-        self.polls += 1
-        say(f"poll {self.polls}: answered ${self.total:,.2f}")
+    async def respond(self, request: web.Request) -> web.StreamResponse:
+        if "start_date" in request.query:  # balance-bot's seeding request at start
+            say("asked for past days (daily_quota): none here, the bot gathers data")
+        else:
+            self.polls += 1
+            say(f"poll {self.polls}: answered ${self.total:,.2f}")
         keys = [
             {"name": "prod-api", "remain_quota": round(self.total / 2, 6), "used_quota": 4.0},
             {"name": "balance-query", "remain_quota": 0, "used_quota": 0},

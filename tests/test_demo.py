@@ -90,6 +90,18 @@ def test_a_simulated_clock_runs_speed_times_as_fast():
     assert abs(clock.real(clock.simulated(real)) - real) < timedelta(milliseconds=1)
 
 
+def test_a_held_clock_starts_when_released():
+    """The demo holds its clock while the bot starts: the first poll is at 00:00
+    and the script's levels fall between two polls, whatever the start took."""
+    ticks = iter([0.0, 9.0, 9.0, 10.0])
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    clock = SimulatedClock(start, 3600, real=lambda: next(ticks), held=True)
+    assert clock() == start  # held: reads no time at all
+    clock.release()
+    assert clock() == start
+    assert clock() == start + timedelta(hours=1)
+
+
 def fire_times(trigger: SimulatedTrigger, start: datetime, count: int) -> list[datetime]:
     """As APScheduler asks: the next fire time after the previous one, `now`
     being the previous fire time (a late scheduler asks with now >= it)."""

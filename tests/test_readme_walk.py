@@ -72,11 +72,15 @@ def test_every_command_the_readme_names_exists_as_written():
     assert all(c.startswith(VENV_BOT + " ") for c in bot_lines), bot_lines
     offline_bot = [c for c in OFFLINE if "balance-bot" in c]
     assert offline_bot and all(c.startswith(VENV_BOT + " ") for c in offline_bot), offline_bot
-    named = re.findall(r"^\| `balance-bot (\S+?)[` ]", (ROOT / "README.md").read_text(), re.M)
-    assert set(named) == {"run", "check", "validate", "test-notify", "init", "demo", "state"}
+    table = (ROOT / "README.md").read_text()
+    named = re.findall(r"^\| `balance-bot ([a-z-]+(?: [a-z-]+)*)", table, re.M)
+    assert {"run", "check", "validate", "test-notify", "init", "demo"} <= set(named), named
     for command in named:
         done = subprocess.run(
-            [str(balance_bot()), command, "--help"], capture_output=True, text=True, timeout=60
+            [str(balance_bot()), *command.split(), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0 and "usage: balance-bot" in done.stdout, done.stderr
     fakes = [c.split()[-1] for c in OFFLINE if c.startswith(".venv/bin/python -m fakes")]

@@ -21,19 +21,35 @@ Clock = Callable[[], datetime]
 
 
 class SimulatedClock:
-    """Starts at `start` and runs `speed` times as fast as real time."""
+    """Starts at `start` and runs `speed` times as fast as real time; with
+    `held`, it shows `start` until `release()` (the demo releases it when the
+    service starts, so that its first poll is at `start`, whatever the start-up
+    took)."""
 
     def __init__(
-        self, start: datetime, speed: float, real: Callable[[], float] = time.monotonic
+        self,
+        start: datetime,
+        speed: float,
+        real: Callable[[], float] = time.monotonic,
+        held: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be above 0, not {speed}")
         self.start, self.speed = start, speed
         self._real = real
-        self._origin = real()
+        self._held = held
+        self.release()
+        self._held = held
+
+    def release(self) -> None:
+        """From now on the clock runs (it is not held)."""
+        self._held = False
+        self._origin = self._real()
         self._wall = datetime.now(UTC)  # the real time at the start, for the scheduler
 
     def __call__(self) -> datetime:
+        if self._held:
+            return self.start
         return self.start + timedelta(seconds=(self._real() - self._origin) * self.speed)
 
     def elapsed(self) -> float:

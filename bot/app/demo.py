@@ -5,10 +5,11 @@ The bot runs on simulated time (bot/app/clock.py): by default one demo second
 is one hour (`--speed 3600`), so a poll every 2 simulated hours comes every 2
 seconds, and burn rates, days left, reminders and the digest read as they would
 over days. The simulated account lives on 127.0.0.1 in this process and follows
-a 100-hour script (100 seconds): its balance drains at $14.40 a day (a forecast
-fires, a warning, a key warning, a reminder, then a critical), is topped up (they
+a 100-hour script (100 seconds): its balance drains at $14.40 a day, as on the
+days before, which it offers for seeding (a forecast fires at once, then a
+warning, a key warning, a reminder and a critical), is topped up (they
 resolve), the API has an outage (data unavailable, then data back), and the
-script starts over; a digest goes out every simulated morning at 09:00.
+script starts over; a digest goes out every simulated morning (DIGEST_AT).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import secrets as random_tokens
 import socket
 import tempfile
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -39,14 +40,14 @@ HOUR = 3600.0
 PERIOD = 100.0  # simulated hours of the script, then it starts over
 SPEED = HOUR  # simulated seconds per real second: one demo second is one hour
 INTERVAL = "2h"  # simulated
-DIGEST_AT = "09:00"  # simulated, UTC; the clock starts at midnight
+DIGEST_AT = "08:20"  # simulated, UTC: after the poll of ~08:05 (every 2 h from the start)
 
 # when things happen, in simulated hours from the start (what demo.started says)
 STORY = (
-    (8, "a forecast"),
+    (0, "a forecast (seeded from the days before)"),
     (10, "a warning"),
     (20, "a key warning"),
-    (24, "a reminder"),
+    (22, "a reminder"),
     (28, "a critical"),
     (40, "a top-up resolves them"),
     (62, "an outage"),
@@ -73,7 +74,7 @@ target = "total"
 below = 20
 recover_above = 25
 severity = "warning"
-repeat = "12h"
+repeat = "11h"                     # not a multiple of the interval: a reminder at the 22h poll
 
 [[rules]]
 name = "runway"
@@ -130,9 +131,10 @@ def simulated_balance(t: float) -> dict | None:
         return None
     topped_up = t >= TOP_UP
     spent = 0.6 * min(t, TOP_UP) + 0.25 * max(0.0, t - TOP_UP)
-    total = 60.0 - 0.25 * (t - TOP_UP) if topped_up else 26 - spent
+    # levels are crossed between two polls (every 2 h from 0): never "$20.00 (below $20.00)"
+    total = 60.0 - 0.25 * (t - TOP_UP) if topped_up else 25.8 - spent
     prod_spent = 0.15 * min(t, 32.0)  # the key runs dry, then waits for its top-up
-    prod_api = 9.0 if topped_up else 5 - prod_spent
+    prod_api = 9.0 if topped_up else 4.9 - prod_spent
     batch_spent = 0.1 * t
     return {
         "username": "demo_user",
@@ -154,6 +156,20 @@ def simulated_balance(t: float) -> dict | None:
             {"name": "balance-query", "remain_quota": 0, "used_quota": 0},
         ],
     }
+
+
+def past_days(first: str, start: datetime) -> dict[str, list[dict[str, object]]]:
+    """daily_quota for the days before the script, spent as its first day spends:
+    the bot's forecasts start from them (seeding) instead of "gathering data"."""
+    day, days = date.fromisoformat(first), {}
+    while day < start.date():
+        days[day.isoformat()] = [
+            {"token_name": "prod-api", "quota_used": 3.6, "request_count": 900},
+            {"token_name": "prod-batch", "quota_used": 2.4, "request_count": 600},
+            {"token_name": "dev-playground", "quota_used": 8.4, "request_count": 2820},
+        ]
+        day += timedelta(days=1)
+    return days
 
 
 class SimulatedCometAPI:
@@ -183,6 +199,8 @@ class SimulatedCometAPI:
             return web.Response(
                 status=502, text="<html>502 Bad Gateway</html>", content_type="text/html"
             )
+        if "start_date" in request.query:  # the seeding request at start: the days before
+            body["daily_quota"] = past_days(request.query["start_date"], self.clock.start)
         return web.json_response(body)
 
     async def start(self) -> None:
@@ -238,21 +256,19 @@ def midnight() -> datetime:
 def story(speed: float) -> str:
     """What happens when, in simulated hours and, at `speed`, real seconds."""
 
-    def at(hours: float) -> str:
+    def real(hours: float) -> str:
         seconds = hours * HOUR / speed
         if seconds < 120:
-            real = f"{seconds:.0f}s"
-        elif seconds < 2 * HOUR:
-            real = f"{seconds / 60:.0f} min"
-        else:
-            real = f"{seconds / HOUR:.0f} hours"
-        return f"{hours:g}h ({real})"
+            return f"{seconds:.0f}s"
+        if seconds < 2 * HOUR:
+            return f"{seconds / 60:.0f} min"
+        return f"{seconds / HOUR:.0f} hours"
 
-    told = [f"{what} at {at(hours)}" for hours, what in STORY]
-    daily = at(int(DIGEST_AT[:2]))
+    told = [f"{what} at {hours:g}h ({real(hours)})" for hours, what in STORY]
+    hour, minute = (int(part) for part in DIGEST_AT.split(":"))
     return (
-        ", ".join(told) + f"; a digest every simulated morning at {DIGEST_AT}, the first at "
-        f"{daily}; the script repeats every {at(PERIOD)}"
+        ", ".join(told) + f"; a digest every simulated morning at {DIGEST_AT}, the first after "
+        f"{real(hour + minute / 60)}; the script repeats every {PERIOD:g}h ({real(PERIOD)})"
     )
 
 
@@ -274,7 +290,7 @@ async def run_demo(stop: asyncio.Event, interval: str = INTERVAL, speed: float =
         problem = f"--speed: must be above 0, not {speed:g}"
         log_event(logger, "demo.invalid", logging.ERROR, problem=problem)
         return 3
-    clock = SimulatedClock(midnight(), speed)
+    clock = SimulatedClock(midnight(), speed, held=True)
     key = "demo-" + random_tokens.token_urlsafe(16)
     secrets.register(key)
     simulator = SimulatedCometAPI(key, clock)
@@ -306,6 +322,7 @@ async def run_demo(stop: asyncio.Event, interval: str = INTERVAL, speed: float =
             # polls retry within the real interval, not the simulated one
             retry = RetryPolicy.for_schedule(cfg.bot.interval / speed, cfg.bot.request_timeout)
             async with App(cfg, clock=clock, retry=retry) as app:
+                clock.release()  # the first poll at 00:00, however long the start took
                 await app.serve(stop)
     finally:
         await simulator.stop()
