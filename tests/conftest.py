@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -48,8 +49,24 @@ def _cometapi_titles() -> None:
     name_providers(["cometapi"])
 
 
+@pytest.fixture
+async def _reap_leftover_processes() -> AsyncIterator[None]:
+    """Bot processes a failed test left running, killed and waited for on the
+    test's own loop (a transport reaped after its loop closed is an unraisable
+    error in whichever test runs next)."""
+    yield
+    from tests.process import BotProcess
+
+    while BotProcess.running:
+        await BotProcess.running.pop().reap()
+
+
 @pytest.fixture(autouse=True)
-def _kill_leftover_processes() -> Iterator[None]:
+def _kill_leftover_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        request.getfixturevalue("_reap_leftover_processes")  # reaps on the test's loop
+        yield
+        return
     yield
     from tests.process import BotProcess
 

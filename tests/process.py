@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +53,17 @@ class BotProcess:
     def kill(self) -> None:
         if self.proc and self.proc.returncode is None:
             self.proc.kill()
+
+    async def reap(self) -> None:
+        """Kill it if it still runs, and wait for it and its reader."""
+        self.kill()
+        with contextlib.suppress(TimeoutError, ProcessLookupError):
+            async with asyncio.timeout(10):  # both pipes to their end: the transport closes
+                if self.proc is not None and self.proc.stdout is not None:
+                    await self.proc.stdout.read()
+                    await self.proc.wait()
+                if self._reader is not None:
+                    await self._reader
 
     async def _read(self) -> None:
         assert self.proc and self.proc.stderr
