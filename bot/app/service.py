@@ -27,7 +27,7 @@ from bot.app.schedule import Schedule
 from bot.app.sending import Sending
 from bot.app.statuspage import StatusPage
 from bot.app.tasks import GC_THRESHOLDS as GC_THRESHOLDS  # re-exported: bench/
-from bot.app.tasks import Tasks, trim_heap, tune_gc
+from bot.app.tasks import Ending, Tasks, trim_heap, tune_gc
 from bot.app.views import DestinationState, health
 from bot.app.webserver import StartupError as StartupError  # re-exported
 from bot.app.webserver import open_web
@@ -48,7 +48,6 @@ from bot.upstream.transport import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
 CHECK_EVERY = 2.0  # seconds between two checks of a replica's active lock (SPEC 7b)
 
 
@@ -74,12 +73,9 @@ class App:
     _stack: contextlib.AsyncExitStack = field(init=False)
     commands: ChatCommands = field(init=False)
     status_page: StatusPage | None = field(init=False, default=None)  # [web] status_page
-    fatal: str = field(init=False, default="")  # why the service stopped on its own
-    stepped_down: str = field(init=False, default="")  # why a replica stopped being active
+    ending: Ending = field(init=False, default_factory=Ending)
     schedule: Schedule | None = field(init=False, default=None)  # once serving
     _seeding: asyncio.Task[None] | None = field(init=False, default=None)
-    _halt: asyncio.Event = field(init=False, default_factory=asyncio.Event)
-    _deadline: float | None = field(init=False, default=None)  # loop time the exit is due
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     async def __aenter__(self) -> App:
@@ -189,11 +185,18 @@ class App:
         self._stack.push_async_callback(self._stop_notifiers)
         await self.fleet.start(listen)
 
+    @property
+    def fatal(self) -> str:
+        """Why the service stopped on its own ("" when it did not)."""
+        return self.ending.fatal
+
+    @property
+    def stepped_down(self) -> str:
+        """Why a replica stopped being the active one ("" when it did not)."""
+        return self.ending.stepped_down
+
     def _left(self) -> float:
-        """Seconds left until the exit is due (SHUTDOWN_GRACE from the signal)."""
-        if self._deadline is None:
-            return SHUTDOWN_GRACE
-        return max(0.1, self._deadline - asyncio.get_running_loop().time())
+        return self.ending.left()
 
     async def _stop_notifiers(self) -> None:
         await self._stop_background()  # sends under way finish before their notifier stops
@@ -235,12 +238,9 @@ class App:
     def step_down(self, reason: str) -> None:
         """A replica that is no longer the active one: no send starts from now on,
         and the service stops as at SIGTERM (the replica stands by again)."""
-        if not self.stepped_down:
-            self.stepped_down = reason
+        if self.ending.step_down(reason):
             self.sending.halt()
             self.metrics.active.set(0)
-            log_event(logger, "replica.stepping_down", logging.WARNING, reason=reason)
-        self._halt.set()
 
     async def _hold_lease(self, lease: Leadership) -> None:
         """Check the active lock every CHECK_EVERY seconds; step down once it is lost."""
@@ -252,9 +252,7 @@ class App:
 
     def stop_on_error(self, reason: str) -> None:
         """Stop the service: something a restart must look at (`fatal` says what)."""
-        self.fatal = reason
-        log_event(logger, "bot.fatal", logging.ERROR, reason=reason)
-        self._halt.set()
+        self.ending.fail(reason)
 
     async def tell_missed(self) -> None:
         """At start: destinations that missed alerts still firing hear of them."""
@@ -321,12 +319,7 @@ class App:
         )
         if ready:
             ready(self)
-        halted = asyncio.create_task(self._halt.wait())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({halted, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for waiting in (halted, stopped):
-            waiting.cancel()
-        self._deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
+        await self.ending.wait(stop)
         log_event(logger, "bot.stopping")
 
     async def _serve_web(self, listen: str) -> None:

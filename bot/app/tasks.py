@@ -78,3 +78,48 @@ class Tasks:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+SHUTDOWN_GRACE = 10.0  # from the signal to the exit, whatever is under way
+
+
+class Ending:
+    """Why and by when a running App ends: a signal (`stop`), an error a restart
+    must look at (`fatal`), or a replica that is no longer the active one
+    (`stepped_down`); once it ends, everything still under way shares one
+    deadline, SHUTDOWN_GRACE after it."""
+
+    def __init__(self) -> None:
+        self.fatal = ""
+        self.stepped_down = ""
+        self._halt = asyncio.Event()
+        self._deadline: float | None = None  # loop time the exit is due
+
+    def fail(self, reason: str) -> None:
+        self.fatal = reason
+        log_event(logger, "bot.fatal", logging.ERROR, reason=reason)
+        self._halt.set()
+
+    def step_down(self, reason: str) -> bool:
+        """True the first time (the caller then stops sending)."""
+        first = not self.stepped_down
+        if first:
+            self.stepped_down = reason
+            log_event(logger, "replica.stepping_down", logging.WARNING, reason=reason)
+        self._halt.set()
+        return first
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set or the App ends on its own; the deadline starts then."""
+        halted = asyncio.create_task(self._halt.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({halted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (halted, stopped):
+            waiting.cancel()
+        self._deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
+
+    def left(self) -> float:
+        """Seconds left until the exit is due (SHUTDOWN_GRACE until it ends)."""
+        if self._deadline is None:
+            return SHUTDOWN_GRACE
+        return max(0.1, self._deadline - asyncio.get_running_loop().time())
