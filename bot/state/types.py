@@ -4,10 +4,11 @@ StateStore and gets back, whatever the backend."""
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from bot.engine.message import Message
 from bot.engine.model import AlertKey, EngineState, Event, EventKind, MessageKind, Snapshot
@@ -73,6 +74,16 @@ class OutboxRow:
 Told = tuple[AlertKey, str, str]  # (alert, notifier, destination)
 
 
+def tells(rows: Iterable[OutboxRow]) -> set[Told]:
+    """Which destinations `rows` tell of which alerts (a fire, reminder or outage)."""
+    return {
+        (e.alert, row.notifier, row.destination)
+        for row in rows
+        for e in row.events
+        if e.kind in TELLS
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class SentMessage:
     """A message a platform accepted: where, which outbox row and part it was,
@@ -128,6 +139,23 @@ class Sample:
     spent: float  # the total's spent counter
     layout: Layout | None = None
     keys: array[float] = field(default_factory=lambda: array("d"))
+
+    def row(self) -> tuple[Any, ...]:
+        """Its columns as both backends store them: account, at, total, used,
+        requests, spent, layout id and the keys' figures as bytes."""
+        layout = self.layout
+        keys = self.keys.tobytes() if layout else None
+        layout_id = layout.id if layout else None
+        return (
+            self.account,
+            self.at,
+            self.total,
+            self.used,
+            self.requests,
+            self.spent,
+            layout_id,
+            keys,
+        )
 
     def key_spent(self, name: str, since: float) -> float | None:
         """A key's spent counter, if this sample belongs to its series begun at `since`."""

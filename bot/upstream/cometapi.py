@@ -20,8 +20,8 @@ from msgspec.structs import astuple
 
 from bot.engine.forecast import DailyUse
 from bot.engine.model import Account, FailureKind, KeyBalance, Snapshot, clean_name
-from bot.upstream.parse import MAX_AMOUNT, MAX_NAME, number, unique_subjects
-from bot.upstream.transport import FetchError, NotOffered, Transport, clean_text, describe, hint_of
+from bot.upstream.parse import MAX_AMOUNT, MAX_NAME, json_object, number, unique_subjects
+from bot.upstream.transport import FetchError, NotOffered, Transport, clean_text, describe
 
 DEFAULT_URL = "https://query.cometapi.com/user/quota"
 
@@ -141,16 +141,9 @@ def _parse(account: str, body: bytes, now: datetime, where: str, secret: str) ->
     usual = _parse_usual(account, body, now)
     if usual is not None:
         return usual
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FetchError(
-            FailureKind.BAD_RESPONSE, f"response from {where} is not JSON{hint_of(body, secret)}"
-        ) from None
-    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "total_quota" not in data:
+    data = json_object(body, where, secret)
+    if isinstance(data.get("data"), dict) and "total_quota" not in data:
         data = data["data"]  # tolerate an envelope {"success": true, "data": {...}}
-    if not isinstance(data, dict):
-        raise FetchError(FailureKind.BAD_RESPONSE, f"response from {where} is not a JSON object")
     if data.get("success") is False or "total_quota" not in data:
         message = next(
             (str(data[k]) for k in ("message", "error", "msg") if data.get(k)), "no total_quota"

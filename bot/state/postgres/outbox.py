@@ -14,7 +14,7 @@ from bot.engine.model import AlertKey
 from bot.state.codec import encode_payload, outbox_row
 from bot.state.codec import ts as _ts
 from bot.state.postgres.fence import Fenced
-from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told
+from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told, tells
 
 _ROW = (
     "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
@@ -87,12 +87,7 @@ class Outbox(Fenced):
         }
 
     async def holding(self) -> set[Told]:
-        return {
-            (e.alert, row.notifier, row.destination)
-            for row in await self.held(None)
-            for e in row.events
-            if e.kind in TELLS
-        }
+        return tells(await self.held(None))
 
     async def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]:
         if queue is None:

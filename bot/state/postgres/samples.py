@@ -29,18 +29,7 @@ async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -
                 (s.account, json.dumps(layout.names), json.dumps(layout.since)),
             )
             (layout.id,) = await cursor.fetchone() or (None,)
-        rows.append(
-            (
-                s.account,
-                s.at,
-                s.total,
-                s.used,
-                s.requests,
-                s.spent,
-                layout.id if layout else None,
-                s.keys.tobytes() if layout else None,
-            )
-        )
+        rows.append(s.row())
     if rows:
         async with conn.cursor() as cursor:
             await cursor.executemany(

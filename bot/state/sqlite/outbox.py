@@ -10,7 +10,7 @@ from datetime import datetime
 from bot.engine.model import AlertKey
 from bot.state.codec import encode_payload, outbox_row
 from bot.state.sqlite.db import Db, _ts
-from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told
+from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told, tells
 
 
 def enqueue_rows(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datetime) -> None:
@@ -76,12 +76,7 @@ class Outbox(Db):
 
     async def holding(self) -> set[Told]:
         """The alerts that rows held for quiet hours will tell each destination of."""
-        return {
-            (e.alert, row.notifier, row.destination)
-            for row in await self.held(None)
-            for e in row.events
-            if e.kind in TELLS
-        }
+        return tells(await self.held(None))
 
     async def pending(self, queue: tuple[str, str] | None = None) -> list[OutboxRow]:
         """Undelivered rows in order; only those for (notifier, destination) if given."""

@@ -53,18 +53,7 @@ def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:
                 "INSERT INTO layouts (account, names, since) VALUES (?,?,?)",
                 (s.account, json.dumps(layout.names), json.dumps(layout.since)),
             ).lastrowid
-        rows.append(
-            (
-                s.account,
-                s.at,
-                s.total,
-                s.used,
-                s.requests,
-                s.spent,
-                layout.id if layout else None,
-                s.keys.tobytes() if layout else None,
-            )
-        )
+        rows.append(s.row())
     db.executemany(
         "INSERT OR REPLACE INTO samples (account, at, total, used, requests, spent, layout, "
         "keys) VALUES (?,?,?,?,?,?,?,?)",
