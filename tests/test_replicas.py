@@ -347,3 +347,29 @@ api_url = "{tg.url}"
     finally:
         await tg.stop()
         await upstream["b"].stop()
+
+
+async def test_a_killed_active_process_is_replaced_within_10_seconds(
+    pg_server: Server, comet, hook, tmp_path
+):
+    """SIGKILL: the kernel closes its connections, PostgreSQL ends its session
+    and frees the lock; the standby takes it at its next try (every 2 s)."""
+    import signal
+
+    comet.default = flapping()
+    url = pg_server.fresh()
+    a = await start(replica_config(tmp_path, "a", url, comet, hook, free_port()))
+    await a.wait_for(said("replica.active"))
+    b = await start(replica_config(tmp_path, "b", url, comet, hook, free_port()))
+    await b.wait_for(said("replica.standby"))
+    await hook.wait_received(2)
+    loop = asyncio.get_running_loop()
+    killed = loop.time()
+    assert await a.stop(signal.SIGKILL) == -signal.SIGKILL
+    await b.wait_for(said("replica.active"), within=10)
+    assert loop.time() - killed < 10
+    sent = sent_by(hook, "b")
+    await hook.wait_received(len(hook.received) + 2)
+    assert sent_by(hook, "b") >= sent + 2
+    assert await b.stop() == 0
+    assert "Traceback" not in b.stderr, b.stderr
