@@ -373,3 +373,70 @@ async def test_a_killed_active_process_is_replaced_within_10_seconds(
     assert sent_by(hook, "b") >= sent + 2
     assert await b.stop() == 0
     assert "Traceback" not in b.stderr, b.stderr
+
+
+async def test_a_command_answered_before_a_takeover_is_not_answered_again(
+    pg_server: Server, comet, tmp_path
+):
+    """The update offset lives in the database: the process that takes over
+    skips what its predecessor answered, even when Telegram never heard the
+    confirmation (the process died before its next getUpdates)."""
+    import psycopg
+
+    from fakes.telegram import FakeTelegram
+
+    token = "123456789:AAReplicaOffsetForTests_abcdefghi"
+    chat = 222
+    tg = await FakeTelegram(token).start()
+    try:
+        comet.default = reply_balance(50)
+        url = pg_server.fresh()
+        bots = []
+        for name in ("a", "b"):
+            path = tmp_path / f"{name}.toml"
+            path.write_text(f"""
+[bot]
+interval = "1s"
+state_url = "{url}"
+http_listen = ""
+request_timeout = "1s"
+
+[[accounts]]
+name = "main"
+key = "${{TEST_QUERY_KEY}}"
+url = "{comet.url}"
+
+[[rules]]
+name = "account-low"
+target = "total"
+below = 20
+
+[notifiers.telegram]
+token = "{token}"
+chat_ids = [{chat}]
+api_url = "{tg.url}"
+""")
+            bots.append(await start(str(path)))
+            await bots[-1].wait_for(said("replica.active" if name == "a" else "replica.standby"))
+        a, b = bots
+        await a.wait_for(said("telegram.listening"))
+        help_id = await tg.message(chat, "/help")
+        (help_update,) = [u for u in tg.updates if u["update_id"] == help_id]
+        (helped,) = await tg.wait_sent(1)
+        assert "/balance" in helped.text
+        assert await a.stop() == 0  # its answers done, the offset saved
+        with psycopg.connect(url) as conn:
+            (stored,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'telegram.update_offset'"
+            ).fetchone()
+        assert int(stored) == help_id + 1
+        # as if Telegram never got the confirmation: the /help is served again
+        tg.updates.insert(0, help_update)
+        await tg.message(chat, "/id")  # the one still to answer
+        await b.wait_for(said("telegram.listening"), within=15)
+        await tg.wait_sent(2)
+        assert await b.stop() == 0  # its answers done too
+        answered = [s.text for s in tg.sent]
+        assert len(answered) == 2 and "chat 222 · user 222" in answered[1], answered
+    finally:
+        await tg.stop()

@@ -185,7 +185,7 @@ class App:
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
         actions = AlertActions(self.store, self.model, self._acted)
         self.commands = ChatCommands(self.model, actions)
-        context = NotifierContext(self.commands, config.bot.zone)
+        context = NotifierContext(self.commands, config.bot.zone, self.store)
         self.fleet = Fleet(self.metrics, clock)
         self.fleet.build(config, context)
         self.delivery = Delivery(
@@ -493,7 +493,7 @@ class App:
             for secret in config.secrets():
                 register(secret)
             restarted = await self.fleet.swap(
-                old, config, NotifierContext(self.commands, config.bot.zone)
+                old, config, NotifierContext(self.commands, config.bot.zone, self.store)
             )
             self.config = config
             client = self.pipeline.client
