@@ -56,6 +56,16 @@ SLACK_CHANNEL = "C0BENCH0001"
 LOW_TOTAL, HIGH_TOTAL = 10.0, 100.0
 UP, DOWN = b"\x01" * 4, b"\x02" * 4  # markers: the last four decimals of a moving number
 MAX_MOVES = 9999
+PROVIDER_PATHS = frozenset(
+    (
+        "/v1/dashboard/billing/subscription",
+        "/v1/dashboard/billing/usage",
+        "/api/v1/credits",
+        "/api/v1/keys",
+        "/user/balance",
+    )
+)
+_BEARER = re.compile(rb"(?im)^authorization:\s*bearer\s+(\S+)")
 
 
 def key_for(index: int) -> str:
@@ -169,11 +179,16 @@ class Comet:
         self.first_request_at: float | None = None
         self.rejected = _response("401 Unauthorized", b'{"success": false, "message": "bad key"}')
         self.not_found = _response("404 Not Found", b"not found", "text/plain")
+        self.keys = keys
+        self.router_keys: dict[int, list[dict[str, Any]]] = {}
 
-    def answer(self, target: str) -> tuple[bytes, float]:
-        """The response to a GET of `target`, and how long to hold it back."""
+    def answer(self, target: str, head: bytes = b"") -> tuple[bytes, float]:
+        """The response to a GET of `target` (`head`: the request's headers), and
+        how long to hold it back."""
         parts = urlsplit(target)
         query = parse_qs(parts.query)
+        if parts.path in PROVIDER_PATHS:
+            return self.provider(parts.path, query, head), self.delay
         if parts.path in ("/user/quota", "/user/quota/"):
             self.requests += 1
             if self.first_request_at is None:
@@ -186,6 +201,48 @@ class Comet:
                 self.moves[index] = moves = moves + 1
             return render(self.bodies[index], moves), self.delay
         return self.control(parts.path, query), 0.0
+
+    def provider(self, path: str, query: dict[str, list[str]], head: bytes) -> bytes:
+        """new-api, OpenRouter and DeepSeek answers for the account whose key is the
+        request's Bearer token (the same keys as the CometAPI accounts'); balances
+        move like CometAPI's when `moving`."""
+        self.requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.monotonic()
+        found = _BEARER.search(head)
+        index = self.index.get(found[1].decode("latin-1")) if found else None
+        if index is None:
+            return self.rejected
+        moves = self.moves[index]
+        if self.moving and moves < MAX_MOVES and path != "/api/v1/keys":  # keys: same poll
+            self.moves[index] = moves = moves + 1
+        total = LOW_TOTAL if self.bodies is self.low and index % 2 == 0 else HIGH_TOTAL
+        if path.endswith("/subscription"):
+            body = {"object": "billing_subscription", "hard_limit_usd": total + 21.0}
+        elif path.endswith("/usage"):
+            body = {"object": "list", "total_usage": 2100 + moves / 100}
+        elif path.endswith("/credits"):
+            body = {"data": {"total_credits": total + 21.0, "total_usage": 21.0 + moves / 1e4}}
+        elif path.endswith("/keys"):
+            offset = int(query.get("offset", ["0"])[0] or 0)
+            if index not in self.router_keys:
+                self.router_keys[index] = [
+                    {
+                        "name": e["name"],
+                        "label": e["name"][:6],
+                        "disabled": False,
+                        "limit": None if e["used_quota"] == -1 else 1000.0,
+                        "limit_remaining": e["remain_quota"],
+                        "usage": e["used_quota"],
+                    }
+                    for e in _entries(index, self.keys, False)
+                ]
+            body = {"data": self.router_keys[index][offset : offset + 100]}
+        else:  # /user/balance
+            left = f"{total - moves / 1e4:.4f}"
+            info = {"currency": "USD", "total_balance": left, "granted_balance": "0.00"}
+            body = {"is_available": True, "balance_infos": [{**info, "topped_up_balance": left}]}
+        return _response("200 OK", json.dumps(body).encode())
 
     def control(self, path: str, query: dict[str, list[str]]) -> bytes:
         if path == "/_bench/phase":
@@ -248,7 +305,7 @@ class CometProtocol(asyncio.Protocol):
             except ValueError:
                 self.transport.close()
                 return
-            response, delay = self.comet.answer(target)
+            response, delay = self.comet.answer(target, head)
             close = b"\r\nconnection: close" in head.lower()
             if delay:
                 asyncio.get_running_loop().call_later(delay, self._send, response, close)

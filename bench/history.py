@@ -663,7 +663,13 @@ def ms(value: float) -> str:
 
 def bot_files() -> str:
     """The bot modules this run measures, by content: the tree may be changing."""
-    names = ("samples.py", "history.py", "forecast.py", "store.py", "model.py")
+    names = (
+        "state/sqlite/samples.py",
+        "app/history.py",
+        "engine/forecast.py",
+        "state/sqlite/store.py",
+        "engine/model.py",
+    )
     digests = (hashlib.sha256((ROOT / "bot" / n).read_bytes()).hexdigest()[:10] for n in names)
     return ", ".join(f"bot/{n} {d}" for n, d in zip(names, digests, strict=True))
 

@@ -1,4 +1,5 @@
-"""balance-bot: warns a team before its CometAPI credit runs out."""
+"""balance-bot: warns a team before its AI credit (CometAPI, OpenRouter, DeepSeek,
+new-api sites) runs out."""
 
 import sys
 import types

@@ -68,7 +68,9 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool, config: bool = T
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="balance-bot", description="Watch CometAPI balances; warn in Telegram and Slack."
+        prog="balance-bot",
+        description="Watch AI credit balances (CometAPI, OpenRouter, DeepSeek, new-api sites); "
+        "warn in Telegram and Slack.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     _global_options(p, defaults=True)
@@ -128,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     ):
         init.add_argument(flag, action="store_true", help=what)
     init.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        choices=["newapi", "openrouter", "deepseek"],
+        help="add an account of this provider besides CometAPI's (repeatable; docs/providers.md)",
+    )
+    init.add_argument(
         "-o",
         "--output",
         help="where to write it (default: -c FILE, $BALANCE_BOT_CONFIG, else ./rules.toml)",
@@ -154,11 +163,22 @@ def parser() -> argparse.ArgumentParser:
         "demo",
         "no credentials needed: a simulated account",
         "The real pipeline against a built-in simulated account, with its alert messages "
-        "on stderr; reads no config. Telegram and Slack join in when TELEGRAM_BOT_TOKEN and "
+        "on stderr; reads no config. It runs on a compressed clock: one demo second is one "
+        "hour of simulated time, so its story of a few days takes 100 seconds. Telegram "
+        "and Slack join in when TELEGRAM_BOT_TOKEN and "
         "TELEGRAM_CHAT_ID, or SLACK_BOT_TOKEN and SLACK_CHANNEL, are set.",
         [no_config],
     )
-    demo.add_argument("--interval", default="2s", help="poll interval (default 2s)")
+    demo.add_argument(
+        "--interval", default="2h", help="poll interval, in simulated time (default 2h)"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=3600.0,
+        help="simulated seconds per real second (default 3600: one second is one hour; "
+        "1 runs in real time)",
+    )
     return p
 
 
@@ -175,12 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from bot.app.demo import run_demo
 
-        return _run_async(lambda stop, _: run_demo(stop, args.interval))
+        return _run_async(lambda stop, _: run_demo(stop, args.interval, args.speed))
     if args.command == "init":
         from bot.app.starter import write_starter
 
         output = args.output or str(config_mod.resolve_path(args.config))  # where validate looks
-        return write_starter(output, args.telegram, args.slack, args.webhook)
+        return write_starter(output, args.telegram, args.slack, args.webhook, args.provider)
     path = config_mod.resolve_path(args.config)
     try:
         cfg = config_mod.load(path)
@@ -336,6 +356,7 @@ async def _check(cfg: Config, as_json: bool, notify: bool) -> int:
                     monitor.latest,
                     monitor.now(),
                     burn,
+                    monitor.accounts,
                 )
             if notify:
                 await _flush(app)

@@ -4,7 +4,11 @@ Point the notifier at it with `api_url = fake.url`. The Web API under
 `/api/<method>` answers auth.test, conversations.info, chat.postMessage,
 chat.postEphemeral and apps.connections.open (whose URL leads to the Socket
 Mode endpoint `/link`), checks the bearer token of each, and validates
-messages the way Slack does (blocks, text sizes). Failures are scripted per
+messages the way Slack does (blocks, text sizes). File uploads follow Slack's
+v2 flow: files.getUploadURLExternal (refused with `missing_scope` without
+`files:write` in `scopes`), a POST of the bytes to the URL it gave
+(`/upload/<file id>`), files.completeUploadExternal into a channel; each
+shared file is recorded in `files` (`wait_files()`). Failures are scripted per
 method with `fail()`. The websocket says hello, delivers slash commands
 (`slash()`), records acks with their delay, and can be dropped three ways.
 Response URLs (`/response/<envelope id>`) record what they receive.
@@ -249,6 +253,19 @@ class Ack:
 
 
 @dataclass
+class Uploaded:
+    """A file shared into a channel by files.completeUploadExternal."""
+
+    id: str
+    channel: str
+    filename: str
+    title: str
+    data: bytes
+    initial_comment: str
+    alt_txt: str
+
+
+@dataclass
 class Channel:
     id: str
     name: str
@@ -260,7 +277,7 @@ class FakeSlack:
     bot_token: str
     app_token: str
     channels: dict[str, Channel] = field(default_factory=dict)
-    scopes: set[str] = field(default_factory=lambda: {"chat:write", "commands"})
+    scopes: set[str] = field(default_factory=lambda: {"chat:write", "commands", "files:write"})
 
     def __post_init__(self) -> None:
         self.calls: list[Call] = []
@@ -270,6 +287,8 @@ class FakeSlack:
         self.ack_deadline = ACK_DEADLINE
         self.acks: dict[str, Ack] = {}
         self.responses: dict[str, list[dict[str, Any]]] = {}
+        self.files: list[Uploaded] = []  # shared into a channel
+        self._uploads: dict[str, dict[str, Any]] = {}  # file id -> what getUploadURL said
         self.connections = 0  # websocket connections accepted so far
         self.script: dict[str, list[Reply]] = {}
         self._changed = asyncio.Condition()
@@ -308,12 +327,14 @@ class FakeSlack:
         )
         return ts
 
-    async def start(self) -> FakeSlack:
+    async def start(self, port: int = 0) -> FakeSlack:
+        """Serve on `port` (0: any free port)."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/response/{envelope}", self._response)
-        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        app.router.add_post("/upload/{file}", self._upload)
+        self._server = WebServer(app, "127.0.0.1", port, shutdown_timeout=0.5)
         await self._server.start()
         self.port = self._server.port
         return self
@@ -349,6 +370,11 @@ class FakeSlack:
         """Until `count` chat.update calls have succeeded in total."""
         await self._wait(lambda: len(self.updated) >= count, within)
         return self.updated
+
+    async def wait_files(self, count: int, within: float = 10.0) -> list[Uploaded]:
+        """Until `count` files have been shared into channels in total."""
+        await self._wait(lambda: len(self.files) >= count, within)
+        return self.files
 
     async def wait_connections(self, count: int, within: float = 10.0) -> None:
         """Until `count` websockets have been accepted and one is open."""
@@ -434,7 +460,74 @@ class FakeSlack:
             return self._post(method, args)
         if method == "chat.update":
             return self._update(args)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete(args)
         return _fail("unknown_method")
+
+    # --- files: the v2 upload flow ------------------------------------------
+
+    def _upload_url(self, args: dict[str, Any]) -> web.StreamResponse:
+        if "files:write" not in self.scopes:
+            return _fail("missing_scope", needed="files:write", provided=",".join(self.scopes))
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except ValueError:
+            length = 0
+        if not filename or length <= 0:
+            return _fail("invalid_arguments")
+        file_id = f"F0FAKE{len(self._uploads) + 1:04d}"
+        self._uploads[file_id] = {
+            "filename": filename,
+            "length": length,
+            "alt_txt": str(args.get("alt_txt") or ""),
+            "data": None,
+        }
+        return _ok(upload_url=f"http://127.0.0.1:{self.port}/upload/{file_id}", file_id=file_id)
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        upload = self._uploads.get(request.match_info["file"])
+        data = await request.read()
+        if upload is None:
+            return web.Response(status=404, text="invalid upload url")
+        if len(data) != upload["length"]:
+            return web.Response(status=400, text="length does not match")
+        upload["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete(self, args: dict[str, Any]) -> web.StreamResponse:
+        files = args.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        if not isinstance(files, list) or not files:
+            return _fail("invalid_arguments")
+        channel = self.channels.get(str(args.get("channel_id")))
+        if channel is None:
+            return _fail("channel_not_found")
+        if not channel.is_member:
+            return _fail("not_in_channel")
+        shared = []
+        for item in files:
+            file_id = str(item.get("id"))
+            upload = self._uploads.get(file_id)
+            if upload is None or upload["data"] is None:
+                return _fail("file_not_found")
+            title = str(item.get("title") or upload["filename"])
+            self.files.append(
+                Uploaded(
+                    file_id,
+                    channel.id,
+                    upload["filename"],
+                    title,
+                    upload["data"],
+                    str(args.get("initial_comment") or ""),
+                    upload["alt_txt"],
+                )
+            )
+            shared.append({"id": file_id, "name": upload["filename"], "title": title})
+        return _ok(files=shared)
 
     def _post(self, method: str, args: dict[str, Any]) -> web.StreamResponse:
         channel = self.channels.get(str(args.get("channel")))

@@ -2,7 +2,10 @@
 
 Point the notifier at it with `api_url = fake.url`. It answers getMe,
 setMyCommands, getMyCommands, deleteWebhook, getUpdates (a real long poll on
-queued updates, honouring `offset`) and sendMessage (recorded). Failures are
+queued updates, honouring `offset`), sendMessage (recorded) and sendPhoto
+(a multipart upload: the image is recorded in `photos`, `wait_photos()`,
+refused as Telegram refuses a missing photo, one over 10 MB or a caption over
+1024 characters). Failures are
 scripted per method, optionally per chat. Tests wait on conditions, never on
 sleeps: `wait_sent()`, `wait_calls()`.
 
@@ -17,8 +20,10 @@ callback_query update, and answerCallbackQuery is recorded with its delay
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +48,11 @@ NOT_MODIFIED = (
 )
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 TEXT_EMPTY = "Bad Request: message text is empty"
+
+PHOTO_INVALID = "Bad Request: there is no photo in the request"
+CAPTION_TOO_LONG = "Bad Request: message caption is too long"
+PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto: at most 10 MB
+CAPTION_LIMIT = 1024  # characters, after entity parsing
 
 CALLBACK_DATA_BYTES = 64  # callback_data: 1-64 bytes (UTF-8)
 INLINE_BUTTONS_LIMIT = 100  # inline buttons in one keyboard, all rows together
@@ -109,6 +119,19 @@ class Sent:
 
 
 @dataclass
+class Photo:
+    """A sendPhoto: the image as uploaded, and its caption."""
+
+    chat_id: int
+    data: bytes
+    filename: str
+    caption: str
+    parse_mode: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    message_id: int = 0
+
+
+@dataclass
 class StoredMessage:
     """A message the bot sent, as it stands now (after any edits)."""
 
@@ -167,6 +190,7 @@ class FakeTelegram:
         self.username = username
         self.calls: list[Call] = []
         self.sent: list[Sent] = []
+        self.photos: list[Photo] = []
         self.commands: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
         self.offset = 0  # updates below this id were confirmed by the client
@@ -283,6 +307,12 @@ class FakeTelegram:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.sent) >= count)
         return list(self.sent)
+
+    async def wait_photos(self, count: int, within: float = 10.0) -> list[Photo]:
+        """Return once `count` photos have been delivered in total."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.photos) >= count)
+        return list(self.photos)
 
     async def wait_calls(self, method: str, count: int, within: float = 10.0) -> list[Call]:
         """Return once `method` has been called `count` times (failed calls included)."""
@@ -425,6 +455,53 @@ class FakeTelegram:
             self._changed.notify_all()
         return self._bot_message(stored)
 
+    def _check_sendPhoto(self, params: dict[str, Any]) -> None:
+        photo = params.get("photo")
+        if not isinstance(photo, Upload) or not photo.data:
+            raise _Refused(PHOTO_INVALID)
+        if len(photo.data) > PHOTO_BYTES:
+            raise _Refused("Bad Request: file is too big")
+        caption = str(params.get("caption") or "")
+        if params.get("parse_mode") == "HTML":
+            caption = html.unescape(re.sub(r"<[^>]+>", "", caption))
+        if len(caption.encode("utf-16-le")) // 2 > CAPTION_LIMIT:
+            raise _Refused(CAPTION_TOO_LONG)
+
+    async def _api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = _int(params.get("chat_id"))
+        assert chat_id is not None, params
+        upload: Upload = params["photo"]
+        message_id = self._new_message_id()
+        caption = str(params.get("caption") or "")
+        photo = Photo(
+            chat_id,
+            upload.data,
+            upload.filename,
+            caption,
+            params.get("parse_mode"),
+            params,
+            message_id,
+        )
+        async with self._changed:
+            self.photos.append(photo)
+            self._changed.notify_all()
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Balance"},
+            "caption": caption,
+            "photo": [
+                {
+                    "file_id": f"photo-{message_id}",
+                    "file_unique_id": f"u{message_id}",
+                    "width": 1200,
+                    "height": 600,
+                    "file_size": len(upload.data),
+                }
+            ],
+        }
+
     # --- inline keyboards: edits and callback queries ---------------------------
 
     def _to_edit(self, params: dict[str, Any]) -> StoredMessage:
@@ -560,10 +637,11 @@ class FakeTelegram:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def start(self) -> FakeTelegram:
+    async def start(self, port: int = 0) -> FakeTelegram:
+        """Serve on `port` (0: any free port)."""
         app = web.Application()
         app.router.add_route("*", "/{bot}/{method}", self._handle)
-        self._server = WebServer(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+        self._server = WebServer(app, "127.0.0.1", port, shutdown_timeout=0.5)
         await self._server.start()
         self.port = self._server.port
         return self
@@ -618,15 +696,29 @@ def _user(user_id: int, username: str | None = None) -> dict[str, Any]:
     return user
 
 
+@dataclass
+class Upload:
+    """A file in a multipart request (sendPhoto's `photo`)."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
 async def _params(request: web.Request) -> dict[str, Any]:
-    """PTB posts form fields (JSON-encoded where not a string); others post JSON."""
+    """PTB posts form fields (JSON-encoded where not a string), multipart with a
+    file; others post JSON. A file field becomes an Upload."""
     if request.content_type == "application/json":
         body = await request.json()
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
     params: dict[str, Any] = dict(request.query)
     if request.can_read_body:
         form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        for k, v in form.items():
+            if isinstance(v, str):
+                params[k] = v
+            elif isinstance(v, web.FileField):
+                params[k] = Upload(v.filename, v.content_type, v.file.read())
     return params
 
 

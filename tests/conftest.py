@@ -41,6 +41,14 @@ def _clean_secrets() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _cometapi_titles() -> None:
+    """Titles say "CometAPI" until an App configures other providers."""
+    from bot.notify.render import name_providers
+
+    name_providers(["cometapi"])
+
+
+@pytest.fixture(autouse=True)
 def _kill_leftover_processes() -> Iterator[None]:
     yield
     from tests.process import BotProcess

@@ -1,4 +1,4 @@
-"""Run `python -m bot` as a real process and follow its output."""
+"""Run `python -m bot` (or `python -m fakes`) as a real process and follow its output."""
 
 from __future__ import annotations
 
@@ -19,8 +19,15 @@ class BotProcess:
 
     running: list[BotProcess] = []  # noqa: RUF012
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        program: tuple[str, ...] = (sys.executable, "-m", "bot"),
+    ) -> None:
         self.args = args
+        self.program = program  # e.g. (".venv/bin/balance-bot",), as the README calls it
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
@@ -31,9 +38,7 @@ class BotProcess:
 
     async def start(self) -> BotProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
+            *self.program,
             *self.args,
             cwd=self.cwd,
             env=self.env,
@@ -96,3 +101,83 @@ async def run_bot(
     proc = await BotProcess(*args, env=env, cwd=cwd).start()
     await proc.wait(within)
     return proc
+
+
+class FakeCLI:
+    """A `python -m fakes <kind>` child; its stdout lines as they come."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.lines: list[str] = []
+        self.stderr = ""
+        self.proc: asyncio.subprocess.Process | None = None
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> FakeCLI:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fakes",
+            self.kind,
+            "--port",
+            "0",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for(lambda line: line == "Ctrl-C stops it.")
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        async for raw in self.proc.stdout:
+            async with self._changed:
+                self.lines.append(raw.decode().rstrip("\n"))
+                self._changed.notify_all()
+
+    async def wait_for(
+        self, match: Callable[[str], bool], after: int = 0, within: float = 20
+    ) -> int:
+        """The index of the first line from `after` on that matches."""
+
+        def found() -> int | None:
+            return next((i for i in range(after, len(self.lines)) if match(self.lines[i])), None)
+
+        try:
+            async with asyncio.timeout(within), self._changed:
+                await self._changed.wait_for(lambda: found() is not None)
+        except TimeoutError:
+            raise AssertionError("timed out; stdout so far:\n" + "\n".join(self.lines)) from None
+        index = found()
+        assert index is not None
+        return index
+
+    def exports(self) -> dict[str, str]:
+        pairs = [line.strip().removeprefix("export ").split("=", 1) for line in self.lines]
+        return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0].isupper()}
+
+    async def type(self, text: str) -> int:
+        """Type a line; returns the index from which its answer is to be looked for."""
+        assert self.proc and self.proc.stdin
+        at = len(self.lines)
+        self.proc.stdin.write(text.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return at
+
+    async def interrupt(self) -> int:
+        """Ctrl-C: the exit code, stdout and stderr read to the end."""
+        assert self.proc and self.proc.stderr
+        self.proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(15):
+            self.stderr = (await self.proc.stderr.read()).decode()
+            code = await self.proc.wait()
+            if self._reader:
+                await self._reader
+        return code
+
+    def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()

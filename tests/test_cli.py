@@ -152,6 +152,8 @@ severity = "critical"
     (account,) = data["accounts"]
     assert account == {
         "name": "main",
+        "provider": "cometapi",  # SPEC 2b: check --json adds provider and currency
+        "currency": "USD",
         "username": "example_user",
         "total_quota": 15.0,
         "total_used_quota": 21.5,

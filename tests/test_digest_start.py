@@ -66,6 +66,8 @@ async def test_no_digest_before_data_then_one_with_real_numbers(make_config, com
         (text,) = [s.text for s in await tg.wait_sent(1)]
         assert DIGEST in text
         assert "$42.00" in text and "no data yet" not in text
+        # one sample spans nothing: its spending is not yet known, as /spend says
+        assert "Spent in the last 24 h: gathering data" in text and "$0.00" not in text
         await app.pipeline.wait_cycles(app.pipeline.cycles_done + 1)
     assert len(digests(tg)) == 1  # at most one per local date
 

@@ -391,7 +391,10 @@ async def test_notifier_faults_delay_but_never_lose_or_repeat(tmp_path, comet, t
     assert metric(text, "balance_bot_outbox_backlog", notifier="slack") == 1
     assert metric(text, "balance_bot_outbox_backlog", notifier="telegram") == 0
     assert metric(text, "balance_bot_notifications_total", notifier="telegram", outcome="failed")
-    assert metric(text, "cometapi_balance_usd", account="main") == 10
+    assert (
+        metric(text, "balance_bot_balance", account="main", currency="USD", provider="cometapi")
+        == 10
+    )
 
     release_slack.set()  # the hung request fails with a 500; then 429; then it goes through
     (posted,) = await slack.wait_posted(1, within=30)
@@ -519,7 +522,7 @@ async def test_secret_audit(tmp_path, comet, tg, slack, config):
     _, metrics = await http_get(base + "/metrics")
     status, health = await http_get(base + "/healthz")
     out += [metrics, health]
-    assert "cometapi_balance_usd" in metrics
+    assert "balance_bot_balance" in metrics
     assert status == 503 and '"failing": ["main"]' in health
     out += [bot.stdout, bot.stderr, *(f.read_bytes() for f in state_files(tmp_path))]
     bot.kill()

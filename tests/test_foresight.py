@@ -78,8 +78,11 @@ async def test_rates_show_in_balance_spend_digest_and_metrics(make_config, comet
     assert "Closest to empty: batch $3.00 left, prod-api $310.00 left" in digest  # not quiet
     assert "Last 7 days:      █▁" in digest  # five days without data, then two: falling
     assert "Firing: 1\n  WARNING · main / key batch: $3.00 left" in digest
-    assert 'cometapi_burn_rate_usd_per_day{account="main"} 86.4' in metrics
-    assert 'cometapi_days_left{account="main"} 10.324' in metrics
+    assert (
+        'balance_bot_burn_rate_per_day{account="main",currency="USD",provider="cometapi"} 86.4'
+        in metrics
+    )
+    assert 'balance_bot_time_left_seconds{account="main",provider="cometapi"} 89199' in metrics
 
 
 async def test_gathering_data_and_not_depleting_as_shown(make_config, comet):
@@ -96,13 +99,13 @@ async def test_gathering_data_and_not_depleting_as_shown(make_config, comet):
         assert "Burn: gathering data" in text(await commands.balance())
         assert "Spent: gathering data" in text(await commands.spend())
         metrics = generate_latest(app.metrics.registry).decode()
-        assert "cometapi_burn_rate_usd_per_day{" not in metrics
+        assert "balance_bot_burn_rate_per_day{" not in metrics
         for _ in range(100):
             clock.advance(300)
             await app.cycle(notify=False)
         assert "Burn: $0.00/day, not depleting" in text(await commands.balance())
         metrics = generate_latest(app.metrics.registry).decode()
-    assert 'cometapi_days_left{account="main"} +Inf' in metrics
+    assert 'balance_bot_time_left_seconds{account="main",provider="cometapi"} +Inf' in metrics
 
 
 async def test_a_threshold_alert_says_how_long_the_money_lasts(make_config, comet):

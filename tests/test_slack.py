@@ -701,7 +701,7 @@ def test_manifest_turns_socket_mode_on_with_minimal_scopes():
     assert re.search(r"^    - command: /balance$", text, re.MULTILINE)
     assert "url:" not in text  # Socket Mode: no request URL anywhere
     scopes = re.findall(r"^\s+- ([\w:.]+)\s*(?:#.*)?$", text, re.MULTILINE)
-    assert scopes == ["chat:write", "commands"]
+    assert scopes == ["chat:write", "commands", "files:write"]  # files: /balance chart (6b)
 
 
 async def test_a_slash_command_storm_makes_one_answer_at_a_time_per_person(

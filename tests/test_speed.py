@@ -151,7 +151,7 @@ def test_the_metrics_page_stays_bounded_whatever_the_number_of_keys():
         for i in range(20)
     ]
     text = generate_latest(Metrics(lambda: snaps).registry).decode()
-    series = [x for x in text.splitlines() if x.startswith("cometapi_key_remaining_usd{")]
+    series = [x for x in text.splitlines() if x.startswith("balance_bot_key_remaining{")]
     assert len(series) == MAX_KEY_SERIES_TOTAL
     per_account = {}
     for line in series:

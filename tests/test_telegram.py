@@ -172,6 +172,7 @@ async def test_balance_for_allowed_chat_and_refusal_for_others(make_config, come
             "status",
             "spend",
             "digest",
+            "chart",
             "snooze",
             "unsnooze",
             "id",

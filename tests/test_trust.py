@@ -139,7 +139,10 @@ api_url = "{slack.url}"
         await slack.stop()
     assert "CRITICAL · odd / key bad\ufffd: $0.50 left" in plain_html(sent.text)
     assert "odd / key bad\ufffd: $0.50 left" in " ".join(text_objects(posted.blocks))
-    assert 'cometapi_key_remaining_usd{account="odd",key="bad\ufffd"} 0.5' in metrics
+    assert (
+        'balance_bot_key_remaining{account="odd",currency="USD",key="bad\ufffd",provider="cometapi"} 0.5'
+        in metrics
+    )
 
 
 async def get(app: App, path: str) -> tuple[int, str]:

@@ -109,9 +109,12 @@ async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
     await served.app.delivery.deliver_due()
     status, text = await served.get("/metrics")
     assert status == 200
-    assert 'cometapi_balance_usd{account="main"} 12.5' in text
+    assert 'balance_bot_balance{account="main",currency="USD",provider="cometapi"} 12.5' in text
     # the newline was stripped where the name came in (README, "How alerts behave")
-    assert 'cometapi_key_remaining_usd{account="main",key="we\\"irdname"} 3.5' in text
+    assert (
+        'balance_bot_key_remaining{account="main",currency="USD",key="we\\"irdname",provider="cometapi"} 3.5'
+        in text
+    )
     assert 'key="unlimited"' not in text
     assert 'balance_bot_alerts_firing{rule="account-low",severity="warning"} 1.0' in text
     assert 'balance_bot_notifications_total{notifier="log",outcome="delivered"} 1.0' in text
@@ -121,7 +124,10 @@ async def test_metrics_expose_balances_keys_alerts_and_backlog(serve, comet):
     comet.default = reply_status(500)
     await cycles(served, 1)
     _, text = await served.get("/metrics")
-    assert 'cometapi_poll_failures_total{account="main",kind="unreachable"} 1.0' in text
+    assert (
+        'balance_bot_poll_failures_total{account="main",kind="unreachable",provider="cometapi"} 1.0'
+        in text
+    )
     assert QUERY_KEY not in text
 
 
@@ -229,4 +235,7 @@ async def test_the_metrics_page_renders_off_the_event_loop(serve, comet, monkeyp
     assert status == 200 and not page.done()
     finish.set()
     status, body = await page
-    assert status == 200 and 'cometapi_balance_usd{account="main"} 100.0' in body
+    assert (
+        status == 200
+        and 'balance_bot_balance{account="main",currency="USD",provider="cometapi"} 100.0' in body
+    )

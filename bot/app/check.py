@@ -17,6 +17,7 @@ from typing import Any
 from bot.app.views import Latest, firing_events
 from bot.engine.kinds import Kind, kinds
 from bot.engine.model import (
+    Account,
     EngineState,
     PollFailure,
     PollResult,
@@ -26,6 +27,7 @@ from bot.engine.model import (
     Target,
     days_left,
 )
+from bot.engine.text import money
 from bot.notifiers.message import plain
 from bot.notify.render import event_line
 
@@ -54,13 +56,17 @@ def build(
     latest: Latest,
     now: datetime,
     burn: Mapping[str, float | None] | None = None,
+    configured: Mapping[str, Account] | None = None,
 ) -> Report:
-    """`burn`: each account's burn rate, USD per day (None or absent: gathering data)."""
-    burn = burn or {}
+    """`burn`: each account's burn rate in its currency per day (None or absent:
+    gathering data); `configured`: the accounts by name (provider, currency)."""
+    burn, configured = burn or {}, configured or {}
     firing, _ = firing_events(state, rules, latest, now)
     failed = {a: r for a, r in results.items() if isinstance(r, PollFailure)}
     fresh = [e for e in firing if e.account not in failed]
-    if any(e.severity is Severity.CRITICAL for e in fresh):
+    # a fact of the data, not a failed poll: the provider says no API call will pass
+    blocked = [a for a, r in results.items() if isinstance(r, Snapshot) and not r.available]
+    if blocked or any(e.severity is Severity.CRITICAL for e in fresh):
         status = Status.CRITICAL
     elif failed:
         status = Status.UNKNOWN
@@ -71,7 +77,8 @@ def build(
     order = {Severity.CRITICAL: 0, Severity.WARNING: 1}
     firing.sort(key=lambda e: (order[e.severity], e.account, e.rule, e.subject))
 
-    problems = [f"{a}: {r.reason}" for a, r in failed.items()]
+    problems = [f"{a}: not available for API calls" for a in blocked]
+    problems += [f"{a}: {r.reason}" for a, r in failed.items()]
     problems += [plain(event_line(e)) for e in firing if e.account not in failed]
     if problems:
         summary = "; ".join(problems[:3]) + (
@@ -79,15 +86,19 @@ def build(
         )
     else:
         totals = [
-            f"{a} ${r.total_quota:,.2f}" for a, r in results.items() if isinstance(r, Snapshot)
+            f"{a} {'unlimited' if r.unlimited else money(r.total_quota, r.currency)}"
+            for a, r in results.items()
+            if isinstance(r, Snapshot)
         ]
         summary = "all balances above their thresholds: " + ", ".join(totals)
     perf = " ".join(
-        _perfdata(rules, a, r, burn.get(a)) for a, r in results.items() if isinstance(r, Snapshot)
+        p
+        for a, r in results.items()
+        if isinstance(r, Snapshot) and (p := _perfdata(rules, a, r, burn.get(a)))
     )
     text = f"BALANCE {status.name} - {_one_line(summary)}" + (f" | {perf}" if perf else "")
 
-    accounts = [_account_json(a, r, burn.get(a)) for a, r in results.items()]
+    accounts = [_account_json(a, r, burn.get(a), configured.get(a)) for a, r in results.items()]
     alerts = [
         {
             "rule": e.rule,
@@ -123,6 +134,8 @@ def _perfdata(rules: Sequence[Rule], account: str, snap: Snapshot, rate: float |
     forecast rule also 'main_days_left'=2.4;3:;1: (U while gathering data or
     when not depleting)."""
     label = _perf_label(account)
+    if snap.unlimited:
+        return ""  # no finite total to measure
     out = []
     for kind in kinds():
         if kind.perf_label is None:
@@ -151,10 +164,15 @@ def _levels(rules: Sequence[Rule], account: str, kind: type[Kind]) -> str:
     return ";".join("" if v is None else f"{v:g}:" for v in (warn, crit))
 
 
-def _account_json(account: str, result: PollResult, rate: float | None) -> dict[str, Any]:
+def _account_json(
+    account: str, result: PollResult, rate: float | None, config: Account | None
+) -> dict[str, Any]:
+    provider = config.provider if config else "cometapi"
     if isinstance(result, PollFailure):
         return {
             "name": account,
+            "provider": provider,
+            "currency": config.currency if config else "USD",
             "username": None,
             "total_quota": None,
             "total_used_quota": None,
@@ -164,11 +182,13 @@ def _account_json(account: str, result: PollResult, rate: float | None) -> dict[
             "keys": [],
             "error": result.reason,
         }
-    left = days_left(result.total_quota, rate)
+    left = None if result.unlimited else days_left(result.total_quota, rate)
     return {
         "name": account,
+        "provider": provider,
+        "currency": result.currency,
         "username": result.username,
-        "total_quota": result.total_quota,
+        "total_quota": None if result.unlimited else result.total_quota,
         "total_used_quota": result.total_used_quota,
         "request_count": result.request_count,
         "burn_usd_per_day": rate,

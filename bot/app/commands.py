@@ -15,16 +15,20 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.app.actions import AlertActions
+from bot.app.chart import WINDOWS, chart_of, render_async
 from bot.app.views import balance_view, digest_view, firing_events, spend_view, status_view
 from bot.engine.forecast import DAY
 from bot.engine.model import EngineState, Flow, Rule, Snapshot
 from bot.notifiers import Command, Press, Request
-from bot.notifiers.message import Message
+from bot.notifiers.message import Message, Picture, Section, Span
 from bot.notify.render import digest_message, help_message, spend_message
 from bot.state.types import Sample
 
 FRESH_FOR = 30.0  # seconds: /balance reuses data younger than this
 SPAN = re.compile(r"\d{1,3}[hd]")  # /spend's period: 24h, 7d, 30d
+
+PICTURES = 5  # charts in one answer, at most (the reply limit of every chat)
+CHART_WINDOW = "7d"  # /chart's default, and the digest's and status page's window
 
 REFUSAL = "Sorry, this chat is not allowed to use balance-bot."
 
@@ -43,6 +47,10 @@ class BalanceSource(Protocol):
     def request_timeout(self) -> float: ...
 
     def now(self) -> datetime: ...
+
+    def currency(self, account: str) -> str:
+        """The ISO code of the account's money."""
+        ...
 
     def account_names(self) -> list[str]: ...
 
@@ -80,6 +88,12 @@ class ChatCommands:
                 self._spend,
             ),
             Command("digest", "", "the daily summary, now", self._digest),
+            Command(
+                "chart",
+                "[account] [24h|7d|30d|90d]",
+                "a picture of the balance, its levels and the forecast",
+                self._chart,
+            ),
             Command(
                 "snooze",
                 "<pattern> <duration>",
@@ -145,8 +159,63 @@ class ChatCommands:
             samples = await source.samples(account, now - period, now)
             remaining = latest.total_quota if latest else None
             rate = (await source.flow(account)).burn.total  # what /balance says: one truth
-            views.append(spend_view(account, samples, remaining, rate, now, period))
+            currency = latest.currency if latest else "USD"
+            views.append(spend_view(account, samples, remaining, rate, now, period, currency))
         return spend_message(views, text)
+
+    async def chart(self, args: str = "") -> Message:
+        """/chart [account] [24h|7d|30d|90d]: one picture per account (at most
+        PICTURES), its numbers in the caption; a note for an account with no
+        history in the window."""
+        words = args.split()
+        window = CHART_WINDOW
+        if words and words[-1].lower() in WINDOWS:
+            window = words.pop().lower()
+        names = self._accounts(" ".join(words))
+        if isinstance(names, Message):
+            return names
+        pictures: list[Picture] = []
+        notes: list[str] = []
+        for account in names:
+            if len(pictures) == PICTURES:
+                left = len(names) - names.index(account)
+                notes.append(
+                    f"… {left} more accounts not shown (an answer holds at most {PICTURES} "
+                    "pictures); name one to see its chart"
+                )
+                break
+            picture = await self.picture(account, window)
+            if picture is None:
+                notes.append(f"{account}: no history in the last {window} yet")
+            else:
+                pictures.append(picture)
+        lines = tuple((Span(note),) for note in notes)
+        sections = (Section("", lines),) if lines else ()
+        return Message(f"Balance charts · {window}", sections, pictures=tuple(pictures))
+
+    async def picture(
+        self, account: str, window: str = CHART_WINDOW, theme: str = "light"
+    ) -> Picture | None:
+        """The chart of `account` over `window`, drawn off the event loop; None
+        with no history in the window."""
+        source = self.source
+        now = source.now()
+        at = now.timestamp()
+        chart = chart_of(
+            account,
+            await source.samples(account, at - WINDOWS[window], at),
+            source.rules,
+            source.state,
+            (await source.flow(account)).burn.total,
+            now,
+            window,
+            source.timezone,
+            source.currency(account),
+        )
+        if chart is None:
+            return None
+        png = await render_async(chart, theme)
+        return Picture(png, f"{account}-{window}.png", chart.caption(), chart.alt())
 
     async def digest(self, day: date | None = None) -> Message:
         """The daily digest, as of now; `day`: the date it is for (a scheduled
@@ -222,6 +291,9 @@ class ChatCommands:
 
     async def _digest(self, request: Request) -> Message:
         return await self.digest()
+
+    async def _chart(self, request: Request) -> Message:
+        return await self.chart(request.args)
 
     async def _snooze(self, request: Request) -> Message:
         if self.actions is None:

@@ -206,6 +206,7 @@ class Cycle:
         context = Context(now, stale_after, {}, run.silences, run.acks)
         try:
             if isinstance(result, Snapshot):
+                result = model.history.derive_used(result)
                 sample = model.history.record(result)
                 flow = await model.history.flow(account, now)
                 context = Context(now, stale_after, {account: flow}, run.silences, run.acks)

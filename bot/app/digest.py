@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from bot.app.commands import ChatCommands
+from bot.app.commands import CHART_WINDOW, ChatCommands
 from bot.common.logs import log_event
 from bot.config import Config
+from bot.engine.message import Message
 from bot.engine.model import MessageKind
 from bot.notify.routing import Router
 from bot.state.protocol import StateStore
@@ -31,6 +32,7 @@ class Digests:
     commands: ChatCommands
     clock: Callable[[], datetime]
     queued: Callable[[], None]  # wakes delivery
+    shows_pictures: Callable[[str], bool] = lambda notifier: True  # by notifier name
     data_read: bool = False  # a cycle since start read an account
     _waiting: date | None = field(default=None, init=False)  # due, waiting for data
 
@@ -60,12 +62,27 @@ class Digests:
         if digest is None or await self.store.meta(DIGEST_SENT) == day.isoformat():
             return False
         message = await self.commands.digest(day)
+        charts = await self._charts() if digest.charts else []
         queues = self.router().queues_of(digest.notify or ())
-        items = [OutboxItem(n, d, (), MessageKind.DIGEST, message) for n, d in queues]
+        items = []
+        for n, d in queues:  # per destination the text, then each chart: in this order
+            items.append(OutboxItem(n, d, (), MessageKind.DIGEST, message))
+            if self.shows_pictures(n):  # a webhook gets the text only
+                items.extend(OutboxItem(n, d, (), MessageKind.CHART, chart) for chart in charts)
         await self.store.enqueue(items, self.clock(), {DIGEST_SENT: day.isoformat()})
         log_event(logger, "digest.sent", day=day.isoformat(), destinations=len(items))
         self.queued()
         return True
+
+    async def _charts(self) -> list[Message]:
+        """Each account's 7-day chart as a message of its own (an account with no
+        history yet has none); drawn once, sent to every destination."""
+        out = []
+        for account in self.commands.source.account_names():
+            picture = await self.commands.picture(account, CHART_WINDOW)
+            if picture is not None:
+                out.append(Message(picture.caption[0], (), kind="chart", pictures=(picture,)))
+        return out
 
     async def scheduled(self) -> None:
         """The digest job, at [digest].at."""

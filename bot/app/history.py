@@ -11,7 +11,7 @@ import logging
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.common.logs import log_event
@@ -42,6 +42,7 @@ class Ledger:
     keys: dict[str, KeyLedger]
     layout: Layout | None
     first: Point  # the total's first sample: where its series begins
+    total: float = 0.0  # total_quota as last seen (a used figure is derived from its drops)
 
     @classmethod
     def restore(cls, sample: Sample, snapshot: Snapshot | None, first: Sample) -> Ledger:
@@ -55,8 +56,27 @@ class Ledger:
                     keys[name] = KeyLedger(used[name], sample.keys[i], sample.layout.since[i])
         first_point = Point(first.at, first.spent)
         return cls(
-            sample.account, sample.at, sample.used, sample.spent, keys, sample.layout, first_point
+            sample.account,
+            sample.at,
+            sample.used,
+            sample.spent,
+            keys,
+            sample.layout,
+            first_point,
+            sample.total,
         )
+
+
+def derive_used(ledger: Ledger | None, snapshot: Snapshot) -> Snapshot:
+    """For a provider without a used figure (`used_derived`): the snapshot with one
+    derived from its balance (SPEC 2b). It grows by every drop of the balance since
+    the previous poll and never by a rise: a top-up is never spending. It starts at
+    0 with the account's first sample."""
+    if not snapshot.used_derived:
+        return snapshot
+    drop = max(0.0, ledger.total - snapshot.total_quota) if ledger else 0.0
+    used = ledger.used + drop if ledger else 0.0
+    return replace(snapshot, total_used_quota=used)
 
 
 def advance(
@@ -102,7 +122,16 @@ def advance(
         values,
     )
     first = ledger.first if ledger else Point(at, spent)
-    ledger = Ledger(snapshot.account, at, snapshot.total_used_quota, spent, keys, layout, first)
+    ledger = Ledger(
+        snapshot.account,
+        at,
+        snapshot.total_used_quota,
+        spent,
+        keys,
+        layout,
+        first,
+        snapshot.total_quota,
+    )
     return ledger, sample
 
 
@@ -259,6 +288,10 @@ class History:
         where its timeline stands."""
         self.ledgers, self.seeds, self.committed_to = old.ledgers, old.seeds, old.committed_to
         self._behind = old._behind
+
+    def derive_used(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot with its used figure derived, where its provider has none."""
+        return derive_used(self.ledgers.get(snapshot.account), snapshot)
 
     def record(self, snapshot: Snapshot) -> Sample:
         """Advance the account's counters with a poll; the sample to store. A poll

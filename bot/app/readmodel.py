@@ -15,6 +15,7 @@ from bot.app.history import History
 from bot.app.views import PollRecord
 from bot.config import Config
 from bot.engine.model import Account, EngineState, Flow, PollFailure, Rule, Snapshot
+from bot.notify.render import name_providers
 from bot.state.protocol import StateStore
 from bot.state.types import Sample
 from bot.upstream.client import Client
@@ -52,6 +53,7 @@ class ReadModel:
         """A (re)loaded config: what is kept of accounts no longer configured goes."""
         self.config, self.client = config, client
         self.accounts: dict[str, Account] = {a.name: a for a in config.accounts}
+        name_providers(a.provider for a in config.accounts)
         self.rules: Sequence[Rule] = config.rules
         self.timezone: ZoneInfo = config.bot.zone
         for kept in (self.snapshots, self.flows, self.polls):
@@ -69,6 +71,9 @@ class ReadModel:
     @property
     def request_timeout(self) -> float:
         return self.config.bot.request_timeout
+
+    def currency(self, account: str) -> str:
+        return self.accounts[account].currency
 
     def account_names(self) -> list[str]:
         return list(self.accounts)
@@ -92,5 +97,6 @@ class ReadModel:
             result = await self.client.poll(self.accounts[account])
             if isinstance(result, PollFailure):
                 return latest, result.reason
+            result = self.history.derive_used(result)  # not recorded: the cycle's to do
             self._adhoc[account] = result
             return result, ""

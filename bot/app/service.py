@@ -20,12 +20,14 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.actions import AlertActions
+from bot.app.clock import on_clock
 from bot.app.commands import ChatCommands
 from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
 from bot.app.digest import DIGEST_GRACE, Digests
 from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
 from bot.app.readmodel import ReadModel
+from bot.app.statuspage import StatusPage
 from bot.app.views import DestinationState, health
 from bot.common.backoff import Backoff
 from bot.common.logs import log_event
@@ -120,7 +122,7 @@ class App:
     """Every resource of one process. Use as `async with App(config) as app:`."""
 
     config: Config
-    clock: Clock = utcnow
+    clock: Clock = utcnow  # a bot.app.clock.SimulatedClock (the demo): schedules follow it
     retry: RetryPolicy | None = None  # default: scaled to the interval
     backoff: Backoff = field(default_factory=Backoff)
     lease: Leadership | None = None  # replicas: the active lock this process holds (SPEC 7b)
@@ -183,6 +185,7 @@ class App:
         self.model = ReadModel(config, self.store, client, clock, state, snapshots, history)
         self.metrics.snapshots = lambda: list(self.model.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
+        self.metrics.providers = lambda: {n: a.provider for n, a in self.model.accounts.items()}
         actions = AlertActions(self.store, self.model, self._acted)
         self.commands = ChatCommands(self.model, actions)
         context = NotifierContext(self.commands, config.bot.zone, self.store)
@@ -217,6 +220,7 @@ class App:
             self.commands,
             clock,
             self._wake_delivery,
+            self._shows_pictures,
         )
         await self._count_backlog()
 
@@ -247,6 +251,11 @@ class App:
     def _delivery_outcome(self, outcome: Outcome) -> None:
         self.fleet.record(outcome)
         self._refresh_backlog()
+
+    def _shows_pictures(self, notifier: str) -> bool:
+        """Whether a notifier shows pictures (a webhook does not: it is sent none)."""
+        plugin = self.fleet.notifiers.get(notifier)
+        return plugin is not None and type(plugin).picture is not Notifier.picture
 
     def _wake_delivery(self) -> None:
         """Something was queued or changed in the outbox: delivery looks now."""
@@ -382,7 +391,10 @@ class App:
         self._stack.push_async_callback(self._stop_background)
         if bot.http_listen:
             host, port = split_listen(bot.http_listen)
-            self.web = WebServer(make_app(self.health, self.metrics), host, port)
+            web = self.config.web
+            page = StatusPage(self.model, self.commands) if web.status_page else None
+            site = page.site() if page else None
+            self.web = WebServer(make_app(self.health, self.metrics, site), host, port)
             try:
                 await self.web.start()
             except OSError as exc:
@@ -399,6 +411,13 @@ class App:
                 port=self.web.port,
                 urls=f"http://{host}:{self.web.port}/healthz /metrics",
             )
+            if page is not None:
+                log_event(
+                    logger,
+                    "http.status_page",
+                    url=f"http://{host}:{self.web.port}/",
+                    token="required" if web.token else "none (anyone who reaches it sees it)",
+                )
         if self.lease is not None:
             self.tasks.spawn("lease", self._hold_lease(self.lease))
         await self.release_held()
@@ -408,7 +427,7 @@ class App:
         scheduler = self._scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._scheduled_cycle,
-            IntervalTrigger(seconds=bot.interval, timezone=UTC),
+            on_clock(IntervalTrigger(seconds=bot.interval, timezone=UTC), self.clock),
             id="poll",
             next_run_time=datetime.now(UTC),
             coalesce=True,
@@ -450,7 +469,10 @@ class App:
             at = config.digest.at
             scheduler.add_job(
                 self.digests.scheduled,
-                CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=at.hour, minute=at.minute, second=at.second, timezone=zone),
+                    self.clock,
+                ),
                 id="digest",
                 coalesce=True,
                 misfire_grace_time=int(DIGEST_GRACE.total_seconds()),
@@ -459,7 +481,10 @@ class App:
             end = config.bot.quiet[1]
             scheduler.add_job(
                 self.release_held,
-                CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                on_clock(
+                    CronTrigger(hour=end.hour, minute=end.minute, second=end.second, timezone=zone),
+                    self.clock,
+                ),
                 id="quiet_end",
                 coalesce=True,
                 misfire_grace_time=None,
@@ -471,7 +496,8 @@ class App:
         """Apply a new, valid config without losing state (README, "Operations"): accounts,
         rules, thresholds, digest, quiet hours and notifiers from the next poll;
         a new interval reschedules the poll; a chat listener restarts only if its
-        section changed. `state_path` and `http_listen` need a restart."""
+        section changed. `state_path`, `http_listen` and `[web] status_page` need a
+        restart (the status page's token applies at once)."""
         async with self._reloading:
             old = self.config
             for name in ("state_path", "state_url", "http_listen"):
@@ -483,13 +509,22 @@ class App:
                         setting=f"bot.{name}",
                         hint="kept as it was; restart balance-bot to apply it",
                     )
+            if config.web.status_page != old.web.status_page:
+                log_event(
+                    logger,
+                    "config.needs_restart",
+                    logging.WARNING,
+                    setting="web.status_page",
+                    hint="kept as it was; restart balance-bot to apply it (the token applies now)",
+                )
             bot = replace(
                 config.bot,
                 state_path=old.bot.state_path,
                 state_url=old.bot.state_url,
                 http_listen=old.bot.http_listen,
             )
-            config = replace(config, bot=bot)
+            web = replace(config.web, status_page=old.web.status_page)
+            config = replace(config, bot=bot, web=web)
             for secret in config.secrets():
                 register(secret)
             restarted = await self.fleet.swap(
@@ -512,9 +547,8 @@ class App:
             scheduler = self._scheduler
             if scheduler is not None and scheduler.running:
                 if config.bot.interval != old.bot.interval:
-                    scheduler.reschedule_job(
-                        "poll", trigger=IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
-                    )
+                    every = IntervalTrigger(seconds=config.bot.interval, timezone=UTC)
+                    scheduler.reschedule_job("poll", trigger=on_clock(every, self.clock))
                 self._schedule_daily_jobs()
             log_event(
                 logger,

@@ -5,6 +5,7 @@ installed with the package next to this module."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 EXAMPLE = Path(__file__).parent.parent / "rules.example.toml"  # the full reference
@@ -64,12 +65,14 @@ SECTIONS = {
 [notifiers.telegram]
 token = "${TELEGRAM_BOT_TOKEN}"          # from @BotFather (docs/telegram.md)
 chat_ids = ["${TELEGRAM_CHAT_ID}"]       # /id in the chat shows its id
+api_url = "${TELEGRAM_API_URL:-https://api.telegram.org}"  # or a fake (docs/offline.md)
 """,
     "slack": """
 [notifiers.slack]
 bot_token = "${SLACK_BOT_TOKEN}"         # xoxb-…: posts alerts (docs/slack.md)
 channel = "${SLACK_CHANNEL}"             # a channel id, C0123456789
 app_token = "${SLACK_APP_TOKEN:-}"       # optional xapp-…: /balance and buttons
+api_url = "${SLACK_API_URL:-https://slack.com/api/}"      # or a fake (docs/offline.md)
 """,
     "webhook": """
 [notifiers.webhook]
@@ -95,6 +98,39 @@ VARIABLES = {
     ],
 }
 
+PROVIDERS = {
+    "newapi": """
+[[accounts]]
+name = "newapi"
+provider = "newapi"              # a new-api / one-api site (docs/providers.md)
+url = "${NEWAPI_URL}"            # the site's base, e.g. https://api.example.com
+key = "${NEWAPI_KEY}"            # an API token of the site
+# currency = "CNY"               # if the site shows CNY; then give it rules of its own
+""",
+    "openrouter": """
+[[accounts]]
+name = "openrouter"
+provider = "openrouter"
+key = "${OPENROUTER_MANAGEMENT_KEY}"   # a *management* key (openrouter.ai/settings/keys)
+""",
+    "deepseek": """
+[[accounts]]
+name = "deepseek"
+provider = "deepseek"
+key = "${DEEPSEEK_API_KEY}"      # a normal API key (platform.deepseek.com/api_keys)
+# currency = "CNY"               # default: USD if offered; CNY needs rules of its own
+""",
+}
+
+PROVIDER_VARIABLES = {
+    "newapi": [
+        ("NEWAPI_URL", "the new-api site's base URL, e.g. https://api.example.com"),
+        ("NEWAPI_KEY", "an API token of that site"),
+    ],
+    "openrouter": [("OPENROUTER_MANAGEMENT_KEY", "an OpenRouter management key")],
+    "deepseek": [("DEEPSEEK_API_KEY", "a DeepSeek API key")],
+}
+
 NO_CHAT = """
 # No chat yet: alerts are written to the log (stderr). Add a chat with
 # `balance-bot init --telegram` (or --slack, --webhook) into another file, or
@@ -102,28 +138,50 @@ NO_CHAT = """
 """
 
 
-def starter(telegram: bool = False, slack: bool = False, webhook: bool = False) -> str:
-    """The text of a starter config with the notifier sections asked for."""
+def starter(
+    telegram: bool = False,
+    slack: bool = False,
+    webhook: bool = False,
+    providers: Sequence[str] = (),
+) -> str:
+    """The text of a starter config with the notifier sections and the accounts
+    of other providers asked for."""
     chosen = [n for n, on in (("telegram", telegram), ("slack", slack), ("webhook", webhook)) if on]
     text = HEAD.format(example=EXAMPLE)
+    accounts = "".join(PROVIDERS[p] for p in dict.fromkeys(providers))
+    at = text.index("\n[[rules]]")  # after the CometAPI account
+    text = text[:at] + accounts.rstrip("\n") + "\n" + text[at:] if accounts else text
     text += "".join(SECTIONS[n] for n in chosen) or NO_CHAT
     return text
 
 
-def variables(telegram: bool = False, slack: bool = False, webhook: bool = False) -> list[str]:
+def variables(
+    telegram: bool = False,
+    slack: bool = False,
+    webhook: bool = False,
+    providers: Sequence[str] = (),
+) -> list[str]:
     """The `export NAME=...` lines for what the starter config reads."""
     chosen = [
         "",
         *(n for n, on in (("telegram", telegram), ("slack", slack), ("webhook", webhook)) if on),
     ]
-    return [f"export {name}=...   # {what}" for n in chosen for name, what in VARIABLES[n]]
+    pairs = [pair for n in chosen for pair in VARIABLES[n]]
+    pairs[1:1] = [pair for p in dict.fromkeys(providers) for pair in PROVIDER_VARIABLES[p]]
+    return [f"export {name}=...   # {what}" for name, what in pairs]
 
 
-def write_starter(output: str | None, telegram: bool, slack: bool, webhook: bool) -> int:
+def write_starter(
+    output: str | None,
+    telegram: bool,
+    slack: bool,
+    webhook: bool,
+    providers: Sequence[str] = (),
+) -> int:
     path = Path(output or "rules.toml")
     try:
         with path.open("x", encoding="utf-8") as f:  # never overwrites
-            f.write(starter(telegram, slack, webhook))
+            f.write(starter(telegram, slack, webhook, providers))
     except FileExistsError:
         print(f"{path} exists; left untouched (choose another file with -o FILE)", file=sys.stderr)
         return 1
@@ -131,6 +189,6 @@ def write_starter(output: str | None, telegram: bool, slack: bool, webhook: bool
         print(f"{path}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"wrote {path}")
-    for line in variables(telegram, slack, webhook):
+    for line in variables(telegram, slack, webhook, providers):
         print(line)
     return 0

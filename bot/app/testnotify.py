@@ -35,10 +35,14 @@ class _NoCommands:
         return ""
 
 
+def _brand(config: Config) -> str:
+    return "CometAPI" if {a.provider for a in config.accounts} <= {"cometapi"} else "AI credit"
+
+
 def test_message(now: datetime, config: Config) -> Message:
     # no backticks: chats show them literally (message text is plain, escaped)
     line = (
-        Span("This destination will get CometAPI balance alerts. Sent by "),
+        Span(f"This destination will get {_brand(config)} balance alerts. Sent by "),
         Span("balance-bot test-notify", bold=True),
         Span(f" at {clock(now, config.bot.zone)}."),
     )

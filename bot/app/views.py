@@ -110,6 +110,7 @@ def spend_view(
     rate: float | None,
     now: float,
     period: float,
+    currency: str = "USD",
 ) -> SpendView:
     """What `samples` (the account's, from `now - period` on, after a baseline)
     say it spent, in all and per key. `rate`: the account's burn rate, the one
@@ -117,13 +118,13 @@ def spend_view(
     start = now - period
     covered = now - max(start, samples[0].at) if samples else 0.0
     if len(samples) < 2 or covered <= 0:  # one sample spans nothing: gathering data
-        return SpendView(account, period, covered, None, remaining, rate)
+        return SpendView(account, period, covered, None, remaining, rate, (), currency)
     spent = spent_between(_points(samples, None, -math.inf), start, now)
     per_key = {
         name: spent_between(_points(samples, name, since), start, now)
         for name, since in _key_series(samples)
     }
-    return SpendView(account, period, covered, spent, remaining, rate, top(per_key, 5))
+    return SpendView(account, period, covered, spent, remaining, rate, top(per_key, 5), currency)
 
 
 def digest_view(
@@ -139,7 +140,8 @@ def digest_view(
 ) -> DigestView:
     """One account's part of the daily digest; `samples`: its last 7 days."""
     at = now.timestamp()
-    total = _points(samples, None, -math.inf)
+    # one sample spans nothing: "gathering data", as /spend says, not "$0.00"
+    total = _points(samples, None, -math.inf) if len(samples) > 1 else []
     last_day = spent_between(total, at - DAY, at) if total else None
     day_before = spent_between(total, at - 2 * DAY, at - DAY) if total else None
     per_key = {
@@ -173,6 +175,7 @@ def digest_view(
         week_of_balances(samples, now, tz),
         mine,
         snoozed,
+        currency=snapshot.currency if snapshot else "USD",
     )
 
 
@@ -222,15 +225,25 @@ def firing_events(
     return firing, unavailable
 
 
+def _money(alert: AlertState, rule: Rule, latest: Latest) -> float | None:
+    """What the alert's subject holds in its latest snapshot (in its currency)."""
+    snap = latest(alert.key.account)
+    if snap is None:
+        return None
+    if rule.target is Target.TOTAL:
+        return snap.total_quota
+    return next((k.remain_quota for k in snap.keys if k.name == alert.key.subject), None)
+
+
 def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Event:
-    usd: float | None = alert.value
-    if rule.kind.is_share:  # the alert's value is a share: the money is in the snapshot
-        snap = latest(alert.key.account)
-        usd = None
-        if snap and rule.target is Target.TOTAL:
-            usd = snap.total_quota
-        elif snap:
-            usd = next((k.remain_quota for k in snap.keys if k.name == alert.key.subject), None)
+    # a share's value is a percentage, a forecast's a number of days: the money is
+    # in the snapshot, and a forecast's rate is that money over its days left
+    snap = latest(alert.key.account)
+    money = _money(alert, rule, latest) if rule.kind.is_share or rule.kind.needs_rate else None
+    usd: float | None = money if rule.kind.is_share else alert.value
+    rate = None
+    if rule.kind.needs_rate and money is not None and money > 0 and alert.value is not None:
+        rate = money / alert.value if 0 < alert.value < math.inf else None
     return Event(
         EventKind.FIRE,
         alert.key.account,
@@ -246,6 +259,8 @@ def _current(alert: AlertState, rule: Rule, latest: Latest, now: datetime) -> Ev
         rule.kind.recover_at,
         alert.fired_at,
         notify=rule.notify or (),
+        currency=snap.currency if snap else "USD",
+        rate=rate,
     )
 
 

@@ -23,7 +23,7 @@ from bot.config.sections import (
     parse_time,
     split_listen,
 )
-from bot.config.values import Config, Digest, Settings, build_rule
+from bot.config.values import Config, Digest, Settings, Web, build_rule
 from bot.engine.model import Account, Rule
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Rule",
     "RuleSection",
     "Settings",
+    "Web",
     "build_rule",
     "format_path",
     "load",

@@ -337,6 +337,7 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
                 seen.setdefault(name, i)
     found.extend(_unmatched_accounts(data))
     found.extend(_short_windows(data))
+    found.extend(_mixed_currencies(data))
     sections, rule_list = data.get("notifiers"), data.get("rules")
     configured: dict[str, Any] = sections if isinstance(sections, dict) else {}
     rules: list[Any] = rule_list if isinstance(rule_list, list) else []
@@ -381,6 +382,42 @@ def _short_windows(data: dict[str, Any]) -> Problems:
         if window is not None and 0 < window < interval:
             found.append(
                 (("rules", i, "window"), f"must be at least [bot].interval ({interval:g}s)")
+            )
+    return found
+
+
+ABSOLUTE = ("below", "spend_above")  # thresholds in money: one currency per rule
+
+
+def _mixed_currencies(data: dict[str, Any]) -> Problems:
+    """A threshold in money over accounts of different currencies would compare
+    $20 with ¥20 (SPEC 2b): an error naming the accounts and their currencies."""
+    accounts, rules = data.get("accounts"), data.get("rules")
+    if not isinstance(accounts, list) or not isinstance(rules, list):
+        return []
+    money = {
+        a["name"]: a.get("currency") if isinstance(a.get("currency"), str) else "USD"
+        for a in accounts
+        if isinstance(a, dict) and isinstance(a.get("name"), str)
+    }
+    found: Problems = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        field = next((k for k in ABSOLUTE if k in rule), None)
+        patterns = rule.get("accounts", ["*"])
+        if field is None or not isinstance(patterns, list):
+            continue
+        match = globs(tuple(p for p in patterns if isinstance(p, str)))
+        covered = {n: c for n, c in money.items() if match(n)}
+        if len(set(covered.values())) > 1:
+            spans = ", ".join(f"{n} ({c})" for n, c in covered.items())
+            found.append(
+                (
+                    ("rules", i, field),
+                    f"an amount, but the rule's accounts have different currencies: {spans}; "
+                    "give each currency a rule of its own (rules.accounts)",
+                )
             )
     return found
 

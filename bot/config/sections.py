@@ -182,7 +182,7 @@ class AccountSection(_Section):
     key: SecretStr
     url: str | None = None  # default: the provider's
     provider: str = plugins.DEFAULT_PROVIDER
-    currency: str = "USD"
+    currency: str | None = None  # default USD (deepseek: USD if offered, else its first)
 
     @field_validator("provider")
     @classmethod
@@ -195,8 +195,8 @@ class AccountSection(_Section):
 
     @field_validator("currency")
     @classmethod
-    def _currency(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", v):
+    def _currency(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Z]{3}", v):
             raise ValueError(f"must be an ISO 4217 code such as USD, CNY or EUR, not {v!r}")
         return v
 
@@ -344,6 +344,7 @@ class RuleSection(_Section):
 
 class DigestSection(_Section):
     at: str
+    charts: bool = False  # each account's 7-day chart after the text (6b)
     notify: list[str] | None = None
 
     @field_validator("at")
@@ -363,9 +364,28 @@ def parse_time(value: str) -> time:
         raise ValueError(f"must be a time such as '09:00' or '18:30:00', not {value!r}") from None
 
 
+class WebSection(_Section):
+    status_page: bool = False  # serve the status page at / on [bot].http_listen (6b)
+    token: SecretStr | None = None  # then / and /chart/... need it
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _no_token(cls, value: Any) -> Any:
+        return None if value == "" else value  # "${STATUS_TOKEN:-}" left unset
+
+
 class Document(_Section):
     bot: BotSection = BotSection()
     accounts: list[AccountSection] = Field(min_length=1)
     rules: list[RuleSection] = Field(min_length=1)
     digest: DigestSection | None = None
+    web: WebSection = WebSection()
     notifiers: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _status_page_needs_a_server(self) -> Document:
+        if self.web.status_page and not self.bot.http_listen:
+            raise ValueError(
+                'web.status_page: needs [bot].http_listen (it is ""): the page is served there'
+            )
+        return self

@@ -59,6 +59,15 @@ class Digest:
 
     at: time
     notify: tuple[str, ...] | None = None
+    charts: bool = False  # each account's 7-day chart after the text
+
+
+@dataclass(frozen=True, slots=True)
+class Web:
+    """[web]: the status page."""
+
+    status_page: bool = False
+    token: str = field(default="", repr=False)  # "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +78,11 @@ class Config:
     # validated sections by notifier name: each plugin's own Config model
     notifiers: Mapping[str, Any] = field(default_factory=dict)
     digest: Digest | None = None
+    web: Web = Web()
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for the redaction registry."""
-        found = [a.key for a in self.accounts]
+        found = [*(a.key for a in self.accounts), self.web.token]
         if self.bot.state_url:
             found.append(urlsplit(self.bot.state_url).password or "")
         for section in self.notifiers.values():
@@ -114,12 +124,21 @@ def _set(value: float | None) -> float:
 def _build(doc: Document, sections: Mapping[str, Any]) -> Config:
     settings = Settings(**doc.bot.model_dump())
     accounts = tuple(
-        Account(a.name, a.key.get_secret_value(), a.url or "", a.provider, a.currency)
+        Account(
+            a.name,
+            a.key.get_secret_value(),
+            a.url or "",
+            a.provider,
+            a.currency or "USD",
+            a.currency is not None,
+        )
         for a in doc.accounts
     )
     digest = None
     if doc.digest is not None:
         notify = tuple(doc.digest.notify) if doc.digest.notify is not None else None
-        digest = Digest(parse_time(doc.digest.at), notify)
+        digest = Digest(parse_time(doc.digest.at), notify, doc.digest.charts)
     rules = tuple(build_rule(r) for r in doc.rules)
-    return Config(settings, accounts, rules, dict(sections), digest)
+    token = doc.web.token.get_secret_value() if doc.web.token else ""
+    web = Web(doc.web.status_page, token)
+    return Config(settings, accounts, rules, dict(sections), digest, web)

@@ -8,6 +8,7 @@ buttons ignore both. Packing it under a platform's limits is bot/notifiers/messa
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,34 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class Picture:
+    """An image a message carries (a chart): sent as a photo or a file where the
+    platform takes one, with its caption; other notifiers leave it out."""
+
+    png: bytes = field(repr=False)
+    name: str  # a file name, e.g. "main-7d.png"
+    caption: tuple[str, ...]  # plain lines: the numbers, so they are there without it
+    alt: str = ""  # what it shows, for people who cannot see it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "png": base64.b64encode(self.png).decode(),
+            "name": self.name,
+            "caption": list(self.caption),
+            "alt": self.alt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Picture:
+        return cls(
+            base64.b64decode(data["png"], validate=True),
+            str(data["name"]),
+            tuple(str(line) for line in data["caption"]),
+            str(data.get("alt", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     title: str
     sections: tuple[Section, ...]
@@ -89,6 +118,7 @@ class Message:
     # an answer cut to a chat's reply limit says this after what it left out: how
     # to ask for less ("{command}" is the chat's command); "" says nothing
     narrower: str = ""
+    pictures: tuple[Picture, ...] = ()  # after the text, each on its own
 
     def plain_lines(self) -> list[str]:
         out = [self.title]
@@ -100,7 +130,7 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for a message rendered ahead of its sending (the digest)."""
-        return {
+        data: dict[str, Any] = {
             "title": self.title,
             "ref": self.ref,
             "severity": self.severity,
@@ -114,6 +144,9 @@ class Message:
                 for s in self.sections
             ],
         }
+        if self.pictures:  # only then: rows without pictures read as before
+            data["pictures"] = [p.to_dict() for p in self.pictures]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:
@@ -130,6 +163,7 @@ class Message:
             Severity(data["severity"]) if data.get("severity") else None,
             tuple(Action(label, verb) for label, verb in data.get("actions", ())),
             data.get("ref", ""),
+            pictures=tuple(Picture.from_dict(p) for p in data.get("pictures", ())),
         )
 
 

@@ -55,6 +55,7 @@ class Account:
     url: str
     provider: str = "cometapi"  # how its balance is read (bot/upstream/)
     currency: str = "USD"  # ISO 4217 code of its money
+    currency_set: bool = False  # the config names it (else a provider may pick one: deepseek)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,10 @@ class Snapshot:
     request_count: int | None
     keys: tuple[KeyBalance, ...]
     fetched_at: datetime
+    currency: str = "USD"  # ISO 4217 code of every amount in it
+    used_derived: bool = False  # the provider has no used figure: derived from balance drops
+    available: bool = True  # False: the provider says the account cannot make API calls
+    unlimited: bool = False  # no finite total (a new-api token without a limit)
 
     def to_dict(self) -> dict[str, Any]:
         # What asdict() gives, without its deep copy of every key: this runs
@@ -130,6 +135,10 @@ class Snapshot:
                 for k in self.keys
             ],
             "fetched_at": self.fetched_at.isoformat(),
+            "currency": self.currency,
+            "used_derived": self.used_derived,
+            "available": self.available,
+            "unlimited": self.unlimited,
         }
 
     @classmethod
@@ -145,6 +154,10 @@ class Snapshot:
                 KeyBalance(**k) if isinstance(k, dict) else KeyBalance(*k) for k in data["keys"]
             ),
             fetched_at=datetime.fromisoformat(data["fetched_at"]),
+            currency=data.get("currency", "USD"),  # stored before currencies: USD
+            used_derived=data.get("used_derived", False),
+            available=data.get("available", True),
+            unlimited=data.get("unlimited", False),
         )
 
 
@@ -278,6 +291,7 @@ class MessageKind(StrEnum):
     ALERTS = "alerts"  # a cycle's events
     STILL_FIRING = "still_firing"  # what a destination missed: the alerts firing now
     DIGEST = "digest"  # the daily summary, rendered when it was due
+    CHART = "chart"  # a picture after the digest (its PNG in the message): 6b
     TEST = "test"  # `balance-bot test-notify` (never queued)
 
 
@@ -294,7 +308,7 @@ class Event:
     only ever added, with defaults, so older rows stay readable.
     """
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     kind: EventKind
     account: str
@@ -316,6 +330,8 @@ class Event:
     days: float | None = None
     window: float | None = None
     gathering: bool = False  # a forecast or spend rule without enough history yet
+    # v3: the ISO 4217 code of its money (rows written before read as USD)
+    currency: str = "USD"
 
     @property
     def alert(self) -> AlertKey:

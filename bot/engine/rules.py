@@ -54,6 +54,7 @@ class Measure(NamedTuple):  # not a dataclass: one is made per subject, rule and
     value: float | None  # in the rule's unit; None while gathering data
     usd: float  # what remains
     rate: float | None = None  # USD per day, where known
+    currency: str = "USD"  # of usd and rate (and of the value, for money kinds)
 
 
 def split_alerts(
@@ -184,6 +185,7 @@ def _succeeded(
         since=old.failing_since,
         usd=snapshot.total_quota,
         notify=notify,
+        currency=snapshot.currency,
     )
     return new, event
 
@@ -200,9 +202,12 @@ def measures(
     # a key's rate costs a look at its history: only forecasts need it for every
     # key; other rules' events get theirs when they are announced (_with_forecast)
     forecast = kind.needs_rate
+    money = snapshot.currency
     if rule.target is Target.TOTAL:
+        if snapshot.unlimited:
+            return  # no finite total: total rules never match
         total, used, rate = snapshot.total_quota, snapshot.total_used_quota, flow.burn.total
-        yield Measure(TOTAL, kind.measure(total, used, rate, spent.total), total, rate)
+        yield Measure(TOTAL, kind.measure(total, used, rate, spent.total), total, rate, money)
         return
     watched = _watched(rule)
     rates, spent_keys = flow.burn.keys, spent.keys
@@ -220,7 +225,7 @@ def measures(
         if in_scope:
             rate = rates.get(name) if forecast else None
             spent_key = spent_keys.get(name) if spent_keys else None
-            yield Measure(name, measure(remain, used, rate, spent_key), remain, rate)
+            yield Measure(name, measure(remain, used, rate, spent_key), remain, rate, money)
 
 
 _WATCHED: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, bool]] = {}
@@ -265,7 +270,7 @@ def _apply_rule(
             events.append(event)
         elif state is not None:
             steps.append(Step(rule, key, m, event))
-    if rule.target is not Target.TOTAL:
+    if rule.target is not Target.TOTAL or snapshot.unlimited:
         events.extend(_vanished(rule, snapshot, alerts, tracked, seen, now))
     return events
 
@@ -286,8 +291,11 @@ def _vanished(
         balance = present.get(key.subject)
         if not state.firing or (balance is not None and not balance.unlimited):
             continue  # out of the rule's scope by a config edit: dropped quietly
-        reason = "key removed" if balance is None else "key is now unlimited"
-        gone_measure = Measure(key.subject, state.value, math.nan)
+        if rule.target is Target.TOTAL:
+            reason = "the account is now unlimited"
+        else:
+            reason = "key removed" if balance is None else "key is now unlimited"
+        gone_measure = Measure(key.subject, state.value, math.nan, None, snapshot.currency)
         yield alert_event(EventKind.RESOLVE, rule, key, gone_measure, now, state.fired_at, reason)
 
 
@@ -359,4 +367,5 @@ def alert_event(
         days=days_left(usd, m.rate) if usd is not None else None,
         window=rule.kind.spend_window(),
         gathering=m.value is None,
+        currency=m.currency,
     )

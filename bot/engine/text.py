@@ -12,10 +12,18 @@ def name(text: str) -> str:
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
-def usd(value: float | None) -> str:
+SYMBOLS = {"USD": "$", "CNY": "¥", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+
+def money(value: float | None, currency: str = "USD", places: int = 2) -> str:
+    """$12.34, ¥12.34, €12.34; 12.34 XYZ for a currency without a symbol here."""
     if value is None:
         return "?"
-    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+    symbol = SYMBOLS.get(currency)
+    sign, amount = ("-", -value) if value < 0 else ("", value)
+    if symbol is None:
+        return f"{sign}{amount:,.{places}f} {currency}"
+    return f"{sign}{symbol}{amount:,.{places}f}"
 
 
 def percent(value: float | None) -> str:
@@ -53,10 +61,10 @@ def window(seconds: float) -> str:
     return duration(seconds)
 
 
-def forecast(rate: float | None, left: float | None) -> str:
+def forecast(rate: float | None, left: float | None, currency: str = "USD") -> str:
     """≈ 1.3 days left at $1.09/day; not depleting; gathering data."""
     if rate is None:
         return "gathering data"
     if left is None or math.isinf(left):
         return "not depleting"
-    return f"≈ {left:.1f} days left at {usd(rate)}/day"
+    return f"≈ {left:.1f} days left at {money(rate, currency)}/day"

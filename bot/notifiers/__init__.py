@@ -19,6 +19,8 @@ notifier" a chat-like one):
   platform payloads (escaping, size limits: see ``message.pack``). Must be
   deterministic: after a restart, delivery resumes at the first payload not
   yet sent.
+- ``picture(picture)``: optional; the payload that shows an image (a chart)
+  a message carries, or None (the default) to leave it out.
 - ``send(destination, payload)``: deliver one payload or raise
   ``DeliveryError`` (``permanent=True`` for errors that retrying cannot fix,
   ``retry_after`` when the platform said how long to wait).
@@ -40,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from bot.common import plugins
 from bot.common.plugins import ENTRY_POINT_GROUP, FALLBACK, UnknownNotifierError, available
-from bot.notifiers.message import Message
+from bot.notifiers.message import Message, Picture
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -189,6 +191,11 @@ class Notifier(ABC):
         messages says which lines went where; by default each payload has all."""
         refs = [r for s in message.sections for r in s.refs if r]
         return [(payload, refs) for payload in self.format(message)]
+
+    def picture(self, picture: Picture) -> Any | None:
+        """The payload that shows `picture` (a photo, a file, an attachment), for
+        send(); None where this notifier shows no pictures (they are left out)."""
+        return None
 
     @abstractmethod
     async def send(self, destination: str, payload: Any) -> str | None:

@@ -38,7 +38,7 @@ from bot.common.secrets import RedactingFilter, redact, register
 from bot.engine.model import EventKind, Severity
 from bot.notifiers import DeliveryError, Notifier, NotifierConfig, NotifierContext
 from bot.notifiers.blocking import BlockingCalls, Busy
-from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack
+from bot.notifiers.message import Limits, Message, Picture, Piece, Span, fit, pack
 
 if TYPE_CHECKING:
     import apprise as apprise_lib
@@ -194,12 +194,14 @@ class Post:
     title: str
     body: str
     notify_type: str  # Apprise's NotifyType value: the colour or icon services show
+    attachment: Picture | None = None  # a chart, where the service takes attachments
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
     label: str
     apprise: apprise_lib.Apprise
+    attachments: bool = False  # the service takes attachments (e-mail, Discord, ntfy, ...)
 
 
 def scheme_of(url: str, plugin: Any, known: Container[str]) -> str:
@@ -287,7 +289,11 @@ class AppriseNotifier(Notifier):
             if plugin is None:  # validated, so only if the system changed since
                 raise RuntimeError(f"notifiers.{name}.urls[{number - 1}]: {url_problem(url)}")
             label = f"#{number} ({scheme_of(url, plugin, known)})"
-            self._targets[str(number)] = _Target(label, apprise.Apprise(plugin, asset=asset))
+            self._targets[str(number)] = _Target(
+                label,
+                apprise.Apprise(plugin, asset=asset),
+                bool(getattr(plugin, "attachment_support", False)),
+            )
 
     def destinations(self) -> Sequence[str]:
         return list(self._targets)
@@ -300,10 +306,21 @@ class AppriseNotifier(Notifier):
         kind = notify_type(message)
         return [Post(title, body, kind) for title, body in render(message)]
 
+    def picture(self, picture: Picture) -> Post:
+        """A chart as an attachment, its caption the body; a service that takes
+        no attachments is sent nothing (the digest's text has the numbers)."""
+        title = picture.caption[0] if picture.caption else picture.name
+        return Post(title, "\n".join(picture.caption), "info", picture)
+
     async def send(self, destination: str, payload: Post) -> None:
         target = self._targets.get(destination)
         if target is None:
             raise DeliveryError(f"Apprise #{destination}: no such URL", permanent=True)
+        attach = None
+        if payload.attachment is not None:
+            if not target.attachments:
+                return None
+            attach = _attachment(payload.attachment)
         try:
             result = await self._calls.run(
                 destination,
@@ -314,6 +331,7 @@ class AppriseNotifier(Notifier):
                 title=payload.title,
                 notify_type=payload.notify_type,
                 body_format="text",
+                attach=attach,
             )
         except TimeoutError:
             raise DeliveryError(
@@ -331,3 +349,13 @@ class AppriseNotifier(Notifier):
 
     def remedy(self, error: DeliveryError) -> str:
         return f"Apprise's log line says why; check the URL's form at {WIKI}"
+
+
+def _attachment(picture: Picture) -> Any:
+    """The PNG as an in-memory Apprise attachment (no temporary file)."""
+    from apprise import AppriseAttachment
+    from apprise.attachment.memory import AttachMemory
+
+    attach = AppriseAttachment()
+    attach.add(AttachMemory(content=picture.png, name=picture.name, mimetype="image/png"))
+    return attach

@@ -52,6 +52,13 @@ def current_events(rows: list[OutboxRow]) -> list[tuple[OutboxRow, tuple[Event, 
     return out[::-1]
 
 
+def _pictures(notifier: Notifier, message: Message) -> list[tuple[Any, tuple[str, ...]]]:
+    """A message of pictures (a digest's charts) as the notifier shows them; one
+    that shows none (a webhook) is sent nothing, and the row is done."""
+    shown = (notifier.picture(picture) for picture in message.pictures)
+    return [(payload, ()) for payload in shown if payload is not None]
+
+
 def _alert(event: Event) -> tuple[str, str, str]:
     return (event.rule, event.account, event.subject)
 
@@ -273,7 +280,7 @@ class Delivery:
         )
         if row.edit_of is not None:
             return await self._edit(row, notifier, message)
-        pieces = notifier.pieces(message)
+        pieces = _pictures(notifier, message) if message.pictures else notifier.pieces(message)
         for index in range(row.parts_sent, len(pieces)):
             payload, refs = pieces[index]
             if not await self._still_active():

@@ -23,7 +23,7 @@ from bot.engine.model import (
     Snapshot,
     days_left,
 )
-from bot.engine.text import days, duration, forecast, name, usd
+from bot.engine.text import days, duration, forecast, money, name
 from bot.notifiers.message import (
     KEY_REF,
     Action,
@@ -68,20 +68,34 @@ _HEADINGS = {
 }
 
 
+_BRAND = ["CometAPI"]  # the word titles start with: set from the configured accounts
+
+
+def name_providers(providers: Iterable[str]) -> None:
+    """What the titles call the money watched: "CometAPI balance" while every
+    account is a CometAPI one, "AI credit balance" once another provider joins.
+    Set by the app whenever a config is (re)loaded."""
+    _BRAND[0] = "CometAPI" if set(providers) <= {"cometapi"} else "AI credit"
+
+
+def brand() -> str:
+    return _BRAND[0]
+
+
 def subject(event: Event) -> str:
     if event.target == "total" or not event.target:
         return f"{name(event.account)} / total"
     return f"{name(event.account)} / key {name(event.subject)}"
 
 
-def burn(rate: float | None, remaining: float) -> str:
+def burn(rate: float | None, remaining: float, currency: str = "USD") -> str:
     """$41.20/day, ≈ 2.4 days left; $0.00/day, not depleting; gathering data."""
     if rate is None:
         return "gathering data"
     left = days_left(remaining, rate)
     if left is None or math.isinf(left):
-        return f"{usd(rate)}/day, not depleting"
-    return f"{usd(rate)}/day, ≈ {left:.1f} days left"
+        return f"{money(rate, currency)}/day, not depleting"
+    return f"{money(rate, currency)}/day, ≈ {left:.1f} days left"
 
 
 def event_line(event: Event, named: bool = False) -> Line:
@@ -92,14 +106,15 @@ def event_line(event: Event, named: bool = False) -> Line:
     kind, sev = event.kind, event.severity.upper()
     rule_kind = kind_of(event.unit)
     if kind in (EventKind.FIRE, EventKind.REMIND):
-        level = rule_kind.level
+        level = rule_kind.level_in
         text = (
             f"{subject(event)}: {rule_kind.now(event)} ({'above' if rule_kind.rising else 'below'} "
-            f"{level(event.threshold)}; resolves at {level(event.recover_at)})"
+            f"{level(event.threshold, event.currency)}; "
+            f"resolves at {level(event.recover_at, event.currency)})"
         )
         known = event.rate is not None and event.days is not None and math.isfinite(event.days)
         if rule_kind.with_forecast and known:
-            text += f", {forecast(event.rate, event.days)}"
+            text += f", {forecast(event.rate, event.days, event.currency)}"
         firing = (event.at - event.since).total_seconds() if event.since else 0.0
         if firing >= 60:  # "firing for 0s" would say nothing
             text += f", firing for {duration(firing)}"
@@ -120,7 +135,10 @@ def event_line(event: Event, named: bool = False) -> Line:
     took = f" after {duration((event.at - event.since).total_seconds())}" if event.since else ""
     return (
         Span("DATA BACK", bold=True),
-        Span(f" · {name(event.account)}: balance {usd(event.usd)}{took} without data"),
+        Span(
+            f" · {name(event.account)}: balance "
+            f"{money(event.usd, event.currency)}{took} without data"
+        ),
     )
 
 
@@ -145,7 +163,7 @@ def still_firing_message(events: Sequence[Event], as_of: AsOf | None = None) -> 
     """Sent once to a destination that missed alerts still firing (it was added to
     the config, or its sends had failed for good)."""
     msg = events_message(events, as_of)
-    title = f"CometAPI balance: still firing, {len(events)} alert" + (
+    title = f"{brand()} balance: still firing, {len(events)} alert" + (
         "s" if len(events) > 1 else ""
     )
     return Message(title, msg.sections, msg.severity, msg.actions)
@@ -239,7 +257,7 @@ def _title(events: Sequence[Event]) -> str:
         counts[label] = counts.get(label, 0) + 1
     order = ["critical", "warning", "reminder", "data unavailable", "resolved", "data back"]
     parts = [f"{counts[k]} {k}" for k in order if k in counts]
-    return "CometAPI balance: " + ", ".join(parts)
+    return f"{brand()} balance: " + ", ".join(parts)
 
 
 # --- /balance and /status ----------------------------------------------------
@@ -267,7 +285,7 @@ def balance_message(views: Iterable[AccountView], now: datetime, tz: ZoneInfo) -
         section, room = _account_section(view, now, tz, room)
         sections.append(section)
     narrower = "ask for one account: {command} <account>" if len(sections) > 1 else ""
-    return Message("CometAPI balance", tuple(sections), narrower=narrower)
+    return Message(f"{brand()} balance", tuple(sections), narrower=narrower)
 
 
 MARK = "🔻"
@@ -293,15 +311,25 @@ def _account_section(
         return Section(heading, tuple(lines)), room
     if snap.username:
         heading += f" ({name(snap.username)})"
+    cur = snap.currency
     mark = f"{MARK} " if view.total_firing else ""
-    lines.append((Span(f"{mark}Balance: "), Span(usd(snap.total_quota), bold=True)))
-    used = f"Used: {usd(snap.total_used_quota)}"
+    balance = "unlimited" if snap.unlimited else money(snap.total_quota, cur)
+    lines.append((Span(f"{mark}Balance: "), Span(balance, bold=True)))
+    if not snap.available:
+        lines.append((Span("⚠️ not available for API calls", bold=True),))
+    used = f"Used: {money(snap.total_used_quota, cur)}"
+    if snap.used_derived:
+        used += " (from balance drops since first seen)"
     if snap.request_count is not None:
         used += f" · Requests: {snap.request_count:,}"
     lines.append((Span(used),))
-    lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota)}"),))
+    if snap.unlimited:  # spending, but no money runs out
+        rate = "gathering data" if view.rate is None else f"{money(view.rate, cur)}/day"
+        lines.append((Span(f"Burn: {rate}"),))
+    else:
+        lines.append((Span(f"Burn: {burn(view.rate, snap.total_quota, cur)}"),))
     if view.top:
-        spenders = ", ".join(f"{name(k)} {usd(r)}/day" for k, r in view.top)
+        spenders = ", ".join(f"{name(k)} {money(r, cur)}/day" for k, r in view.top)
         lines.append((Span(f"Spending most: {spenders}"),))
     limited = sorted(
         (k for k in snap.keys if not k.unlimited), key=lambda k: (k.remain_quota, k.name)
@@ -316,7 +344,7 @@ def _account_section(
             text = f"{name(key.name)}: unlimited"
         else:
             mark = f"{MARK} " if key.name in view.keys_firing else ""
-            left, used = usd(key.remain_quota), usd(key.used_quota)
+            left, used = money(key.remain_quota, cur), money(key.used_quota, cur)
             text = f"{mark}{name(key.name)}: {left} left, {used} used"
         if len(text) >= room:
             break
@@ -358,9 +386,9 @@ def status_message(
         notes.append(Section("☑️ Acknowledged", lines))
     if not firing and not unavailable:
         clear = Section("", ((Span("No alert is firing."),),))
-        return Message("CometAPI balance: all clear", (clear, *notes))
+        return Message(f"{brand()} balance: all clear", (clear, *notes))
     msg = events_message([*unavailable, *firing])
-    title = f"CometAPI balance: {len(firing)} firing" + (
+    title = f"{brand()} balance: {len(firing)} firing" + (
         f", {len(unavailable)} without data" if unavailable else ""
     )
     return Message(title, (*msg.sections, *notes), msg.severity)
@@ -413,7 +441,8 @@ class SpendView:
     spent: float | None  # USD; None while gathering data
     remaining: float | None  # the balance now
     rate: float | None  # the burn rate /balance shows (USD per day); None while gathering data
-    top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, USD)
+    top: Sequence[tuple[str, float]] = ()  # the keys that spent most: (name, money)
+    currency: str = "USD"  # of every amount in it
 
 
 def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
@@ -423,16 +452,16 @@ def spend_message(views: Sequence[SpendView], period_text: str) -> Message:
         if v.spent is None:
             lines.append((Span("Spent: gathering data"),))
         else:
-            lines.append((Span("Spent: "), Span(usd(v.spent), bold=True)))
-        lines.append((Span(f"Burn: {burn(v.rate, v.remaining or 0.0)}"),))
+            lines.append((Span("Spent: "), Span(money(v.spent, v.currency), bold=True)))
+        lines.append((Span(f"Burn: {burn(v.rate, v.remaining or 0.0, v.currency)}"),))
         if v.covered < v.period - 60:
             covered = days(v.covered / 86400) if v.covered >= 86400 else duration(v.covered)
             covered = covered if v.covered > 0 else "none"
             lines.append((Span(f"History covers {covered} of it"),))
         if v.top:
-            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+            lines.append((Span(f"Spent most: {_amounts(v.top, v.currency)}"),))
         sections.append(Section(name(v.account), tuple(lines)))
-    return Message(f"CometAPI spending, last {period_text}", tuple(sections))
+    return Message(f"{brand()} spending, last {period_text}", tuple(sections))
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,10 +479,11 @@ class DigestView:
     firing: Sequence[Event]
     snoozed: Sequence[str] = ()
     error: str = ""  # why its last poll failed, if it did
+    currency: str = "USD"  # of every amount in it
 
 
-def _amounts(items: Sequence[tuple[str, float]]) -> str:
-    return ", ".join(f"{name(k)} {usd(a)}" for k, a in items)
+def _amounts(items: Sequence[tuple[str, float]], currency: str = "USD") -> str:
+    return ", ".join(f"{name(k)} {money(a, currency)}" for k, a in items)
 
 
 def digest_message(views: Sequence[DigestView], day: str) -> Message:
@@ -466,16 +496,21 @@ def digest_message(views: Sequence[DigestView], day: str) -> Message:
         if snap is None:
             lines.append((Span("no data yet"),))
         else:
-            lines.append((Span("Balance: "), Span(usd(snap.total_quota), bold=True)))
-            lines.append((Span(f"Burn: {burn(v.rate, snap.total_quota)}"),))
-        spent = "gathering data" if v.last_day is None else usd(v.last_day)
-        before = "" if v.day_before is None else f" (the 24 h before: {usd(v.day_before)})"
+            cur = v.currency
+            balance = "unlimited" if snap.unlimited else money(snap.total_quota, cur)
+            lines.append((Span("Balance: "), Span(balance, bold=True)))
+            if not snap.available:
+                lines.append((Span("⚠️ not available for API calls", bold=True),))
+            lines.append((Span(f"Burn: {burn(v.rate, snap.total_quota, cur)}"),))
+        cur = v.currency
+        spent = "gathering data" if v.last_day is None else money(v.last_day, cur)
+        before = "" if v.day_before is None else f" (the 24 h before: {money(v.day_before, cur)})"
         lines.append((Span(f"Spent in the last 24 h: {spent}{before}"),))
         lines.append((Span(f"Last 7 days: {sparkline(v.week)}"),))
         if v.top:
-            lines.append((Span(f"Spent most: {_amounts(v.top)}"),))
+            lines.append((Span(f"Spent most: {_amounts(v.top, cur)}"),))
         if v.emptiest:
-            closest = ", ".join(f"{name(k)} {usd(a)} left" for k, a in v.emptiest)
+            closest = ", ".join(f"{name(k)} {money(a, cur)} left" for k, a in v.emptiest)
             lines.append((Span(f"Closest to empty: {closest}"),))
         firing = [plain(event_line(e)) for e in v.firing]
         lines.append((Span(f"Firing: {len(firing)}" if firing else "Firing: none"),))
@@ -483,4 +518,4 @@ def digest_message(views: Sequence[DigestView], day: str) -> Message:
         if v.snoozed:
             lines.append((Span("Snoozed: " + ", ".join(v.snoozed)),))
         sections.append(Section(name(v.account), tuple(lines)))
-    return Message(f"CometAPI daily digest, {day}", tuple(sections))
+    return Message(f"{brand()} daily digest, {day}", tuple(sections))

@@ -27,6 +27,7 @@ from bot.engine.model import AlertState, PollFailure, PollResult, Snapshot, days
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
 MAX_KEY_SERIES_TOTAL = 10_000  # all accounts together
 MAX_LABEL = 100
+DAY = 86400.0
 
 
 def _label(text: str) -> str:
@@ -34,71 +35,90 @@ def _label(text: str) -> str:
 
 
 class _Balances(Collector):
+    """Every account under one namespace, whatever its provider: `provider` and
+    `currency` labels instead of names that say USD (SPEC 7)."""
+
     def __init__(
         self,
         snapshots: Callable[[], Iterable[Snapshot]],
         burn: Callable[[], Mapping[str, float | None]],
+        providers: Callable[[], Mapping[str, str]],
     ) -> None:
         self._snapshots = snapshots
         self._burn = burn
+        self._providers = providers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        account = ["account"]
+        money = ["account", "provider", "currency"]
+        plain = ["account", "provider"]
         balance = GaugeMetricFamily(
-            "cometapi_balance_usd", "Account balance (total_quota)", labels=account
+            "balance_bot_balance", "Account balance, in its currency", labels=money
         )
         used = GaugeMetricFamily(
-            "cometapi_used_usd", "Consumed so far (total_used_quota)", labels=account
+            "balance_bot_used",
+            "Consumed so far, in its currency (derived from balance drops where the provider "
+            "reports none)",
+            labels=money,
         )
         requests = GaugeMetricFamily(
-            "cometapi_request_count", "Requests made by the account", labels=account
+            "balance_bot_upstream_requests",
+            "Requests the account made, as its provider counts them",
+            labels=plain,
         )
         success = GaugeMetricFamily(
-            "cometapi_last_success_timestamp_seconds", "Time of the last good poll", labels=account
+            "balance_bot_last_success_timestamp_seconds", "Time of the last good poll", labels=plain
         )
         keys = GaugeMetricFamily(
-            "cometapi_key_remaining_usd",
+            "balance_bot_key_remaining",
             f"Remaining quota of a limited key (the {MAX_KEY_SERIES_TOTAL} lowest, at most "
             f"{MAX_KEY_SERIES} per account)",
-            labels=["account", "key"],
+            labels=[*money, "key"],
         )
         burn = GaugeMetricFamily(
-            "cometapi_burn_rate_usd_per_day",
-            "Spending over the burn window, per day (absent while gathering data)",
-            labels=account,
+            "balance_bot_burn_rate_per_day",
+            "Spending over the burn window, per day, in its currency (absent while gathering data)",
+            labels=money,
         )
         left = GaugeMetricFamily(
-            "cometapi_days_left",
+            "balance_bot_time_left_seconds",
             "Balance / burn rate (absent while gathering data; +Inf when not depleting)",
-            labels=account,
+            labels=plain,
         )
-        rates = self._burn()
-        lowest: list[tuple[float, str, str]] = []
+        rates, providers = self._burn(), self._providers()
+        lowest: list[tuple[float, str, str, str, str]] = []
         for snap in self._snapshots():
-            rate = rates.get(snap.account)
-            if rate is not None:
-                burn.add_metric([snap.account], rate)
-                left.add_metric([snap.account], days_left(snap.total_quota, rate) or 0.0)
-            a = [snap.account]
-            balance.add_metric(a, snap.total_quota)
-            used.add_metric(a, snap.total_used_quota)
+            provider = providers.get(snap.account, "cometapi")
+            a, m = [snap.account, provider], [snap.account, provider, snap.currency]
+            success.add_metric(a, snap.fetched_at.timestamp())
             if snap.request_count is not None:
                 requests.add_metric(a, snap.request_count)
-            success.add_metric(a, snap.fetched_at.timestamp())
+            used.add_metric(m, snap.total_used_quota)
+            if snap.unlimited:
+                continue  # no finite balance, nor time left
+            rate = rates.get(snap.account)
+            if rate is not None:
+                burn.add_metric(m, rate)
+                days = days_left(snap.total_quota, rate) or 0.0
+                left.add_metric(a, days * DAY)
+            balance.add_metric(m, snap.total_quota)
             limited = heapq.nsmallest(
                 MAX_KEY_SERIES,
                 (k for k in snap.keys if not k.unlimited),
                 key=lambda k: k.remain_quota,
             )
-            lowest.extend((k.remain_quota, snap.account, k.name) for k in limited)
+            lowest.extend(
+                (k.remain_quota, snap.account, k.name, provider, snap.currency) for k in limited
+            )
         # bounded whatever the number of accounts: a page of 250,000 series takes
         # seconds to render and a hundred MB to hold
         seen: set[tuple[str, str]] = set()
-        for remain, owner, name in heapq.nsmallest(MAX_KEY_SERIES_TOTAL, lowest):
+        for remain, owner, name, provider, currency in heapq.nsmallest(
+            MAX_KEY_SERIES_TOTAL, lowest
+        ):
             label = (owner, _label(name))
             if label not in seen:
                 seen.add(label)
-                keys.add_metric(list(label), remain)
+                keys.add_metric([owner, provider, currency, label[1]], remain)
         yield from (balance, used, requests, success, keys, burn, left)
 
 
@@ -107,12 +127,18 @@ class Metrics:
         # the instruments (thread-safe) apart from the balances (read from live state)
         r = self._instruments = CollectorRegistry()
         self.registry = CollectorRegistry()
-        self.registry.register(_Balances(lambda: self.snapshots(), lambda: self.burn()))
+        self.registry.register(
+            _Balances(lambda: self.snapshots(), lambda: self.burn(), lambda: self.providers())
+        )
         self.registry.register(r)
         self.snapshots = snapshots
         self.burn: Callable[[], Mapping[str, float | None]] = dict  # burn rates by account
+        self.providers: Callable[[], Mapping[str, str]] = dict  # provider by account
         self.poll_failures = Counter(
-            "cometapi_poll_failures", "Polls that produced no data", ["account", "kind"], registry=r
+            "balance_bot_poll_failures",
+            "Polls that produced no data",
+            ["account", "provider", "kind"],
+            registry=r,
         )
         self.poll_duration = Histogram(
             "balance_bot_cycle_duration_seconds",
@@ -155,16 +181,18 @@ class Metrics:
         loop, it copies what the balances are read from (the state the loop
         changes); the instruments lock for themselves. At 5,000 accounts the
         rendering takes about a second that the loop then does not wait."""
-        snaps, burn = list(self.snapshots()), dict(self.burn())
+        snaps, burn, providers = list(self.snapshots()), dict(self.burn()), dict(self.providers())
         page = CollectorRegistry()
-        page.register(_Balances(lambda: snaps, lambda: burn))
+        page.register(_Balances(lambda: snaps, lambda: burn, lambda: providers))
         page.register(self._instruments)
         return functools.partial(generate_latest, page)
 
     def observe_polls(self, results: Mapping[str, PollResult]) -> None:
+        providers = self.providers()
         for account, result in results.items():
             if isinstance(result, PollFailure):
-                self.poll_failures.labels(account, result.kind.value).inc()
+                provider = providers.get(account, "cometapi")
+                self.poll_failures.labels(account, provider, result.kind.value).inc()
 
     def observe_alerts(self, alerts: Iterable[AlertState], severity_of: Mapping[str, str]) -> None:
         counts: dict[tuple[str, str], int] = {}

@@ -36,6 +36,10 @@ def snapshot_text(snapshot: Snapshot) -> str:
             "request_count": snapshot.request_count,
             "keys": snapshot.keys,  # named tuples: encoded as arrays
             "fetched_at": snapshot.fetched_at.isoformat(),
+            "currency": snapshot.currency,
+            "used_derived": snapshot.used_derived,
+            "available": snapshot.available,
+            "unlimited": snapshot.unlimited,
         }
     )
 

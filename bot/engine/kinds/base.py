@@ -22,6 +22,8 @@ class Reading(Protocol):
     def window(self) -> float | None: ...
     @property
     def gathering(self) -> bool: ...
+    @property
+    def currency(self) -> str: ...  # of the money in it
 
 
 _BY_UNIT: dict[str, type[Kind]] = {}
@@ -80,6 +82,11 @@ class Kind:
     def level(cls, value: float | None) -> str:
         """A threshold or recovery level as it reads in a message."""
         raise NotImplementedError
+
+    @classmethod
+    def level_in(cls, value: float | None, currency: str) -> str:
+        """A level of an account whose money is `currency` (kinds in money say it)."""
+        return cls.level(value)
 
     @classmethod
     def now(cls, event: Reading) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.engine.kinds.base import Kind
-from bot.engine.text import usd
+from bot.engine.text import money
 from bot.engine.units import Unit
 
 if TYPE_CHECKING:
@@ -36,15 +36,20 @@ class Below(Kind):
 
     @classmethod
     def level(cls, value: float | None) -> str:
-        return usd(value)
+        return money(value)
+
+    @classmethod
+    def level_in(cls, value: float | None, currency: str) -> str:
+        return money(value, currency)
 
     @classmethod
     def now(cls, event: Reading) -> str:
-        return f"{usd(event.usd)} left"
+        return f"{money(event.usd, event.currency)} left"
 
     @classmethod
     def resolved(cls, event: Reading) -> str:  # $26.00 (at or above $25.00)
-        return f"{usd(event.usd)} (at or above {cls.level(event.recover_at)})"
+        at = cls.level_in(event.recover_at, event.currency)
+        return f"{money(event.usd, event.currency)} (at or above {at})"
 
     @classmethod
     def perf_value(cls, total: float, rate: float | None) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.engine.kinds.base import Kind
-from bot.engine.text import percent, usd
+from bot.engine.text import money, percent
 from bot.engine.units import Unit
 
 if TYPE_CHECKING:
@@ -40,10 +40,9 @@ class BelowPercent(Kind):
 
     @classmethod
     def now(cls, event: Reading) -> str:  # $1.42 (8.5%) left
-        return f"{usd(event.usd)} ({percent(event.value)}) left"
+        return f"{money(event.usd, event.currency)} ({percent(event.value)}) left"
 
     @classmethod
     def resolved(cls, event: Reading) -> str:  # $9.00, 47.9% (at or above 30.0%)
-        return (
-            f"{usd(event.usd)}, {percent(event.value)} (at or above {cls.level(event.recover_at)})"
-        )
+        left = money(event.usd, event.currency)
+        return f"{left}, {percent(event.value)} (at or above {cls.level(event.recover_at)})"

@@ -41,7 +41,11 @@ class DaysLeft(Kind):
 
     @classmethod
     def now(cls, event: Reading) -> str:
-        return "gathering data" if event.gathering else forecast(event.rate, event.value)
+        return (
+            "gathering data"
+            if event.gathering
+            else forecast(event.rate, event.value, event.currency)
+        )
 
     @classmethod
     def resolved(cls, event: Reading) -> str:

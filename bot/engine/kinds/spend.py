@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from bot.engine.kinds.base import Kind
-from bot.engine.text import usd, window
+from bot.engine.text import money, window
 from bot.engine.units import Unit
 
 if TYPE_CHECKING:
@@ -39,13 +39,17 @@ class SpendAbove(Kind):
 
     @classmethod
     def level(cls, value: float | None) -> str:
-        return usd(value)
+        return money(value)
+
+    @classmethod
+    def level_in(cls, value: float | None, currency: str) -> str:
+        return money(value, currency)
 
     @classmethod
     def now(cls, event: Reading) -> str:
-        spent = "? (gathering data)" if event.gathering else usd(event.value)
+        spent = "? (gathering data)" if event.gathering else money(event.value, event.currency)
         return f"{spent} spent in the last {window(event.window or 0)}"
 
     @classmethod
     def resolved(cls, event: Reading) -> str:
-        return f"{cls.now(event)} (at or below {usd(event.recover_at)})"
+        return f"{cls.now(event)} (at or below {money(event.recover_at, event.currency)})"

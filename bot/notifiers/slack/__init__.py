@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -36,7 +36,7 @@ from bot.notifiers import (
     DeliveryError,
 )
 from bot.notifiers.base import StartError, Unreachable
-from bot.notifiers.message import CONTINUED, Message
+from bot.notifiers.message import CONTINUED, Message, Picture
 from bot.notifiers.slack.answers import SlackAnswers
 from bot.notifiers.slack.base import (
     AUTH_ERRORS,
@@ -48,8 +48,9 @@ from bot.notifiers.slack.base import (
     TEXT_LIMIT,
     TRANSIENT_ERRORS,
     SlackConfig,
+    missing_scope,
 )
-from bot.notifiers.slack.blocks import help_lines, render, render_pieces
+from bot.notifiers.slack.blocks import help_lines, render, render_pieces, upload
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,19 @@ class SlackNotifier(SlackAnswers):
             message = replace(message, actions=())
         return list(render_pieces(message))
 
+    def picture(self, picture: Picture) -> dict[str, Any]:
+        return upload(picture)
+
     async def send(self, destination: str, payload: dict[str, Any]) -> str | None:
+        if "file" in payload:  # a picture (upload()): files_upload_v2 into the channel
+            try:
+                await self._web().files_upload_v2(channel=destination, **payload)
+            except SlackApiError as exc:
+                raise self._api_error(destination, exc) from None
+            except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
+                reason = self._describe(exc)
+                raise DeliveryError(f"Slack channel {destination}: {reason}") from None
+            return None
         try:
             sent = await self._web().chat_postMessage(
                 channel=destination,
@@ -123,6 +136,8 @@ class SlackNotifier(SlackAnswers):
         if not error:
             return DeliveryError(f"{where}: unexpected answer (HTTP {status})", permanent=True)
         hint = _HINTS.get(error, "")
+        if error == "missing_scope":
+            hint = missing_scope(exc)
         if error in AUTH_ERRORS:
             hint = "Slack rejected the bot token; check notifiers.slack.bot_token (xoxb-)"
         return DeliveryError(f"{where}: {error}" + (f"; {hint}" if hint else ""), permanent=True)
@@ -319,7 +334,6 @@ _HINTS = {
     "and invite the bot to a private channel",
     "not_in_channel": "invite the bot to the channel (/invite @<bot name> in the channel)",
     "is_archived": "the channel is archived; unarchive it or configure another channel",
-    "missing_scope": "the app lacks the chat:write scope; add it and reinstall the app",
     "restricted_action": "the workspace does not let the bot post in this channel",
     "msg_too_long": "the message was too large for Slack; please report this as a bug",
     "msg_blocks_too_long": "the message was too large for Slack; please report this as a bug",

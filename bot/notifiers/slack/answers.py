@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -19,9 +20,9 @@ from bot.notifiers import (
     Press,
     Request,
 )
-from bot.notifiers.message import Message
-from bot.notifiers.slack.base import DEFAULT, REQUEST_TIMEOUT, SlackBase
-from bot.notifiers.slack.blocks import help_lines, render_pieces
+from bot.notifiers.message import Message, Picture
+from bot.notifiers.slack.base import DEFAULT, REQUEST_TIMEOUT, SlackBase, missing_scope
+from bot.notifiers.slack.blocks import help_lines, render_pieces, upload
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,45 @@ class SlackAnswers(SlackBase):
         return chosen, rest.strip()
 
     async def _respond(self, url: str, message: Message, channel: str, command: str) -> None:
-        """Post the answer to response_url, ephemeral; Slack takes at most five posts."""
+        """Post the answer to response_url, ephemeral; Slack takes at most five
+        posts. Pictures are uploaded into the channel (a response_url takes no
+        files); a refused upload is said in the answer."""
+        for picture in message.pictures:
+            problem = await self._upload(picture, channel)
+            if problem:
+                await self._respond_text(url, Message(problem, ()), channel, command)
+                return
+        if message.pictures and not message.sections:
+            return  # the pictures and the text around them said it all
+        await self._respond_text(url, message, channel, command)
+
+    async def _upload(self, picture: Picture, channel: str) -> str:
+        """files_upload_v2 into `channel`; "" when done, else what to tell the asker."""
+        try:
+            await self._web().files_upload_v2(channel=channel, **upload(picture))
+        except SlackApiError as exc:
+            data = exc.response.data
+            error = str(data.get("error") or "") if isinstance(data, dict) else ""
+            log_event(
+                logger, "slack.upload_failed", logging.WARNING, channel_id=channel, reason=error
+            )
+            if error == "missing_scope":
+                return f"Charts cannot be posted here: {missing_scope(exc)}."
+            if error in ("not_in_channel", "channel_not_found"):
+                return "Charts cannot be posted here: invite the bot to this channel first."
+            return f"Charts cannot be posted here: Slack said {error or 'no'}."
+        except (aiohttp.ClientError, TimeoutError, SlackClientError) as exc:
+            log_event(
+                logger,
+                "slack.upload_failed",
+                logging.WARNING,
+                channel_id=channel,
+                reason=type(exc).__name__,
+            )
+            return "Charts could not be uploaded just now; try again in a minute."
+        return ""
+
+    async def _respond_text(self, url: str, message: Message, channel: str, command: str) -> None:
         # a response_url takes five posts (RESPONSE_URL_USES), the reply limit of every chat
         payloads = [payload for payload, _ in render_pieces(message, command)]
         hook = AsyncWebhookClient(url, timeout=int(REQUEST_TIMEOUT), session=self._http())

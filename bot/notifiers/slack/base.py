@@ -10,6 +10,7 @@ from typing import Annotated, Any, ClassVar
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
+from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -71,6 +72,17 @@ SDK_LOGGERS = (
     "slack_sdk.socket_mode.aiohttp",
     "slack_sdk.webhook.async_client",
 )
+
+
+def missing_scope(exc: SlackApiError) -> str:
+    """What to do about `missing_scope`: Slack names the scope it needed."""
+    data = exc.response.data
+    needed = str(data.get("needed") or "") if isinstance(data, dict) else ""
+    needed = needed or "chat:write"
+    return (
+        f"the app lacks the {needed} scope; add it (OAuth & Permissions, or "
+        "slack-app-manifest.yaml) and reinstall the app"
+    )
 
 
 class SlackConfig(NotifierConfig):

@@ -11,7 +11,7 @@ from bot.notifiers import (
     Command,
 )
 from bot.notifiers.base import capped
-from bot.notifiers.message import Limits, Message, Span, buttons, fit, pack, units
+from bot.notifiers.message import Limits, Message, Picture, Span, buttons, fit, pack, units
 from bot.notifiers.slack.base import (
     DEFAULT,
     FALLBACK_CHARS,
@@ -33,6 +33,22 @@ def help_lines(table: Sequence[Command], command: str = "/balance") -> tuple[tup
     ]
     lines += [(f"{command} {c.name} {c.args}".rstrip(), c.help) for c in table if c.name != DEFAULT]
     return tuple(lines)
+
+
+def upload(picture: Picture) -> dict[str, Any]:
+    """A picture as files_upload_v2's arguments: the PNG, and the message around
+    it (its caption in mrkdwn, the first line bold) saying the numbers."""
+    lines = [
+        fit((Span(line, bold=i == 0),), LINE_BUDGET // 2, _span)
+        for i, line in enumerate(picture.caption)
+    ]
+    return {
+        "file": picture.png,
+        "filename": picture.name,
+        "title": picture.caption[0] if picture.caption else picture.name,
+        "alt_txt": picture.alt[:1000],
+        "initial_comment": "\n".join(lines),
+    }
 
 
 # --- Message -> Block Kit -------------------------------------------------------

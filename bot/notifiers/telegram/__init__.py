@@ -17,6 +17,7 @@ from typing import Any
 from telegram import (
     BotCommand,
 )
+from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -35,17 +36,18 @@ from bot.notifiers import (
     DeliveryError,
 )
 from bot.notifiers.base import StartError, Unreachable
-from bot.notifiers.message import Message, buttons
+from bot.notifiers.message import Message, Picture, buttons
 from bot.notifiers.telegram.answers import TelegramAnswers
 from bot.notifiers.telegram.base import (
     LIMIT,
     POLL_TIMEOUT,
     STOP_WAIT,
     UPDATES,
+    Photo,
     Post,
     TelegramConfig,
 )
-from bot.notifiers.telegram.pieces import _text, render, render_pieces
+from bot.notifiers.telegram.pieces import _text, photo, render, render_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +66,21 @@ class TelegramNotifier(TelegramAnswers):
             for i, (text, refs) in enumerate(render_pieces(message))
         ]
 
-    async def send(self, destination: str, payload: Post | str) -> str:
+    def picture(self, picture: Picture) -> Photo:
+        return photo(picture)
+
+    async def send(self, destination: str, payload: Post | Photo | str) -> str:
         try:
-            sent = await self._app.bot.send_message(chat_id=int(destination), **_text(payload))
+            if isinstance(payload, Photo):
+                sent = await self._app.bot.send_photo(
+                    chat_id=int(destination),
+                    photo=payload.png,
+                    filename=payload.name,
+                    caption=payload.caption,
+                    parse_mode=ParseMode.HTML,
+                )
+            else:
+                sent = await self._app.bot.send_message(chat_id=int(destination), **_text(payload))
         except TelegramError as exc:
             raise self._delivery_error(destination, exc) from None
         return str(sent.message_id)

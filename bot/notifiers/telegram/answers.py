@@ -4,7 +4,9 @@ answer under way per chat, answers that survive a brief rate limit."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import (
@@ -39,7 +41,7 @@ from bot.notifiers.telegram.base import (
     NO_PREVIEW,
     TelegramBase,
 )
-from bot.notifiers.telegram.pieces import render_pieces
+from bot.notifiers.telegram.pieces import photo, render_pieces
 
 logger = logging.getLogger(__name__)
 
@@ -171,21 +173,28 @@ class TelegramAnswers(TelegramBase):
             log_event(
                 logger, "telegram.command", command=_command(update), chat_id=incoming.chat_id
             )
+        for picture in message.pictures:  # a chart: a photo, its numbers in the caption
+            sent = photo(picture)
+            reply_photo = functools.partial(
+                incoming.reply_photo,
+                sent.png,
+                filename=sent.name,
+                caption=sent.caption,
+                parse_mode=ParseMode.HTML,
+                do_quote=False,
+            )
+            await _patiently(reply_photo)
+        if message.pictures and not message.sections:
+            return  # the pictures said it all
         for part, _ in render_pieces(message, "/balance"):
-            for attempt in range(ANSWER_TRIES):
-                try:
-                    await incoming.reply_text(
-                        part,
-                        parse_mode=ParseMode.HTML,
-                        link_preview_options=NO_PREVIEW,
-                        do_quote=False,
-                    )
-                    break
-                except RetryAfter as exc:  # Telegram said when: a short wait beats no answer
-                    wait = retry_after(exc.retry_after)
-                    if attempt + 1 == ANSWER_TRIES or wait is None or wait > ANSWER_WAIT_MAX:
-                        raise
-                    await asyncio.sleep(wait)
+            reply_text = functools.partial(
+                incoming.reply_text,
+                part,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=NO_PREVIEW,
+                do_quote=False,
+            )
+            await _patiently(reply_text)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A failing handler is logged; polling goes on."""
@@ -209,6 +218,20 @@ class TelegramAnswers(TelegramBase):
             )
         else:
             log_event(logger, "telegram.poll_failed", logging.WARNING, reason=self.clean(error))
+
+
+async def _patiently(send: Callable[[], Awaitable[object]]) -> None:
+    """One message of an answer; Telegram saying when to try again, a short
+    wait beats no answer."""
+    for attempt in range(ANSWER_TRIES):
+        try:
+            await send()
+            return
+        except RetryAfter as exc:
+            wait = retry_after(exc.retry_after)
+            if attempt + 1 == ANSWER_TRIES or wait is None or wait > ANSWER_WAIT_MAX:
+                raise
+            await asyncio.sleep(wait)
 
 
 def _command(update: Update) -> str:

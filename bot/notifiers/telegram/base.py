@@ -39,6 +39,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 logger = logging.getLogger(__name__)
 
 LIMIT = MessageLimit.MAX_TEXT_LENGTH  # 4096
+CAPTION_LIMIT = MessageLimit.CAPTION_LENGTH  # 1024, a photo's caption
 # Escaping can grow a 200-character name fivefold (& -> &amp;), so every piece
 # of a message has a budget; together they always fit in LIMIT.
 TITLE_BUDGET = 1000
@@ -94,6 +95,14 @@ class Post(NamedTuple):
 
     text: str
     buttons: tuple[tuple[str, str], ...] = ()
+
+
+class Photo(NamedTuple):
+    """One picture for sendPhoto: the PNG, its file name, its HTML caption."""
+
+    png: bytes
+    name: str
+    caption: str
 
 
 class TelegramBase(ChatNotifier):

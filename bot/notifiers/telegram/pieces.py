@@ -13,14 +13,16 @@ from telegram import (
 from telegram.constants import ParseMode
 
 from bot.notifiers.base import capped
-from bot.notifiers.message import Limits, Message, Piece, Span, fit, pack, units
+from bot.notifiers.message import Limits, Message, Picture, Piece, Span, fit, pack, units
 from bot.notifiers.telegram.base import (
+    CAPTION_LIMIT,
     CONTINUED,
     HEADING_BUDGET,
     LIMIT,
     LINE_BUDGET,
     NO_PREVIEW,
     TITLE_BUDGET,
+    Photo,
     Post,
 )
 
@@ -97,3 +99,13 @@ def _text(payload: Post | str) -> dict[str, Any]:
         "link_preview_options": NO_PREVIEW,
         "reply_markup": _keyboard(post),
     }
+
+
+def photo(picture: Picture) -> Photo:
+    """A picture for sendPhoto: its caption in HTML, the first line bold, under
+    Telegram's 1024 characters (the lines are short; a long name is cut)."""
+    budget = CAPTION_LIMIT // max(len(picture.caption), 1) - 8
+    lines = [
+        fit((Span(line, bold=i == 0),), budget, _span) for i, line in enumerate(picture.caption)
+    ]
+    return Photo(picture.png, picture.name, "\n".join(lines))
