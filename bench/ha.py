@@ -33,6 +33,7 @@ from bench import (  # noqa: E402
     FakeUpstream,
     Snapshot,
     bot_gc,
+    code_label,
     config_text,
     load_config,
     machine,
@@ -97,7 +98,7 @@ async def failovers(fake: FakeUpstream, url: str, rounds: int, tmp: Path) -> lis
 async def main_async(quick: bool, rounds: int) -> str:
     accounts, runs = (200, 2) if quick else (1000, 5)
     lines = [f"## PostgreSQL state and failover (bench/ha.py{' --quick' if quick else ''})", ""]
-    lines.append(machine("ha"))
+    lines.append(machine(code_label()))
     with server() as pg, tempfile.TemporaryDirectory(prefix="bench-ha-") as tmp:
         async with FakeUpstream(accounts, 50) as fake:
             await fake.set_low(False)
