@@ -2,7 +2,7 @@
 
 - cycle: full cycles of 1,000 accounts x 50 keys whose figures move at every
   poll (bench/fake_upstream.py), on SQLite and on a local PostgreSQL started
-  for the run (initdb + pg_ctl, as the tests do: tests/pg.py), side by side.
+  for the run (initdb + pg_ctl, fakes/postgres.py, as the tests do), side by side.
 - failover: two `balance-bot run` processes on that database; the active one
   is SIGKILLed, and the time from the kill to the standby's `replica.active`
   line is taken, `--rounds` times in a row (a new standby is started each round).
@@ -38,7 +38,7 @@ from bench import (  # noqa: E402
     load_config,
     machine,
 )
-from tests.pg import server  # noqa: E402
+from fakes.postgres import server  # noqa: E402
 
 FAILOVER_BUDGET = 10.0  # s (SPEC 8)
 

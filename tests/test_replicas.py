@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from fakes.cometapi import reply_balance
+from fakes.postgres import Server, free_port
 from fakes.webhook import FakeWebhook
 from tests.conftest import QUERY_KEY
-from tests.pg import Server, free_port
 from tests.process import BotProcess, run_bot
 
 ENV = {"TEST_QUERY_KEY": QUERY_KEY}
