@@ -54,6 +54,7 @@ import contextlib
 import cProfile
 import datetime as dt
 import gc
+import inspect
 import json
 import logging
 import os
@@ -1364,7 +1365,15 @@ class Stages:
             finally:
                 seconds[stage] += clock() - started
 
-        setattr(owner, name, timed)
+        async def timed_async(*args: Any, **kwargs: Any) -> Any:
+            # the state's coroutines: SQLite's run inline, so the time is theirs
+            started = clock()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                seconds[stage] += clock() - started
+
+        setattr(owner, name, timed_async if inspect.iscoroutinefunction(original) else timed)
         self._undo.append((owner, name, original))
 
     def undo(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bot.state.protocol import StateStore
 from bot.state.sqlite.store import Store
-from tests.pg import Server, server
+from fakes.postgres import PostgresMissing, Server, server
 
 Opener = Callable[[], Awaitable[StateStore]]
 BACKENDS = ["sqlite", "postgres"]
@@ -28,8 +28,15 @@ def sqlite_opener(tmp_path) -> Opener:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
     """One PostgreSQL server for the whole session (each test takes a fresh database)."""
-    with server() as running:
-        yield running
+    try:
+        running = server()
+        started = running.__enter__()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield started
+    finally:
+        running.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ key = "k"
     assert PASSWORD not in secrets.redact(cfg.bot.state_url)
     with pytest.raises(ConfigError) as wrong:
         config_mod.parse(both.replace("postgresql://", "mysql://").replace("state_path", "#"))
-    assert "must be a PostgreSQL URL" in wrong.value.problems[0]
+    assert "must be a database URL (postgresql:// or postgres://)" in wrong.value.problems[0]
 
 
 def test_the_image_state_file_does_not_clash_with_a_database(tmp_path):

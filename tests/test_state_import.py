@@ -15,10 +15,10 @@ from bot.app.service import App
 from bot.common import secrets
 from bot.engine.model import Silence
 from fakes.cometapi import reply_balance
+from fakes.postgres import Server
 from fakes.webhook import FakeWebhook
 from tests.conftest import PROCESS_RULES, QUERY_KEY
 from tests.helpers import RETRYING
-from tests.pg import Server
 from tests.process import BotProcess, run_bot
 
 ENV = {"TEST_QUERY_KEY": QUERY_KEY}

@@ -1,5 +1,5 @@
 """The StateStore contract: the same tests against every backend (SQLite, and
-PostgreSQL on a throwaway server the tests start, tests/pg.py). Only the
+PostgreSQL on a throwaway server the tests start, fakes/postgres.py). Only the
 protocol is used here; what a backend does inside (files, locks, SQL) is
 tested beside it (tests/test_store.py, tests/test_postgres.py)."""
 

@@ -120,7 +120,7 @@ class App:
         self.commands = ChatCommands(self.model, actions)
         page = config.web.status_page
         self.status_page = StatusPage(self.model, self.commands) if page else None
-        context = NotifierContext(self.commands, config.bot.zone)
+        context = NotifierContext(self.commands, config.bot.zone, self.store)
         self.fleet = Fleet(self.metrics, clock)
         self.fleet.build(config, context)
         may_send = self.lease.holding if self.lease else None
@@ -349,7 +349,7 @@ class App:
             for secret in config.secrets():
                 register(secret)
             restarted = await self.fleet.swap(
-                old, config, NotifierContext(self.commands, config.bot.zone)
+                old, config, NotifierContext(self.commands, config.bot.zone, self.store)
             )
             self.config = config
             client = client_after(

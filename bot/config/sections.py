@@ -28,6 +28,7 @@ from bot.engine.kinds import Kind, kinds
 from bot.engine.model import (
     Severity,
 )
+from bot.state.backends import SCHEMES
 
 DEFAULT_CONFIG = "rules.toml"
 CONFIG_ENV = "BALANCE_BOT_CONFIG"
@@ -104,8 +105,12 @@ class BotSection(_Section):
     @field_validator("state_url")
     @classmethod
     def _postgres(cls, v: str) -> str:
-        if v and not v.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host/database")
+        if v and v.partition("://")[0].lower() not in SCHEMES:
+            known = " or ".join(f"{s}://" for s in SCHEMES)
+            raise ValueError(
+                f"must be a database URL ({known}), such as "
+                "postgresql://user:password@host/database"
+            )
         return v
 
     @model_validator(mode="after")

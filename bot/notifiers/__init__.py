@@ -130,12 +130,23 @@ class Commands(Protocol):
         ...
 
 
+class Memory(Protocol):
+    """Small facts a notifier keeps in the bot's state (shared by replicas), such
+    as how far it has read a platform's updates."""
+
+    async def meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NotifierContext:
-    """What the core offers a notifier: chat commands and display settings."""
+    """What the core offers a notifier: chat commands, display settings, and
+    (in a running bot) a memory that outlives the process."""
 
     commands: Commands
     timezone: ZoneInfo
+    memory: Memory | None = None
 
 
 class Notifier(ABC):

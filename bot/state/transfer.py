@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.state.backends import postgres_module
+from bot.state.backends import backend
 from bot.state.types import StoreError
 
 
@@ -26,7 +26,7 @@ async def import_sqlite(path: Path, url: str) -> dict[str, int]:
 
     source = Sqlite.open(existing(path))
     try:
-        module = postgres_module("store")
+        module = backend(url, "store")
         target = await module.Store.open(url)
         try:
             counts: dict[str, int] = await target.load(source.export(module.TABLES))

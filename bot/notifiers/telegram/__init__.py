@@ -166,6 +166,7 @@ class TelegramNotifier(TelegramAnswers):
         if not app.running:
             await app.start()
         if app.updater and not app.updater.running:
+            await self._skip_read()
             await app.updater.start_polling(
                 timeout=POLL_TIMEOUT,
                 allowed_updates=list(UPDATES),
@@ -177,6 +178,20 @@ class TelegramNotifier(TelegramAnswers):
             bot=f"@{app.bot.username}",
             chats=",".join(self.destinations()),
         )
+
+    async def _skip_read(self) -> None:
+        """Confirm to Telegram the updates the state says were answered already
+        (by this process before a restart, or by the replica it took over from),
+        which a process that died could not confirm: none is answered twice."""
+        memory = self.context.memory
+        try:
+            stored = await memory.meta(self.offset_key) if memory is not None else None
+        except Exception as exc:  # the state is down: Telegram's own offset still holds
+            log_event(logger, "telegram.offset_unread", logging.WARNING, reason=str(exc))
+            return
+        if stored and stored.isdigit() and int(stored) > self._offset:
+            self._offset = int(stored)
+            await self._app.bot.get_updates(offset=self._offset, limit=1, timeout=0)
 
     async def _reconnect(self, first_failure: str) -> None:
         async def attempt() -> None:

@@ -24,6 +24,7 @@ from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
+    TypeHandler,
     filters,
 )
 
@@ -60,7 +61,21 @@ class TelegramAnswers(TelegramBase):
         handlers.append(CallbackQueryHandler(self._pressed))
         handlers.append(ChatMemberHandler(self._membership, ChatMemberHandler.MY_CHAT_MEMBER))
         self._app.add_handlers(handlers)
+        # after the answer (group 1 runs once group 0 is done): how far updates are read
+        self._app.add_handler(TypeHandler(Update, self._read), group=1)
         self._app.add_error_handler(self._on_error)
+
+    async def _read(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Remember the update offset in the state: a process that takes over (a
+        replica, or this one restarted) skips what was answered already."""
+        memory = self.context.memory
+        if memory is None or update.update_id < self._offset:
+            return
+        self._offset = update.update_id + 1
+        try:
+            await memory.set_meta(self.offset_key, str(self._offset))
+        except Exception as exc:  # the state is down: Telegram's own offset still holds
+            log_event(logger, "telegram.offset_not_saved", logging.WARNING, reason=str(exc))
 
     def _handler(self, command: Command) -> Any:
         async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -133,7 +133,13 @@ class TelegramBase(ChatNotifier):
             .concurrent_updates(True)  # a slow /balance never holds up another command
             .build()
         )
+        self._offset = 0  # the next update to read, as the state remembers it
         self._add_handlers()
+
+    @property
+    def offset_key(self) -> str:
+        """Where the state keeps how far this bot's updates are read."""
+        return f"{self.name}.update_offset"
 
     def _add_handlers(self) -> None:
         """The command and button handlers: TelegramAnswers adds them."""

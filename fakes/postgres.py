@@ -1,8 +1,9 @@
-"""A throwaway PostgreSQL server for the tests: initdb and pg_ctl into a
-temporary directory, on a free port of 127.0.0.1 (and a Unix socket in that
-directory), stopped at the end of the session. PostgreSQL refuses to run as
-root, and CI runs as root: the server then runs as the `postgres` user (made
-by Debian's package) or `nobody`. No PostgreSQL is a failure, never a skip."""
+"""A throwaway PostgreSQL server for the tests and the benchmark: initdb and
+pg_ctl into a temporary directory, on a free port of 127.0.0.1 (and a Unix
+socket in that directory), stopped when the `server()` block ends. PostgreSQL
+refuses to run as root, and CI runs as root: the server then runs as the
+`postgres` user (made by Debian's package) or `nobody`. No PostgreSQL raises
+PostgresMissing (the tests fail on it, never skip)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 SEARCH = ["/usr/local/bin", *sorted(map(str, Path("/usr/lib/postgresql").glob("*/bin")))]
 MISSING = (
     "PostgreSQL is not installed: the PostgreSQL state tests need initdb and pg_ctl "
@@ -28,12 +27,16 @@ MISSING = (
 )
 
 
+class PostgresMissing(RuntimeError):
+    """PostgreSQL is not installed, or could not be started."""
+
+
 def binary(name: str) -> str:
     found = shutil.which(name) or next(
         (str(p) for d in SEARCH if (p := Path(d) / name).exists()), None
     )
     if found is None:
-        pytest.fail(MISSING.format(where=", ".join(SEARCH)), pytrace=False)
+        raise PostgresMissing(MISSING.format(where=", ".join(SEARCH)))
     return found
 
 
@@ -72,7 +75,7 @@ def _as_user() -> tuple[list[str], str | None]:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(user)
             return [shutil.which("runuser") or "/sbin/runuser", "-u", user, "--"], user
-    pytest.fail("running as root with neither a postgres nor a nobody user", pytrace=False)
+    raise PostgresMissing("running as root with neither a postgres nor a nobody user")
 
 
 @contextlib.contextmanager
@@ -88,9 +91,8 @@ def server() -> Iterator[Server]:
     def run(*command: str) -> None:
         done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
         if done.returncode:
-            pytest.fail(
-                f"{' '.join(command)} failed ({done.returncode}): {done.stderr or done.stdout}",
-                pytrace=False,
+            raise PostgresMissing(
+                f"{' '.join(command)} failed ({done.returncode}): {done.stderr or done.stdout}"
             )
 
     run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
