@@ -77,6 +77,18 @@ def new_history(config: Config, store: StateStore) -> History:
     return History(store.history, config.bot.burn_window, spend_windows, config.bot.interval)
 
 
+async def load_model(config: Config, store: StateStore, client: Client, clock: Clock) -> ReadModel:
+    """The read model as the state left it: the configured accounts' alert states
+    and latest data, and their history's ledgers restored."""
+    accounts = [a.name for a in config.accounts]
+    stored = await store.load_snapshots()
+    snapshots = {a: s for a, s in stored.items() if a in accounts}
+    history = new_history(config, store)
+    await history.restore(snapshots, clock())
+    state = await store.load_state(accounts)
+    return ReadModel(config, store, client, clock, state, snapshots, history)
+
+
 def facts(
     model: ReadModel,
     router: Router,

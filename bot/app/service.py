@@ -17,17 +17,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.app.actions import AlertActions
 from bot.app.commands import ChatCommands
-from bot.app.cycle import Clock, Cycle, CycleResult, new_history, utcnow
+from bot.app.cycle import Clock, Cycle, CycleResult, load_model, utcnow
 from bot.app.digest import Digests
 from bot.app.fleet import Fleet
 from bot.app.jobs import Jobs
+from bot.app.polling import Polling
 from bot.app.readmodel import ReadModel
 from bot.app.reload import client_after, settle
 from bot.app.schedule import Schedule
 from bot.app.sending import Sending
 from bot.app.statuspage import StatusPage
 from bot.app.tasks import GC_THRESHOLDS as GC_THRESHOLDS  # re-exported: bench/
-from bot.app.tasks import Ending, Tasks, trim_heap, tune_gc
+from bot.app.tasks import Ending, Tasks, tune_gc
 from bot.app.views import DestinationState, health
 from bot.app.webserver import StartupError as StartupError  # re-exported
 from bot.app.webserver import open_web
@@ -35,14 +36,13 @@ from bot.common.backoff import Backoff
 from bot.common.logs import log_event
 from bot.common.secrets import register
 from bot.config import Config
-from bot.engine.model import Snapshot
 from bot.notifiers import Notifier, NotifierContext
 from bot.notify.delivery import Delivery
 from bot.ops.metrics import Metrics
 from bot.ops.web import WebServer, make_app
 from bot.state.backends import open_store
 from bot.state.protocol import Leadership, StateStore
-from bot.state.types import FencedError, StoreError, StoreReplacedError
+from bot.state.types import StoreError
 from bot.upstream.client import Client
 from bot.upstream.transport import RetryPolicy
 
@@ -75,7 +75,7 @@ class App:
     status_page: StatusPage | None = field(init=False, default=None)  # [web] status_page
     ending: Ending = field(init=False, default_factory=Ending)
     schedule: Schedule | None = field(init=False, default=None)  # once serving
-    _seeding: asyncio.Task[None] | None = field(init=False, default=None)
+    polling: Polling = field(init=False)
     _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     async def __aenter__(self) -> App:
@@ -106,13 +106,7 @@ class App:
         self.metrics.active.set(1)
         self.tasks = Tasks(clock)
         stack.push_async_callback(self.tasks.aclose)
-        accounts = [a.name for a in config.accounts]
-        stored = await self.store.load_snapshots()
-        snapshots = {a: s for a, s in stored.items() if a in accounts}
-        history = new_history(config, self.store)
-        await history.restore(snapshots, clock())
-        state = await self.store.load_state(accounts)
-        self.model = ReadModel(config, self.store, client, clock, state, snapshots, history)
+        self.model = await load_model(config, self.store, client, clock)
         self.metrics.snapshots = lambda: list(self.model.snapshots.values())
         self.metrics.burn = lambda: {a: f.burn.total for a, f in self.model.flows.items()}
         self.metrics.providers = lambda: {n: a.provider for n, a in self.model.accounts.items()}
@@ -147,6 +141,17 @@ class App:
             clock,
             self.sending.wake,
             self.sending.shows_pictures,
+        )
+        self.polling = Polling(
+            self.pipeline,
+            self.jobs,
+            self.metrics,
+            self.sending,
+            self.digests,
+            self.tasks,
+            lambda: self.config,
+            self.step_down,
+            self.stop_on_error,
         )
         await self.sending.count_backlog()
 
@@ -203,37 +208,7 @@ class App:
         await self.fleet.stop(self._left)
 
     async def cycle(self, notify: bool = True) -> CycleResult:
-        started = asyncio.get_running_loop().time()
-        result = await self.pipeline.run(notify, after=self.jobs.prune)
-        self.metrics.poll_duration.observe(asyncio.get_running_loop().time() - started)
-        if result.queued:
-            self.sending.wake()
-        return result
-
-    async def _scheduled_cycle(self) -> None:
-        seeding, self._seeding = self._seeding, None
-        if seeding is not None and not seeding.done():
-            # the first cycle's forecasts start from the seed, if it comes in time
-            await asyncio.wait({seeding}, timeout=self.config.bot.request_timeout)
-        try:
-            result = await self.cycle()
-            if self.pipeline.cycles_done == 1:  # start-up's garbage is gone: give it back
-                trim_heap()
-            read = result.committed and any(
-                isinstance(r, Snapshot) for r in result.results.values()
-            )
-            if read and not self.digests.data_read:
-                await self.digests.data_arrived()
-        except asyncio.CancelledError:
-            if not self.tasks.closing:
-                raise
-            # shutting down: the cycle was abandoned (logged as such), nothing to add
-        except FencedError as exc:
-            self.step_down(str(exc))
-        except StoreReplacedError as exc:
-            self.stop_on_error(str(exc))
-        except Exception:
-            logger.exception("cycle.crashed")
+        return await self.polling.cycle(notify)
 
     def step_down(self, reason: str) -> None:
         """A replica that is no longer the active one: no send starts from now on,
@@ -301,10 +276,10 @@ class App:
         await self.release_held()
         await self.tell_missed()
         self.digests.at_start()
-        self._seeding = self.tasks.spawn("seed", self.jobs.seed(), once=True)
+        self.polling.seeding = self.tasks.spawn("seed", self.jobs.seed(), once=True)
         self.schedule = Schedule(self.clock)
         self.schedule.start(
-            self.config, self._scheduled_cycle, self.digests.scheduled, self.release_held
+            self.config, self.polling.scheduled, self.digests.scheduled, self.release_held
         )
         self.sending.start()
         await self.start_notifiers(listen=True)
