@@ -302,10 +302,10 @@ else
 fi
 
 metrics=$(http_get "http://127.0.0.1:$PORT/metrics")
-if [ "${metrics%% *}" = 200 ] && grep -q '^cometapi_balance_usd{account="smoke"} 100' <<<"$metrics"; then
-    pass "run: /metrics $(grep '^cometapi_balance_usd' <<<"$metrics")"
+if [ "${metrics%% *}" = 200 ] && grep -q '^balance_bot_balance{account="smoke",currency="USD",provider="cometapi"} 100' <<<"$metrics"; then
+    pass "run: /metrics $(grep '^balance_bot_balance{' <<<"$metrics")"
 else
-    fail "run: /metrics has no cometapi_balance_usd{account=\"smoke\"} 100"
+    fail "run: /metrics has no balance_bot_balance{account=\"smoke\",...} 100"
     head -c 2000 <<<"$metrics"
 fi
 
