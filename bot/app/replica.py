@@ -32,6 +32,7 @@ from bot.state.types import SchemaTooNewError, StoreError
 logger = logging.getLogger(__name__)
 
 TRY_EVERY = 2.0  # seconds between two tries of a standby to take the active lock
+STEP_ASIDE = 2 * TRY_EVERY  # after stepping down, before its own first try
 
 
 class Replica:
@@ -153,6 +154,10 @@ class Replica:
         await self.lease.release()
         if not stop.is_set():
             log_event(logger, "replica.standby", database=self.lease.where)
+            # the next term goes to another replica first (they try every TRY_EVERY):
+            # one that just lost its lock may have lost its way to the database too
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STEP_ASIDE)
 
     async def reload(self, config: Config) -> None:
         """SIGHUP: the next term starts from the new config; the App running applies it."""

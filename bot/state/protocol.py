@@ -1,8 +1,8 @@
 """What the rest of the program needs from the state, grouped by concern: alerts
 (engine state, latest data and the cycle's commit), the outbox, history and marks
 (snoozes, acks, sent messages, small facts). A backend provides all of them
-(bot/state/sqlite/ does); a contract suite (tests/test_store_contract.py) runs the
-same tests against each.
+(bot/state/sqlite/ and bot/state/postgres/ do); a contract suite
+(tests/test_store_contract.py) runs the same tests against each.
 
 Every method is a coroutine, so that a backend may talk to a server; one that
 is cheap on its own (SQLite) runs its statement inline, without a thread hop,
