@@ -88,7 +88,8 @@ async def test_a_command_typed_into_the_fake_telegram_chat_gets_the_bots_answer(
     cfg = make_config(RULES + telegram_section(cli.exports()))
     async with App(cfg, retry=FAST) as app, serving(app):
         alert = await cli.wait_for(lambda line: "main / total: $15.00 left" in line)
-        assert cli.lines[alert + 1].strip() == "[Snooze 1h] [Snooze 1d] [Ack]"
+        buttons = await cli.wait_for(lambda line: True, alert + 1)  # the next line, once printed
+        assert cli.lines[buttons].strip() == "[Snooze 1h] [Snooze 1d] [Ack]"
         typed = await cli.type("/balance")
         shown = await cli.wait_for(lambda line: line.startswith("bot → chat"), typed)
         await cli.wait_for(lambda line: "Balance: $15.00" in line, shown)

@@ -182,7 +182,8 @@ async def test_try_it_offline_as_written(tmp_path):
         words = as_run(walk[-1])
         bot = await BotProcess(*words[1:], env=env, cwd=tmp_path, program=(words[0],)).start()
         alert = await wait_line(tg, lambda x: "WARNING · main / total: $15.00 left" in x)
-        assert tg.lines[alert + 1].strip() == "[Snooze 1h] [Snooze 1d] [Ack]"
+        buttons = await wait_line(tg, lambda x: True, alert + 1)  # the next line, once printed
+        assert tg.lines[buttons].strip() == "[Snooze 1h] [Snooze 1d] [Ack]"
         asked = await tg.type("/balance")
         await wait_line(tg, lambda x: "Balance: $15.00" in x, asked)
         lowered = await comet.type("4")
