@@ -54,6 +54,15 @@ class OutboxItem:
     edit_of: int | None = None  # an edit of this sent message (`messages.id`)
     hold_until: datetime | None = None  # quiet hours: held until then
 
+    def told_rows(self, row_id: int | None) -> list[tuple[Any, ...]]:
+        """The `told` rows of this item once stored as `row_id`: (rule, account,
+        subject, notifier, destination, row) for each alert it tells of."""
+        return [
+            (*e.alert, self.notifier, self.destination, row_id)
+            for e in self.events
+            if e.kind in TELLS
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:

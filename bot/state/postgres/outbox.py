@@ -14,7 +14,7 @@ from bot.engine.model import AlertKey
 from bot.state.codec import encode_payload, outbox_row
 from bot.state.codec import ts as _ts
 from bot.state.postgres.fence import Fenced
-from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told, tells
+from bot.state.types import LONG_AGO, OutboxItem, OutboxRow, OutboxStatus, Told, tells
 
 _ROW = (
     "SELECT id, created_at, notifier, destination, events, parts_sent, attempts, "
@@ -42,18 +42,14 @@ async def enqueue_rows(
             ),
         )
         (row_id,) = await cursor.fetchone() or (None,)
-        tells = [
-            (*e.alert, item.notifier, item.destination, row_id)
-            for e in item.events
-            if e.kind in TELLS
-        ]
-        if held or not tells:
+        told = item.told_rows(row_id)
+        if held or not told:
             continue  # told only once released
         async with conn.cursor() as many:
             await many.executemany(
                 "INSERT INTO told (rule, account, subject, notifier, destination, outbox_id) "
                 "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                tells,
+                told,
             )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from bot.engine.model import AlertKey
 from bot.state.codec import encode_payload, outbox_row
 from bot.state.sqlite.db import Db, _ts
-from bot.state.types import LONG_AGO, TELLS, OutboxItem, OutboxRow, OutboxStatus, Told, tells
+from bot.state.types import LONG_AGO, OutboxItem, OutboxRow, OutboxStatus, Told, tells
 
 
 def enqueue_rows(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datetime) -> None:
@@ -35,11 +35,7 @@ def enqueue_rows(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datet
         db.executemany(  # the first message since it fired: quiet hours ask when that was
             "INSERT OR IGNORE INTO told (rule, account, subject, notifier, destination, "
             "outbox_id) VALUES (?,?,?,?,?,?)",
-            (
-                (*e.alert, item.notifier, item.destination, row_id)
-                for e in item.events
-                if e.kind in TELLS
-            ),
+            item.told_rows(row_id),
         )
 
 
