@@ -12,7 +12,7 @@ import msgspec
 
 from bot.engine.message import Message
 from bot.engine.model import Event, EventFormatError, MessageKind, Snapshot
-from bot.state.types import OutboxItem, OutboxRow
+from bot.state.types import Layout, OutboxItem, OutboxRow, OutboxStatus, SentMessage
 
 PAYLOAD_VERSION = 1  # of the outbox's `events` column: {"v": 1, "kind": ..., "events": [...]}
 
@@ -90,6 +90,39 @@ def ts(value: datetime | None) -> str | None:
 
 def dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def outbox_params(item: OutboxItem, now: datetime) -> tuple[Any, ...]:
+    """An outbox row's columns as both backends insert them: created_at,
+    notifier, destination, events, next_attempt_at, status, hold_until."""
+    status = OutboxStatus.PENDING if item.hold_until is None else OutboxStatus.HELD
+    payload = encode_payload(item)
+    return (ts(now), item.notifier, item.destination, payload, ts(now), status, ts(item.hold_until))
+
+
+def message_params(sent: SentMessage, now: datetime) -> tuple[Any, ...]:
+    """A sent message's columns as both backends insert them: notifier,
+    destination, outbox_id, part, platform_id, events, created_at."""
+    told = encode_payload(OutboxItem("", "", sent.events, sent.kind))
+    return (
+        sent.notifier,
+        sent.destination,
+        sent.outbox_id,
+        sent.part,
+        sent.platform_id,
+        told,
+        ts(now),
+    )
+
+
+def layout_of(rows: list[tuple[Any, ...]], layout_id: int) -> Layout | None:
+    """A stored layout read back from its (account, names, since) row; None when
+    it is missing or damaged (its samples' keys then go unread, nothing else)."""
+    try:
+        account, names, since = rows[0][0], json.loads(rows[0][1]), json.loads(rows[0][2])
+    except (IndexError, ValueError, TypeError):
+        return None
+    return Layout(account, tuple(names), tuple(since), layout_id)
 
 
 class ByName(Protocol):

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.engine.model import Ack, AlertKey, EventFormatError, MessageKind, Silence
-from bot.state.codec import decode_payload, encode_payload
+from bot.state.codec import decode_payload, message_params
 from bot.state.codec import dt as _dt
 from bot.state.codec import ts as _ts
 from bot.state.postgres.fence import Fenced
-from bot.state.types import OutboxItem, SentMessage
+from bot.state.types import SentMessage
 
 
 class Marks(Fenced):
@@ -71,15 +71,7 @@ class Marks(Fenced):
             cursor = await conn.execute(
                 "INSERT INTO messages (notifier, destination, outbox_id, part, platform_id, "
                 "events, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s) RETURNING id",
-                (
-                    sent.notifier,
-                    sent.destination,
-                    sent.outbox_id,
-                    sent.part,
-                    sent.platform_id,
-                    encode_payload(OutboxItem("", "", sent.events, sent.kind)),
-                    _ts(now),
-                ),
+                message_params(sent, now),
             )
             row = await cursor.fetchone()
             message_id = row[0] if row else 0

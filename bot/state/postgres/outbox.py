@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from bot.engine.model import AlertKey
-from bot.state.codec import encode_payload, outbox_row
+from bot.state.codec import outbox_params, outbox_row
 from bot.state.codec import ts as _ts
 from bot.state.postgres.fence import Fenced
 from bot.state.types import LONG_AGO, OutboxItem, OutboxRow, OutboxStatus, Told, tells
@@ -31,15 +31,7 @@ async def enqueue_rows(
         cursor = await conn.execute(
             "INSERT INTO outbox (created_at, notifier, destination, events, next_attempt_at, "
             "status, hold_until) VALUES (%s,%s,%s,%s,%s,%s,%s) RETURNING id",
-            (
-                _ts(now),
-                item.notifier,
-                item.destination,
-                encode_payload(item),
-                _ts(now),
-                OutboxStatus.HELD if held else OutboxStatus.PENDING,
-                _ts(item.hold_until),
-            ),
+            outbox_params(item, now),
         )
         (row_id,) = await cursor.fetchone() or (None,)
         told = item.told_rows(row_id)

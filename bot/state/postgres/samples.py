@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from bot.state.codec import layout_of
 from bot.state.sqlite.samples import DAY, FULL_FOR, HOUR, HOURLY_FOR, SLICE, Thinning
 from bot.state.types import Layout, Sample
 
@@ -55,11 +56,10 @@ class Reader:
             rows = await self._rows(
                 "SELECT account, names, since FROM layouts WHERE id=%s", (layout_id,)
             )
-            try:
-                account, names, since = rows[0][0], json.loads(rows[0][1]), json.loads(rows[0][2])
-            except (IndexError, ValueError, TypeError):
+            layout = layout_of(rows, layout_id)
+            if layout is None:
                 return None  # missing or damaged: the sample's keys go unread, nothing else
-            self._layouts[layout_id] = Layout(account, tuple(names), tuple(since), layout_id)
+            self._layouts[layout_id] = layout
         return self._layouts[layout_id]
 
     async def _samples(self, sql: str, params: Sequence[Any] = ()) -> list[Sample]:

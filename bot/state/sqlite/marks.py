@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from bot.engine.model import Ack, AlertKey, EventFormatError, MessageKind, Silence
-from bot.state.codec import decode_payload, encode_payload
+from bot.state.codec import decode_payload, message_params
 from bot.state.sqlite.db import Db, _dt, _ts
-from bot.state.types import OutboxItem, SentMessage
+from bot.state.types import SentMessage
 
 
 class Marks(Db):
@@ -69,15 +69,7 @@ class Marks(Db):
             message_id = db.execute(
                 "INSERT INTO messages (notifier, destination, outbox_id, part, platform_id, "
                 "events, created_at) VALUES (?,?,?,?,?,?,?)",
-                (
-                    sent.notifier,
-                    sent.destination,
-                    sent.outbox_id,
-                    sent.part,
-                    sent.platform_id,
-                    encode_payload(OutboxItem("", "", sent.events, sent.kind)),
-                    _ts(now),
-                ),
+                message_params(sent, now),
             ).lastrowid
             db.executemany(
                 "INSERT OR IGNORE INTO message_alerts (message_id, rule, account, subject) "

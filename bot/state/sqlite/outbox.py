@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot.engine.model import AlertKey
-from bot.state.codec import encode_payload, outbox_row
+from bot.state.codec import outbox_params, outbox_row
 from bot.state.sqlite.db import Db, _ts
 from bot.state.types import LONG_AGO, OutboxItem, OutboxRow, OutboxStatus, Told, tells
 
@@ -20,15 +20,7 @@ def enqueue_rows(db: sqlite3.Connection, items: Iterable[OutboxItem], now: datet
         row_id = db.execute(
             "INSERT INTO outbox (created_at, notifier, destination, events, "
             "next_attempt_at, status, hold_until) VALUES (?,?,?,?,?,?,?)",
-            (
-                _ts(now),
-                item.notifier,
-                item.destination,
-                encode_payload(item),
-                _ts(now),
-                OutboxStatus.HELD if held else OutboxStatus.PENDING,
-                _ts(item.hold_until),
-            ),
+            outbox_params(item, now),
         ).lastrowid
         if held:
             continue  # told only once released

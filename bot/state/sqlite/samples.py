@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.state.codec import layout_of
 from bot.state.types import Layout, Sample
 
 HOUR, DAY = 3600.0, 86400.0
@@ -84,11 +85,10 @@ class Reader:
             return None
         if layout_id not in self._layouts:
             rows = self._rows("SELECT account, names, since FROM layouts WHERE id=?", (layout_id,))
-            try:
-                account, names, since = rows[0][0], json.loads(rows[0][1]), json.loads(rows[0][2])
-            except (IndexError, ValueError, TypeError):
+            layout = layout_of(rows, layout_id)
+            if layout is None:
                 return None  # missing or damaged: the sample's keys go unread, nothing else
-            self._layouts[layout_id] = Layout(account, tuple(names), tuple(since), layout_id)
+            self._layouts[layout_id] = layout
         return self._layouts[layout_id]
 
     def _sample(self, row: Sequence) -> Sample:
