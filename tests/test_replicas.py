@@ -78,19 +78,22 @@ def flapping() -> object:
     return respond
 
 
-def replica_config(tmp_path: Path, name: str, url: str, comet, hook: FakeWebhook, port: int) -> str:
+def replica_toml(
+    tmp_path: Path, name: str, url: str, comet_url: str, notifier: str, listen: str = ""
+) -> str:
+    """Replica `name`'s config file on the database `url`, polling `comet_url`."""
     path = tmp_path / f"{name}.toml"
     path.write_text(f"""
 [bot]
 interval = "1s"
 state_url = "{url}"
-http_listen = "127.0.0.1:{port}"
+http_listen = "{listen}"
 request_timeout = "1s"
 
 [[accounts]]
 name = "main"
 key = "${{TEST_QUERY_KEY}}"
-url = "{comet.url}"
+url = "{comet_url}"
 
 [[rules]]
 name = "account-low"
@@ -98,10 +101,19 @@ target = "total"
 below = 20
 recover_above = 25
 
-[notifiers.webhook]
-url = "http://127.0.0.1:{hook.port}/{name}"
+{notifier}
 """)
     return str(path)
+
+
+def replica_config(tmp_path: Path, name: str, url: str, comet, hook: FakeWebhook, port: int) -> str:
+    """A replica sending to the webhook at /<name>, health on `port`."""
+    webhook = f'[notifiers.webhook]\nurl = "http://127.0.0.1:{hook.port}/{name}"'
+    return replica_toml(tmp_path, name, url, comet.url, webhook, f"127.0.0.1:{port}")
+
+
+def telegram_section(token: str, chat: int, api_url: str) -> str:
+    return f'[notifiers.telegram]\ntoken = "{token}"\nchat_ids = [{chat}]\napi_url = "{api_url}"'
 
 
 async def healthz(port: int) -> dict:
@@ -306,30 +318,10 @@ async def test_exactly_one_polls_the_upstream_and_one_long_polls_telegram(
         url = pg_server.fresh()
         bots = {}
         for name in ("a", "b"):
-            path = tmp_path / f"{name}.toml"
-            path.write_text(f"""
-[bot]
-interval = "1s"
-state_url = "{url}"
-http_listen = ""
-request_timeout = "1s"
-
-[[accounts]]
-name = "main"
-key = "${{TEST_QUERY_KEY}}"
-url = "{upstream[name].url}"
-
-[[rules]]
-name = "account-low"
-target = "total"
-below = 20
-
-[notifiers.telegram]
-token = "{token}"
-chat_ids = [111]
-api_url = "{tg.url}"
-""")
-            bots[name] = await start(str(path))
+            telegram = telegram_section(token, 111, tg.url)
+            bots[name] = await start(
+                replica_toml(tmp_path, name, url, upstream[name].url, telegram)
+            )
             await bots[name].wait_for(said("replica.active" if name == "a" else "replica.standby"))
         a, b = bots["a"], bots["b"]
         await a.wait_for(said("telegram.listening"))
@@ -393,30 +385,8 @@ async def test_a_command_answered_before_a_takeover_is_not_answered_again(
         url = pg_server.fresh()
         bots = []
         for name in ("a", "b"):
-            path = tmp_path / f"{name}.toml"
-            path.write_text(f"""
-[bot]
-interval = "1s"
-state_url = "{url}"
-http_listen = ""
-request_timeout = "1s"
-
-[[accounts]]
-name = "main"
-key = "${{TEST_QUERY_KEY}}"
-url = "{comet.url}"
-
-[[rules]]
-name = "account-low"
-target = "total"
-below = 20
-
-[notifiers.telegram]
-token = "{token}"
-chat_ids = [{chat}]
-api_url = "{tg.url}"
-""")
-            bots.append(await start(str(path)))
+            telegram = telegram_section(token, chat, tg.url)
+            bots.append(await start(replica_toml(tmp_path, name, url, comet.url, telegram)))
             await bots[-1].wait_for(said("replica.active" if name == "a" else "replica.standby"))
         a, b = bots
         await a.wait_for(said("telegram.listening"))
