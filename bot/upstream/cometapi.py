@@ -10,13 +10,11 @@ import functools
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from itertools import repeat
 from sys import intern
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 
 import msgspec
-from msgspec.structs import astuple
 
 from bot.engine.forecast import DailyUse
 from bot.engine.model import Account, FailureKind, KeyBalance, Snapshot, clean_name
@@ -106,6 +104,21 @@ _decode_quota = msgspec.json.Decoder(_Quota).decode
 _tuple = tuple.__new__
 
 
+# account -> (its keys' names as last received, as shown): names are cleaned once
+_names: dict[str, tuple[list[str], list[str]]] = {}
+MAX_KNOWN = 100_000  # accounts remembered at most (a config holds far fewer)
+
+
+def _shown(raw: list[str]) -> list[str]:
+    """Key names safe to show, unique, and interned: a name is kept once however
+    many polls, ledgers and layouts hold it."""
+    shown = [
+        n if n.isascii() and n.isprintable() and len(n) <= MAX_NAME else clean_name(n)[:MAX_NAME]
+        for n in raw
+    ]
+    return [intern(name) for name in unique_subjects(shown)]
+
+
 def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
     """The fast path of parse_quota, or None where the tolerant one must decide."""
     try:
@@ -114,17 +127,16 @@ def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
         return None
     if quota.success is False:
         return None
-    rows = list(map(astuple, quota.keys or ()))  # (name, remain_quota, used_quota)
-    names = [row[0] for row in rows]
-    shown = [
-        n if n.isascii() and n.isprintable() and len(n) <= MAX_NAME else clean_name(n)[:MAX_NAME]
-        for n in names
-    ]
-    # interned: a name is kept once however many polls, ledgers and layouts hold it
-    rows = [
-        (intern(name), row[1], row[2])
-        for name, row in zip(unique_subjects(shown), rows, strict=True)
-    ]
+    keys = quota.keys or ()
+    raw = [k.name for k in keys]
+    known = _names.get(account)
+    if known is not None and known[0] == raw:  # the usual case: the same keys as last time
+        names = known[1]
+    else:
+        names = _shown(raw)
+        if len(_names) >= MAX_KNOWN:
+            _names.clear()
+        _names[account] = (raw, names)
     requests = quota.request_count
     return Snapshot(
         account=account,
@@ -132,7 +144,12 @@ def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
         total_quota=quota.total_quota,
         total_used_quota=quota.total_used_quota,
         request_count=int(requests) if requests is not None else None,
-        keys=tuple(map(_tuple, repeat(KeyBalance), rows)),  # KeyBalance(*row), but faster
+        keys=tuple(  # KeyBalance(...), but faster
+            [
+                _tuple(KeyBalance, (n, k.remain_quota, k.used_quota))
+                for n, k in zip(names, keys, strict=True)
+            ]
+        ),
         fetched_at=now,
     )
 
