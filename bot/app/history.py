@@ -90,26 +90,28 @@ def advance(
     if ledger is not None and at <= ledger.at:
         at = ledger.at + gap
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
-    keys: dict[str, KeyLedger] = {}
-    old = ledger.keys if ledger else {}
-    for name, remain, used in snapshot.keys:
-        if remain < 0 or used < 0 or name in keys:
-            continue  # unlimited keys have no rate
-        before = old.get(name)
-        if before is None:
-            keys[name] = KeyLedger(used, 0.0, at)
-        else:  # updated in place: the ledger is replaced as a whole just below
-            if used > before.used:
-                before.spent += used - before.used
-            before.used = used
-            keys[name] = before
     layout = ledger.layout if ledger else None
-    names = tuple(keys)
-    # the same names as before are the same series (a key that came back since
-    # has a new name list in between), so their start times need no comparing
-    if layout is None or layout.names != names:
-        since = tuple([k.since for k in keys.values()])
-        layout = Layout(snapshot.account, names, since) if names else None
+    keys = _same_keys(ledger.keys, snapshot) if ledger else None
+    if keys is None:
+        keys = {}
+        old = ledger.keys if ledger else {}
+        for name, remain, used in snapshot.keys:
+            if remain < 0 or used < 0 or name in keys:
+                continue  # unlimited keys have no rate
+            before = old.get(name)
+            if before is None:
+                keys[name] = KeyLedger(used, 0.0, at)
+            else:  # updated in place: the ledger is replaced as a whole just below
+                if used > before.used:
+                    before.spent += used - before.used
+                before.used = used
+                keys[name] = before
+        names = tuple(keys)
+        # the same names as before are the same series (a key that came back since
+        # has a new name list in between), so their start times need no comparing
+        if layout is None or layout.names != names:
+            since = tuple([k.since for k in keys.values()])
+            layout = Layout(snapshot.account, names, since) if names else None
     values = array("d", [k.spent for k in keys.values()])
     sample = Sample(
         snapshot.account,
@@ -133,6 +135,25 @@ def advance(
         snapshot.total_quota,
     )
     return ledger, sample
+
+
+def _same_keys(old: dict[str, KeyLedger], snapshot: Snapshot) -> dict[str, KeyLedger] | None:
+    """The usual poll: the same limited keys in the same order as the ledger's.
+    Their counters advance in place and the ledger's keys (and layout) stay;
+    None for any other poll. Advancing is idempotent, so a poll found unusual
+    half way is simply advanced again the long way."""
+    held = iter(old.items())
+    for name, remain, used in snapshot.keys:
+        if remain < 0 or used < 0:
+            continue  # unlimited: not in the ledger
+        entry = next(held, None)
+        if entry is None or entry[0] != name:
+            return None
+        before = entry[1]
+        if used > before.used:
+            before.spent += used - before.used
+        before.used = used
+    return old if next(held, None) is None else None
 
 
 class Window:
