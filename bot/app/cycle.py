@@ -215,13 +215,13 @@ class Cycle:
         with one account's data makes its poll a failed one, nothing more."""
         model, now = self.model, self.clock()
         stale_after = self.config.bot.stale_after
-        context = Context(now, stale_after, {}, run.silences, run.acks)
         try:
+            flows = {}
             if isinstance(result, Snapshot):
                 result = model.history.derive_used(result)
                 sample = model.history.record(result)
-                flow = await model.history.flow(account, now)
-                context = Context(now, stale_after, {account: flow}, run.silences, run.acks)
+                flows[account] = flow = await model.history.flow(account, now)
+            context = Context(now, stale_after, flows, run.silences, run.acks)
             outcome = evaluate_account(result, model.rules, previous, old, context)
             if isinstance(result, Snapshot):
                 run.samples[account] = sample
@@ -234,6 +234,7 @@ class Cycle:
             )
             reason = f"could not process the data ({type(exc).__name__}); see the log"
             result = PollFailure(account, FailureKind.BAD_RESPONSE, reason, now)
+            context = Context(now, stale_after, {}, run.silences, run.acks)
             outcome = evaluate_account(result, model.rules, previous, old, context)
         return result, outcome
 

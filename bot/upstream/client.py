@@ -98,6 +98,15 @@ class Client:
     async def fetch(self, account: Account) -> Snapshot:
         policy = self._retry
         started = time.monotonic()
+        try:  # the first attempt runs on its own: the retry loop costs, and most succeed
+            return await self._fetch_once(account, min(self._timeout, policy.deadline))
+        except FetchError as exc:
+            failed = exc
+        return await self._retried(account, started, failed)
+
+    async def _retried(self, account: Account, started: float, failed: FetchError) -> Snapshot:
+        """The attempts after a first one that failed, if its failure is transient."""
+        policy = self._retry
 
         def backoff_hook(exc: BaseException) -> bool | float:
             """Retry transient failures, honouring Retry-After, within the deadline."""
@@ -110,12 +119,9 @@ class Client:
             return left > policy.wait_max + policy.wait_jitter + min(1.0, self._timeout / 2)
 
         try:
-            try:  # the first attempt runs on its own: the retry loop costs, and most succeed
-                return await self._fetch_once(account, min(self._timeout, policy.deadline))
-            except FetchError as exc:
-                if policy.attempts < 2 or backoff_hook(exc) is False:
-                    raise
-                failed: FetchError | None = exc
+            if policy.attempts < 2 or backoff_hook(failed) is False:
+                raise failed
+            first: FetchError | None = failed
             async for attempt in stamina.retry_context(
                 on=backoff_hook,
                 attempts=policy.attempts,
@@ -125,9 +131,9 @@ class Client:
                 wait_jitter=policy.wait_jitter,
             ):
                 with attempt:
-                    if failed is not None:  # stamina's first attempt is the one that failed:
-                        first, failed = failed, None  # its wait and log line are stamina's own
-                        raise first
+                    if first is not None:  # stamina's first attempt is the one that failed:
+                        failure, first = first, None  # its wait and log line are stamina's own
+                        raise failure
                     left = policy.deadline - (time.monotonic() - started)
                     return await self._fetch_once(account, min(self._timeout, max(left, 0.1)))
         except FetchError as exc:
