@@ -22,7 +22,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bot.common.version import package_version
-from bot.engine.model import AlertState, PollFailure, PollResult, Snapshot, days_left
+from bot.engine.model import (
+    AlertState,
+    KeyBalance,
+    PollFailure,
+    PollResult,
+    Snapshot,
+    days_left,
+)
 
 MAX_KEY_SERIES = 1000  # per account: label values stay bounded whatever the upstream sends
 MAX_KEY_SERIES_TOTAL = 10_000  # all accounts together
@@ -85,7 +92,7 @@ class _Balances(Collector):
             labels=plain,
         )
         rates, providers = self._burn(), self._providers()
-        lowest: list[tuple[float, str, str, str, str]] = []
+        lowest: list[tuple[Snapshot, str, list[KeyBalance]]] = []  # each account's lowest keys
         for snap in self._snapshots():
             provider = providers.get(snap.account, "cometapi")
             a, m = [snap.account, provider], [snap.account, provider, snap.currency]
@@ -106,14 +113,18 @@ class _Balances(Collector):
                 (k for k in snap.keys if not k.unlimited),
                 key=lambda k: k.remain_quota,
             )
-            lowest.extend(
-                (k.remain_quota, snap.account, k.name, provider, snap.currency) for k in limited
-            )
+            lowest.append((snap, provider, limited))
         # bounded whatever the number of accounts: a page of 250,000 series takes
-        # seconds to render and a hundred MB to hold
+        # seconds to render and a hundred MB to hold; the candidates are made one
+        # at a time, so that no more than the chosen ones are held at once
+        candidates = (
+            (k.remain_quota, snap.account, k.name, provider, snap.currency)
+            for snap, provider, limited in lowest
+            for k in limited
+        )
         seen: set[tuple[str, str]] = set()
         for remain, owner, name, provider, currency in heapq.nsmallest(
-            MAX_KEY_SERIES_TOTAL, lowest
+            MAX_KEY_SERIES_TOTAL, candidates
         ):
             label = (owner, _label(name))
             if label not in seen:
