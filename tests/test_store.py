@@ -259,3 +259,57 @@ async def test_a_destination_told_long_ago_still_gets_the_resolve(tmp_path, monk
         assert (key, "log", "default") in await store.told_at(), "resolve would be routed nowhere"
     finally:
         await store.close()
+
+
+async def test_snapshots_written_before_frames_are_read_and_rewritten_as_frames(tmp_path):
+    from bot.state.codec import snapshot_text
+
+    path = tmp_path / "old.db"
+    old = snap(12.5, [KeyBalance("prod", 3.0, 1.0), KeyBalance("u", -1, -1)])
+    store = Store.open(path)  # the schema of this version, then the row as it was written
+    await store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "INSERT INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
+        ("main", old.fetched_at.isoformat(), snapshot_text(old)),
+    )
+    db.close()
+    store = Store.open(path)
+    assert await store.load_snapshots() == {"main": old}
+    newer = snap(11.0, old.keys, T0 + timedelta(minutes=5))
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [newer], [], newer.fetched_at))
+    await store.close()
+    db = sqlite3.connect(path)
+    ((data, figures),) = db.execute("SELECT data, figures FROM snapshots").fetchall()
+    db.close()
+    assert figures is not None and len(figures) == 8 * (3 + 2 * 2)
+    assert '"names":["prod","u"]' in data and "12.5" not in data and "11.0" not in data
+    store = Store.open(path)
+    assert await store.load_snapshots() == {"main": newer}
+    await store.close()
+
+
+async def test_a_damaged_snapshot_row_is_left_out_and_said_the_others_load(tmp_path, caplog):
+    path = tmp_path / "damaged.db"
+    store = Store.open(path)
+    good = replace_account(snap(5.0, [KeyBalance("k", 1.0, 1.0)]), "good")
+    bad = replace_account(snap(6.0, [KeyBalance("k", 1.0, 1.0)]), "bad")
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [good, bad], [], T0))
+    await store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE snapshots SET figures = x'00ff' WHERE account = 'bad'")
+    db.close()
+    store = Store.open(path)
+    with caplog.at_level("WARNING"):
+        assert await store.load_snapshots() == {"good": good}
+    assert any(
+        "state.snapshot_unreadable" in r.getMessage() and r.fields["account"] == "bad"
+        for r in caplog.records
+    )
+    await store.close()
+
+
+def replace_account(snapshot: Snapshot, account: str) -> Snapshot:
+    from dataclasses import replace
+
+    return replace(snapshot, account=account)

@@ -114,6 +114,46 @@ async def test_a_committed_cycle_is_there_after_a_restart(store, opener):
     assert row.parts_sent == 0 and row.attempts == 0 and row.kind is MessageKind.ALERTS
 
 
+ODD = Snapshot(
+    "main",
+    "\ufffdu\u202e",
+    1e15,
+    -0.0,
+    None,
+    (
+        KeyBalance("x" * 100, 1e-300, 1e15),
+        KeyBalance("dup", -1, -1),
+        KeyBalance("dup #2", 0.1 + 0.2, 3),
+        KeyBalance("\u0430\U0001f600", 5e-324, 0.0),
+    ),
+    T0 + timedelta(microseconds=123456),
+    currency="CNY",
+    used_derived=True,
+    available=False,
+)
+
+
+async def test_snapshots_come_back_as_they_were_whatever_changed_between_commits(store, opener):
+    """The frame (names, flags) is written once per change, the figures every
+    poll: each commit's latest snapshot comes back exactly, across restarts."""
+    steps = [
+        ODD,
+        replace(ODD, total_quota=2.5, request_count=2**53, fetched_at=T0 + timedelta(minutes=5)),
+        replace(ODD, keys=ODD.keys[1:], unlimited=True, fetched_at=T0 + timedelta(minutes=10)),
+        replace(ODD, keys=(), username="", fetched_at=T0 + timedelta(minutes=15)),
+        replace(ODD, fetched_at=T0 + timedelta(minutes=20)),  # the first frame again
+    ]
+    for i, snapshot in enumerate(steps):
+        other = snap(i, [KeyBalance("k", i, i)], at=snapshot.fetched_at, account="other")
+        await store.commit_cycle(
+            Commit(EngineState(), EngineState(), [snapshot, other], [], snapshot.fetched_at)
+        )
+        assert await store.load_snapshots() == {"main": snapshot, "other": other}
+        if i % 2:
+            store = await reopened(store, opener)
+            assert await store.load_snapshots() == {"main": snapshot, "other": other}
+
+
 async def test_a_commit_deletes_gone_alerts_and_keeps_the_newest_success(store):
     old = firing(KEY, OTHER)
     await store.commit_cycle(Commit(EngineState(), old, [], [], T0))

@@ -8,15 +8,17 @@ from collections.abc import Iterable
 from bot.engine.model import AccountHealth, AlertKey, AlertState, EngineState, Snapshot
 from bot.state.changes import Changes
 from bot.state.codec import dt as _dt
-from bot.state.codec import snapshot_of, snapshot_text
 from bot.state.codec import ts as _ts
 from bot.state.postgres import samples
 from bot.state.postgres.fence import Fenced
 from bot.state.postgres.outbox import enqueue_rows
+from bot.state.snapshot_rows import SnapshotRows, read_all
 from bot.state.types import Commit
 
 
 class Alerts(Fenced):
+    _snapshot_rows: SnapshotRows | None = None
+
     async def load_state(self, accounts: Iterable[str]) -> EngineState:
         wanted = set(accounts)
         alerts: dict[AlertKey, AlertState] = {}
@@ -55,8 +57,8 @@ class Alerts(Fenced):
         return EngineState(alerts, health)
 
     async def load_snapshots(self) -> dict[str, Snapshot]:
-        rows = await self._rows("SELECT account, data FROM snapshots")
-        return {account: snapshot_of(data) for account, data in rows}
+        rows = await self._rows("SELECT account, data, figures, fetched_at FROM snapshots")
+        return read_all(rows, self.where)
 
     async def commit_cycle(self, commit: Commit) -> None:
         now, change = commit.now, Changes.of(commit)
@@ -106,11 +108,13 @@ class Alerts(Fenced):
                     for h in change.health
                 ],
             )
+            if self._snapshot_rows is None:
+                self._snapshot_rows = SnapshotRows()
             await db.executemany(
-                "INSERT INTO snapshots (account, fetched_at, data) VALUES (%s,%s,%s) "
-                "ON CONFLICT (account) DO UPDATE SET fetched_at=EXCLUDED.fetched_at, "
-                "data=EXCLUDED.data",
-                [(s.account, _ts(s.fetched_at), snapshot_text(s)) for s in commit.snapshots],
+                "INSERT INTO snapshots (account, fetched_at, data, figures) "
+                "VALUES (%s,%s,%s,%s) ON CONFLICT (account) DO UPDATE SET "
+                "fetched_at=EXCLUDED.fetched_at, data=EXCLUDED.data, figures=EXCLUDED.figures",
+                self._snapshot_rows.rows(commit.snapshots),
             )
             await samples.write(conn, commit.samples)
             ended = change.ended

@@ -78,6 +78,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL);
     INSERT INTO leader (id, epoch) VALUES (1, 0);
     """,
+    """
+    -- as in SQLite: a snapshot's figures, packed; `data` then holds its frame
+    ALTER TABLE snapshots ADD COLUMN figures BYTEA;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # pg_advisory_* keys (64-bit): migrations, and the active process's session lock

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from bot.engine.model import AccountHealth, AlertKey, AlertState, EngineState, Snapshot
 from bot.state.changes import Changes
-from bot.state.codec import snapshot_of, snapshot_text
+from bot.state.snapshot_rows import SnapshotRows, read_all
 from bot.state.sqlite import samples
 from bot.state.sqlite.db import Db, _dt, _ts
 from bot.state.sqlite.outbox import enqueue_rows
@@ -15,6 +15,8 @@ from bot.state.types import Commit
 
 
 class Alerts(Db):
+    _snapshot_rows: SnapshotRows | None = None
+
     async def load_state(self, accounts: Iterable[str]) -> EngineState:
         """State of the configured accounts; others' rows are ignored."""
         wanted = set(accounts)
@@ -56,10 +58,8 @@ class Alerts(Db):
         return EngineState(alerts, health)
 
     async def load_snapshots(self) -> dict[str, Snapshot]:
-        return {
-            row["account"]: snapshot_of(row["data"])
-            for row in self._rows("SELECT account, data FROM snapshots")
-        }
+        rows = self._rows("SELECT account, data, figures, fetched_at FROM snapshots")
+        return read_all((tuple(row) for row in rows), str(self.path))
 
     async def commit_cycle(self, commit: Commit) -> None:
         now, change = commit.now, Changes.of(commit)
@@ -101,9 +101,12 @@ class Alerts(Db):
                     for h in change.health
                 ),
             )
+            if self._snapshot_rows is None:
+                self._snapshot_rows = SnapshotRows()
             db.executemany(
-                "INSERT OR REPLACE INTO snapshots (account, fetched_at, data) VALUES (?,?,?)",
-                ((s.account, _ts(s.fetched_at), snapshot_text(s)) for s in commit.snapshots),
+                "INSERT OR REPLACE INTO snapshots (account, fetched_at, data, figures) "
+                "VALUES (?,?,?,?)",
+                self._snapshot_rows.rows(commit.snapshots),
             )
             samples.write(db, commit.samples)
             ended = change.ended

@@ -105,6 +105,11 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     -- quiet hours: a held row waits for its release at hold_until
     ALTER TABLE outbox ADD COLUMN hold_until TEXT;
     """,
+    """
+    -- a snapshot's figures, packed (bot/state/snapshot_rows.py); `data` then holds
+    -- the rest of it (its frame); NULL: `data` is the whole snapshot, as before
+    ALTER TABLE snapshots ADD COLUMN figures BLOB;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
