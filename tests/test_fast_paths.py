@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import history
-from bot.app.history import KeyLedger, Ledger
+from bot.app.history import Ledger
 from bot.engine.model import KeyBalance, Snapshot
-from bot.state.types import Layout
 from bot.upstream import cometapi
 
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
@@ -60,7 +59,7 @@ def slow_advance(ledger: Ledger | None, snapshot: Snapshot, at: float) -> tuple:
     """The ledger's counters the long way (the code before the fast path), as plain
     values: (spent, {name: (used, spent, since)}, layout names)."""
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
-    old = {n: (k.used, k.spent, k.since) for n, k in ledger.keys.items()} if ledger else {}
+    old = plain(ledger)[1] if ledger else {}
     keys: dict[str, tuple[float, float, float]] = {}
     for name, remain, used in snapshot.keys:
         if remain < 0 or used < 0 or name in keys:
@@ -74,8 +73,14 @@ def slow_advance(ledger: Ledger | None, snapshot: Snapshot, at: float) -> tuple:
 
 
 def plain(ledger: Ledger) -> tuple:
-    keys = {n: (k.used, k.spent, k.since) for n, k in ledger.keys.items()}
-    return ledger.spent, keys, ledger.layout.names if ledger.layout else ()
+    layout = ledger.layout
+    names = layout.names if layout else ()
+    since = layout.since if layout else ()
+    keys = {
+        n: (u, s, t)
+        for n, u, s, t in zip(names, ledger.key_used, ledger.key_spent, since, strict=True)
+    }
+    return ledger.spent, keys, names
 
 
 names = st.sampled_from(["a", "b", "c", "d"])
@@ -104,29 +109,24 @@ def test_the_ledger_advances_as_the_long_way_does(sequence, repeat_first):
 
 
 def test_the_same_keys_keep_the_ledgers_layout():
-    layout = Layout("acct", ("a", "b"), (1.0, 1.0), 7)
-    ledger = Ledger(
-        "acct",
-        10.0,
-        5.0,
-        0.0,
-        {"a": KeyLedger(1.0, 0.0, 1.0), "b": KeyLedger(2.0, 0.0, 1.0)},
-        layout,
-        history.Point(1.0, 0.0),
-    )
     snap = Snapshot(
         "acct",
         "u",
         100.0,
         6.0,
         None,
-        (KeyBalance("a", 3.0, 1.5), KeyBalance("u", -1.0, -1.0), KeyBalance("b", 3.0, 2.0)),
+        (KeyBalance("a", 3.0, 1.0), KeyBalance("u", -1.0, -1.0), KeyBalance("b", 3.0, 2.0)),
         NOW,
     )
-    after, sample = history.advance(ledger, snap, 20.0)
+    ledger, _ = history.advance(None, snap, 10.0)
+    layout = ledger.layout
+    assert layout is not None and layout.names == ("a", "b")
+    moved = replace(snap, keys=(KeyBalance("a", 2.5, 1.5), *snap.keys[1:]))
+    after, sample = history.advance(ledger, moved, 20.0)
     assert after.layout is layout and sample.layout is layout  # no new layout row
-    assert after.keys["a"].spent == 0.5 and after.keys["b"].spent == 0.0
+    assert list(after.key_spent) == [0.5, 0.0] and list(sample.keys) == [0.5, 0.0]
     reordered = replace(snap, keys=(snap.keys[2], snap.keys[0]))
-    moved, _ = history.advance(after, reordered, 30.0)
-    assert moved.layout is not None and moved.layout.names == ("b", "a")
-    assert moved.layout is not layout
+    again, _ = history.advance(after, reordered, 30.0)
+    assert again.layout is not None and again.layout.names == ("b", "a")
+    assert again.layout is not layout
+    assert list(again.key_spent) == [0.0, 0.5]  # each key's own counter, by name

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from operator import add, itemgetter, sub
 
 from bot.common.logs import log_event
 from bot.engine.forecast import Point, spent_within
@@ -25,44 +26,45 @@ INF = float("inf")
 
 
 @dataclass(slots=True)
-class KeyLedger:
-    used: float  # used_quota as last seen
-    spent: float  # its spent counter
-    since: float  # when this key's series began
-
-
-@dataclass(slots=True)
 class Ledger:
-    """One account's counters after its latest poll."""
+    """One account's counters after its latest poll. Its limited keys are those
+    of `layout`, their figures in arrays in the layout's order."""
 
     account: str
     at: float
     used: float  # total_used_quota as last seen
     spent: float  # the total's spent counter
-    keys: dict[str, KeyLedger]
     layout: Layout | None
+    key_used: array[float]  # each key's used_quota as last seen
+    key_spent: array[float]  # each key's spent counter
     first: Point  # the total's first sample: where its series begins
     total: float = 0.0  # total_quota as last seen (a used figure is derived from its drops)
+    # the usual poll's shape, from the last one: every key's name (None: not all
+    # unique), where the limited ones are in it, and where the unlimited ones are
+    shape: tuple[str, ...] | None = None
+    limited: tuple[int, ...] = ()
+    unlimited: tuple[int, ...] = ()
 
     @classmethod
     def restore(cls, sample: Sample, snapshot: Snapshot | None, first: Sample) -> Ledger:
         """The ledger as the last stored sample and snapshot left it (`first`: the
         account's oldest sample)."""
-        keys: dict[str, KeyLedger] = {}
         used = {k.name: k.used_quota for k in snapshot.keys} if snapshot else {}
-        if sample.layout is not None:
-            for i, name in enumerate(sample.layout.names):
-                if name in used:
-                    keys[name] = KeyLedger(used[name], sample.keys[i], sample.layout.since[i])
-        first_point = Point(first.at, first.spent)
+        layout = sample.layout
+        kept = [i for i, name in enumerate(layout.names) if name in used] if layout else []
+        if layout is not None and len(kept) < len(layout.names):  # keys the snapshot lacks
+            names = tuple(layout.names[i] for i in kept)
+            since = tuple(layout.since[i] for i in kept)
+            layout = Layout(sample.account, names, since) if names else None
         return cls(
             sample.account,
             sample.at,
             sample.used,
             sample.spent,
-            keys,
-            sample.layout,
-            first_point,
+            layout,
+            array("d", [used[name] for name in layout.names] if layout else []),
+            array("d", [sample.keys[i] for i in kept]),
+            Point(first.at, first.spent),
             sample.total,
         )
 
@@ -90,29 +92,17 @@ def advance(
     if ledger is not None and at <= ledger.at:
         at = ledger.at + gap
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
-    layout = ledger.layout if ledger else None
-    keys = _same_keys(ledger.keys, snapshot) if ledger else None
-    if keys is None:
-        keys = {}
-        old = ledger.keys if ledger else {}
-        for name, remain, used in snapshot.keys:
-            if remain < 0 or used < 0 or name in keys:
-                continue  # unlimited keys have no rate
-            before = old.get(name)
-            if before is None:
-                keys[name] = KeyLedger(used, 0.0, at)
-            else:  # updated in place: the ledger is replaced as a whole just below
-                if used > before.used:
-                    before.spent += used - before.used
-                before.used = used
-                keys[name] = before
-        names = tuple(keys)
-        # the same names as before are the same series (a key that came back since
-        # has a new name list in between), so their start times need no comparing
-        if layout is None or layout.names != names:
-            since = tuple([k.since for k in keys.values()])
-            layout = Layout(snapshot.account, names, since) if names else None
-    values = array("d", [k.spent for k in keys.values()])
+    usual = _usual(ledger, snapshot) if ledger is not None else None
+    if usual is not None and ledger is not None:
+        layout, shape, limited, unlimited = (
+            ledger.layout,
+            ledger.shape,
+            ledger.limited,
+            ledger.unlimited,
+        )
+        key_used, key_spent = usual
+    else:
+        layout, key_used, key_spent, shape, limited, unlimited = _unusual(ledger, snapshot, at)
     sample = Sample(
         snapshot.account,
         at,
@@ -121,7 +111,7 @@ def advance(
         snapshot.request_count,
         spent,
         layout,
-        values,
+        key_spent,
     )
     first = ledger.first if ledger else Point(at, spent)
     ledger = Ledger(
@@ -129,31 +119,81 @@ def advance(
         at,
         snapshot.total_used_quota,
         spent,
-        keys,
         layout,
+        key_used,
+        key_spent,
         first,
         snapshot.total_quota,
+        shape,
+        limited,
+        unlimited,
     )
     return ledger, sample
 
 
-def _same_keys(old: dict[str, KeyLedger], snapshot: Snapshot) -> dict[str, KeyLedger] | None:
-    """The usual poll: the same limited keys in the same order as the ledger's.
-    Their counters advance in place and the ledger's keys (and layout) stay;
-    None for any other poll. Advancing is idempotent, so a poll found unusual
-    half way is simply advanced again the long way."""
-    held = iter(old.items())
-    for name, remain, used in snapshot.keys:
+_name, _remain, _used = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def _usual(ledger: Ledger, snapshot: Snapshot) -> tuple[array[float], array[float]] | None:
+    """The usual poll: the same keys as the last one, in the same order, each
+    limited or unlimited as it was, no counter reset. The counters advance over
+    the figures' arrays (C-level maps, no per-key objects); None for any other poll."""
+    keys, shape = snapshot.keys, ledger.shape
+    if shape is None or len(keys) != len(shape) or tuple(map(_name, keys)) != shape:
+        return None
+    for i in ledger.unlimited:
+        if keys[i][1] >= 0 and keys[i][2] >= 0:
+            return None  # a key turned limited
+    picked = [keys[i] for i in ledger.limited]
+    if not picked:
+        return array("d"), array("d")
+    used = list(map(_used, picked))
+    grown = list(map(sub, used, ledger.key_used))
+    if min(grown) < 0 or min(used) < 0 or min(map(_remain, picked)) < 0:
+        return None  # a reset, or a key turned unlimited
+    return array("d", used), array("d", list(map(add, ledger.key_spent, grown)))
+
+
+def _unusual(
+    ledger: Ledger | None, snapshot: Snapshot, at: float
+) -> tuple[Layout | None, array[float], array[float], tuple[str, ...] | None, tuple, tuple]:
+    """Any poll, the long way: each limited key found by name in the ledger (or a
+    series of its own from `at`); the layout, the figures and the poll's shape."""
+    old = ledger.layout if ledger else None
+    index = old.index if old else {}
+    names: list[str] = []
+    seen: set[str] = set()
+    since: list[float] = []
+    key_used, key_spent = array("d"), array("d")
+    limited: list[int] = []
+    unlimited: list[int] = []
+    for position, (name, remain, used) in enumerate(snapshot.keys):
         if remain < 0 or used < 0:
-            continue  # unlimited: not in the ledger
-        entry = next(held, None)
-        if entry is None or entry[0] != name:
-            return None
-        before = entry[1]
-        if used > before.used:
-            before.spent += used - before.used
-        before.used = used
-    return old if next(held, None) is None else None
+            unlimited.append(position)  # unlimited keys have no rate
+            continue
+        if name in seen:
+            continue
+        seen.add(name)
+        i = index.get(name)
+        if i is None or ledger is None:
+            key_spent.append(0.0)
+            since.append(at)
+        else:
+            before = ledger.key_used[i]
+            counted = ledger.key_spent[i]
+            key_spent.append(counted + (used - before) if used > before else counted)
+            since.append(old.since[i] if old else at)
+        names.append(name)
+        key_used.append(used)
+        limited.append(position)
+    layout = old
+    # the same names as before are the same series (a key that came back since
+    # has a new name list in between), so their start times need no comparing
+    if layout is None or layout.names != tuple(names):
+        layout = Layout(snapshot.account, tuple(names), tuple(since)) if names else None
+    every = tuple(map(_name, snapshot.keys))
+    shape = every if len(set(every)) == len(every) else None
+    return layout, key_used, key_spent, shape, tuple(limited), tuple(unlimited)
 
 
 class Window:
@@ -247,10 +287,11 @@ class Spending(Mapping[str, float | None]):
 
     def __getitem__(self, name: str) -> float | None:
         if name not in self._cache:
-            key = self._ledger.keys.get(name)
-            if key is None:
+            layout = self._ledger.layout
+            i = layout.index.get(name) if layout else None
+            if i is None or layout is None:
                 raise KeyError(name)
-            self._cache[name] = self._figure(name, key.since, key.spent)
+            self._cache[name] = self._figure(name, layout.since[i], self._ledger.key_spent[i])
         return self._cache[name]
 
     def _figure(
@@ -269,10 +310,12 @@ class Spending(Mapping[str, float | None]):
         return spend.per_day if self._per_day else spend.amount
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._ledger.keys)
+        layout = self._ledger.layout
+        return iter(layout.names if layout else ())
 
     def __len__(self) -> int:
-        return len(self._ledger.keys)
+        layout = self._ledger.layout
+        return len(layout.names) if layout else 0
 
 
 @dataclass
