@@ -101,7 +101,9 @@ class Client:
         try:  # the first attempt runs on its own: the retry loop costs, and most succeed
             return await self._fetch_once(account, min(self._timeout, policy.deadline))
         except FetchError as exc:
-            failed = exc
+            # without its frames: they hold what the attempt read (up to a body's
+            # bound), which must not live on through the waits of the retries
+            failed = exc.with_traceback(None)
         return await self._retried(account, started, failed)
 
     async def _retried(self, account: Account, started: float, failed: FetchError) -> Snapshot:
