@@ -398,3 +398,34 @@ async def test_snoozes_acks_messages_and_facts_survive_a_restart(store, opener):
 
 async def test_the_store_says_it_is_still_ours(store):
     await store.check_file()  # no error: nobody replaced or took it over
+
+
+async def test_a_failed_commit_takes_back_the_layout_ids_it_gave(store, opener, monkeypatch):
+    """A commit that fails after its new layouts were given ids: the ids go with
+    it, and the next commit stores those layouts afresh (never a sample pointing at
+    a layout row that does not exist, or at another account's)."""
+    import bot.state.postgres.alerts as pg_alerts
+    import bot.state.sqlite.alerts as sqlite_alerts
+
+    mine = snap(10, [KeyBalance("a", 5, 1), KeyBalance("b", 5, 2)])
+    (first,) = samples_of(mine)
+    assert first.layout is not None and first.layout.id is None
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("the disk said no")
+
+    for module in (sqlite_alerts, pg_alerts):
+        monkeypatch.setattr(module, "enqueue_rows", refuse)
+    with pytest.raises(RuntimeError):
+        await store.commit_cycle(Commit(EngineState(), EngineState(), [mine], [], T0, [first]))
+    assert first.layout.id is None
+    monkeypatch.undo()
+    theirs = snap(7, [KeyBalance("x", 1, 1)], account="other")
+    (other,) = samples_of(theirs)
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [theirs], [], T0, [other]))
+    await store.commit_cycle(Commit(EngineState(), EngineState(), [mine], [], T0, [first]))
+    assert first.layout.id is not None and first.layout.id != other.layout.id
+    again = await reopened(store, opener)
+    last = await again.history.last(["main", "other"])
+    assert last["main"].layout.names == ("a", "b") and list(last["main"].keys) == [0.0, 0.0]
+    assert last["other"].layout.names == ("x",)

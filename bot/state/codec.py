@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from sys import intern
 from typing import Any, Protocol
 
 import msgspec
@@ -122,7 +123,8 @@ def layout_of(rows: list[tuple[Any, ...]], layout_id: int) -> Layout | None:
         account, names, since = rows[0][0], json.loads(rows[0][1]), json.loads(rows[0][2])
     except (IndexError, ValueError, TypeError):
         return None
-    return Layout(account, tuple(names), tuple(since), layout_id)
+    # interned: the same strings as the snapshots' and ledgers' names
+    return Layout(account, tuple(map(intern, map(str, names))), tuple(since), layout_id)
 
 
 class ByName(Protocol):

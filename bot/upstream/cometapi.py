@@ -136,7 +136,8 @@ def _parse_usual(account: str, body: bytes, now: datetime) -> Snapshot | None:
         names = _shown(raw)
         if len(_names) >= MAX_KNOWN:
             _names.clear()
-        _names[account] = (raw, names)
+        # kept as the shown names where they are the same: one string per name in memory
+        _names[account] = ([n if n == r else r for r, n in zip(raw, names, strict=True)], names)
     requests = quota.request_count
     return Snapshot(
         account=account,

@@ -13,11 +13,18 @@ from bot.state.postgres import samples
 from bot.state.postgres.fence import Fenced
 from bot.state.postgres.outbox import enqueue_rows
 from bot.state.snapshot_rows import SnapshotRows, read_all
-from bot.state.types import Commit
+from bot.state.types import Commit, Layout
 
 
 class Alerts(Fenced):
     _snapshot_rows: SnapshotRows | None = None
+    _reader: samples.Reader | None = None
+
+    @property
+    def history(self) -> samples.Reader:
+        if self._reader is None:
+            self._reader = samples.Reader(self._rows)
+        return self._reader
 
     async def load_state(self, accounts: Iterable[str]) -> EngineState:
         wanted = set(accounts)
@@ -61,6 +68,16 @@ class Alerts(Fenced):
         return read_all(rows, self.where)
 
     async def commit_cycle(self, commit: Commit) -> None:
+        fresh: list[Layout] = []  # layouts given an id by this transaction
+        try:
+            await self._write_cycle(commit, fresh)
+        except BaseException:
+            for layout in fresh:  # the transaction that gave them is undone
+                layout.id = None
+            raise
+        self.history.remember(fresh)
+
+    async def _write_cycle(self, commit: Commit, fresh: list[Layout]) -> None:
         now, change = commit.now, Changes.of(commit)
         async with self._fenced() as conn, conn.cursor() as db:
             await db.executemany(
@@ -116,7 +133,7 @@ class Alerts(Fenced):
                 "fetched_at=EXCLUDED.fetched_at, data=EXCLUDED.data, figures=EXCLUDED.figures",
                 self._snapshot_rows.rows(commit.snapshots),
             )
-            await samples.write(conn, commit.samples)
+            fresh += await samples.write(conn, commit.samples)
             ended = change.ended
             for table in ("told", "acks"):
                 await db.executemany(

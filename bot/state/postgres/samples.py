@@ -12,16 +12,17 @@ from typing import Any
 import psycopg
 
 from bot.state.codec import layout_of
-from bot.state.sqlite.samples import DAY, FULL_FOR, HOUR, HOURLY_FOR, SLICE, Thinning
+from bot.state.sqlite.samples import DAY, FULL_FOR, HOUR, HOURLY_FOR, SLICE, Thinning, remember
 from bot.state.types import Layout, Sample
 
 Rows = Callable[[str, Sequence[Any]], Coroutine[Any, Any, list[tuple[Any, ...]]]]
 _COLUMNS = "s.account, s.at, s.total, s.used, s.requests, s.spent, s.layout, s.keys"
 
 
-async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -> None:
-    """Insert samples (and their new layouts), in the caller's transaction."""
-    rows = []
+async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -> list[Layout]:
+    """Insert samples (and their new layouts), in the caller's transaction; the
+    layouts given an id (the caller takes it back if the transaction fails)."""
+    rows, fresh = [], []
     for s in samples:
         layout = s.layout
         if layout is not None and layout.id is None:
@@ -30,6 +31,7 @@ async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -
                 (s.account, json.dumps(layout.names), json.dumps(layout.since)),
             )
             (layout.id,) = await cursor.fetchone() or (None,)
+            fresh.append(layout)
         rows.append(s.row())
     if rows:
         async with conn.cursor() as cursor:
@@ -40,6 +42,7 @@ async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -
                 "spent=EXCLUDED.spent, layout=EXCLUDED.layout, keys=EXCLUDED.keys",
                 rows,
             )
+    return fresh
 
 
 class Reader:
@@ -48,6 +51,10 @@ class Reader:
     def __init__(self, rows: Rows) -> None:
         self._rows = rows
         self._layouts: dict[int, Layout] = {}
+
+    def remember(self, layouts: Iterable[Layout]) -> None:
+        """As in SQLite: layouts just written, shared with what is read back."""
+        remember(self._layouts, layouts)
 
     async def _layout(self, layout_id: int | None) -> Layout | None:
         if layout_id is None:
@@ -59,7 +66,7 @@ class Reader:
             layout = layout_of(rows, layout_id)
             if layout is None:
                 return None  # missing or damaged: the sample's keys go unread, nothing else
-            self._layouts[layout_id] = layout
+            remember(self._layouts, [layout])
         return self._layouts[layout_id]
 
     async def _samples(self, sql: str, params: Sequence[Any] = ()) -> list[Sample]:

@@ -48,13 +48,6 @@ class Store(Alerts, Outbox, Marks):
     """alerts, outbox, marks (snoozes, acks, sent messages, meta) and history."""
 
     _thinning: Thinning | None = None
-    _reader: samples.Reader | None = None
-
-    @property
-    def history(self) -> samples.Reader:
-        if self._reader is None:
-            self._reader = samples.Reader(self._rows)
-        return self._reader
 
     async def check_file(self) -> None:
         """Nothing to look at: a takeover shows as a newer epoch (the fenced writes)."""

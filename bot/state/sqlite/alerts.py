@@ -11,7 +11,7 @@ from bot.state.snapshot_rows import SnapshotRows, read_all
 from bot.state.sqlite import samples
 from bot.state.sqlite.db import Db, _dt, _ts
 from bot.state.sqlite.outbox import enqueue_rows
-from bot.state.types import Commit
+from bot.state.types import Commit, Layout
 
 
 class Alerts(Db):
@@ -62,6 +62,16 @@ class Alerts(Db):
         return read_all((tuple(row) for row in rows), str(self.path))
 
     async def commit_cycle(self, commit: Commit) -> None:
+        fresh: list[Layout] = []  # layouts given an id by this transaction
+        try:
+            self._write_cycle(commit, fresh)
+        except BaseException:
+            for layout in fresh:  # the transaction that gave them is undone
+                layout.id = None
+            raise
+        self.history.remember(fresh)
+
+    def _write_cycle(self, commit: Commit, fresh: list[Layout]) -> None:
         now, change = commit.now, Changes.of(commit)
         with self._transaction() as db:
             db.executemany(
@@ -108,7 +118,7 @@ class Alerts(Db):
                 "VALUES (?,?,?,?)",
                 self._snapshot_rows.rows(commit.snapshots),
             )
-            samples.write(db, commit.samples)
+            fresh += samples.write(db, commit.samples)
             ended = change.ended
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
             db.executemany("DELETE FROM acks WHERE rule=? AND account=? AND subject=?", ended)

@@ -44,9 +44,10 @@ CREATE INDEX samples_by_time ON samples (at);
 """
 
 
-def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:
-    """Insert samples (and their new layouts), in the caller's transaction."""
-    rows = []
+def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> list[Layout]:
+    """Insert samples (and their new layouts), in the caller's transaction; the
+    layouts given an id (the caller takes it back if the transaction fails)."""
+    rows, fresh = [], []
     for s in samples:
         layout = s.layout
         if layout is not None and layout.id is None:
@@ -54,12 +55,14 @@ def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> None:
                 "INSERT INTO layouts (account, names, since) VALUES (?,?,?)",
                 (s.account, json.dumps(layout.names), json.dumps(layout.since)),
             ).lastrowid
+            fresh.append(layout)
         rows.append(s.row())
     db.executemany(
         "INSERT OR REPLACE INTO samples (account, at, total, used, requests, spent, layout, "
         "keys) VALUES (?,?,?,?,?,?,?,?)",
         rows,
     )
+    return fresh
 
 
 class Reader:
@@ -73,6 +76,11 @@ class Reader:
         self._db = db
         self._explain = explain  # a damaged file: the error to raise instead
         self._layouts: dict[int, Layout] = {}
+
+    def remember(self, layouts: Iterable[Layout]) -> None:
+        """Layouts just written: samples read back share them (and their names)
+        with the ledgers that made them, instead of a copy each."""
+        remember(self._layouts, layouts)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -88,7 +96,7 @@ class Reader:
             layout = layout_of(rows, layout_id)
             if layout is None:
                 return None  # missing or damaged: the sample's keys go unread, nothing else
-            self._layouts[layout_id] = layout
+            remember(self._layouts, [layout])
         return self._layouts[layout_id]
 
     def _sample(self, row: Sequence) -> Sample:
@@ -164,6 +172,17 @@ class Reader:
 
 
 _COLUMNS = "s.account, s.at, s.total, s.used, s.requests, s.spent, s.layout, s.keys"
+MAX_LAYOUTS = 50_000  # layouts a reader keeps; beyond, it reads them again as needed
+
+
+def remember(known: dict[int, Layout], layouts: Iterable[Layout]) -> None:
+    """Layouts into a reader's cache, by id (a bounded one: an upstream whose key
+    names change at every poll makes a layout per poll)."""
+    for layout in layouts:
+        if layout.id is not None:
+            if len(known) >= MAX_LAYOUTS:
+                known.clear()
+            known[layout.id] = layout
 
 
 @dataclass(slots=True)
