@@ -130,3 +130,37 @@ def test_the_same_keys_keep_the_ledgers_layout():
     assert again.layout is not None and again.layout.names == ("b", "a")
     assert again.layout is not layout
     assert list(again.key_spent) == [0.0, 0.5]  # each key's own counter, by name
+
+
+def test_the_pages_balances_are_what_the_registry_renders():
+    """/metrics writes the balance families as text, without metric objects: the
+    same text as prometheus_client renders from the registry's collector."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from bot.ops.metrics import _Balances
+
+    odd = 'we"ird\\name\nnext \u202e\U0001f600'
+    snaps = [
+        Snapshot(
+            odd,
+            "u",
+            1e15,
+            2.5,
+            7,
+            (KeyBalance(odd, 0.5, 1.0), KeyBalance("u", -1, -1), KeyBalance("k", 1e-9, 0.0)),
+            NOW,
+            currency="CNY",
+        ),
+        Snapshot("plain", "u", 3.0, 1.0, None, (KeyBalance("k", 2.0, 1.0),), NOW),
+        Snapshot("free", "u", 0.0, 1.0, None, (), NOW, unlimited=True),
+        Snapshot("idle", "u", 5.0, 0.0, None, (), NOW),
+    ]
+    rates = {odd: 0.0, "plain": 1.5, "free": 2.0, "idle": None}
+    providers = {"plain": "newapi"}
+    balances = _Balances(lambda: snaps, lambda: rates, lambda: providers)
+    registry = CollectorRegistry()
+    registry.register(balances)
+    expected = generate_latest(registry).decode()
+    assert balances.text() == expected
+    assert 'balance_bot_time_left_seconds{account="we\\"ird\\\\name\\nnext' in expected
+    assert "+Inf" in expected and "1e+15" in expected

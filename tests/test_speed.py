@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from array import array
 from datetime import UTC, datetime
 from unittest.mock import patch
 
@@ -91,10 +92,12 @@ async def test_snapshots_are_stored_compactly_and_old_rows_still_read(tmp_path):
     assert await store.load_snapshots() == {"main": snap}
     await store.close()
     db = sqlite3.connect(tmp_path / "state.db")
-    (text,) = db.execute("SELECT data FROM snapshots").fetchone()
-    assert '"keys":[["a",1.0,2.0]]' in text
+    (text, figures) = db.execute("SELECT data, figures FROM snapshots").fetchone()
+    # issue 25: the key names in the frame, the figures packed (no number as text)
+    assert '"names":["a"]' in text and "1.0" not in text
+    assert array("d", figures).tolist() == [5.0, 1.5, 7.0, 1.0, 2.0]
     old = json.dumps({**snap.to_dict()})  # keys as objects, as 0.2 wrote them
-    db.execute("UPDATE snapshots SET data=?", (old,))
+    db.execute("UPDATE snapshots SET data=?, figures=NULL", (old,))
     db.commit()
     db.close()
     store = Store.open(tmp_path / "state.db")

@@ -6,8 +6,8 @@ poll cycle pays nothing for them, and keys that vanish leave no stale series.
 
 from __future__ import annotations
 
-import functools
 import heapq
+import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
@@ -20,11 +20,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from bot.common.version import package_version
 from bot.engine.model import (
     AlertState,
-    KeyBalance,
     PollFailure,
     PollResult,
     Snapshot,
@@ -41,9 +41,48 @@ def _label(text: str) -> str:
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
+MONEY = ("account", "provider", "currency")
+PLAIN = ("account", "provider")
+# (name, help, label names) of the balance families, in the page's order
+FAMILIES = (
+    ("balance_bot_balance", "Account balance, in its currency", MONEY),
+    (
+        "balance_bot_used",
+        "Consumed so far, in its currency (derived from balance drops where the provider "
+        "reports none)",
+        MONEY,
+    ),
+    (
+        "balance_bot_upstream_requests",
+        "Requests the account made, as its provider counts them",
+        PLAIN,
+    ),
+    ("balance_bot_last_success_timestamp_seconds", "Time of the last good poll", PLAIN),
+    (
+        "balance_bot_key_remaining",
+        f"Remaining quota of a limited key (the {MAX_KEY_SERIES_TOTAL} lowest, at most "
+        f"{MAX_KEY_SERIES} per account)",
+        (*MONEY, "key"),
+    ),
+    (
+        "balance_bot_burn_rate_per_day",
+        "Spending over the burn window, per day, in its currency (absent while gathering data)",
+        MONEY,
+    ),
+    (
+        "balance_bot_time_left_seconds",
+        "Balance / burn rate (absent while gathering data; +Inf when not depleting)",
+        PLAIN,
+    ),
+)
+Series = Iterator[tuple[tuple[str, ...], float]]  # label values (as FAMILIES names them), value
+
+
 class _Balances(Collector):
     """Every account under one namespace, whatever its provider: `provider` and
-    `currency` labels instead of names that say USD (SPEC 7)."""
+    `currency` labels instead of names that say USD (SPEC 7). Each family's series
+    are made one at a time from the snapshots, for the registry (collect) and for
+    the page (text: no metric objects, whatever the number of accounts)."""
 
     def __init__(
         self,
@@ -55,82 +94,81 @@ class _Balances(Collector):
         self._burn = burn
         self._providers = providers
 
+    def families(self) -> Iterator[tuple[str, str, tuple[str, ...], Series]]:
+        snaps, rates, providers = list(self._snapshots()), self._burn(), self._providers()
+        of = [(s, providers.get(s.account, "cometapi")) for s in snaps]
+        limited = [(s, p) for s, p in of if not s.unlimited]  # no finite balance, nor time left
+        rated = [(s, p, r) for s, p in limited if (r := rates.get(s.account)) is not None]
+        series: tuple[Series, ...] = (
+            (((s.account, p, s.currency), s.total_quota) for s, p in limited),
+            (((s.account, p, s.currency), s.total_used_quota) for s, p in of),
+            (((s.account, p), s.request_count) for s, p in of if s.request_count is not None),
+            (((s.account, p), s.fetched_at.timestamp()) for s, p in of),
+            _lowest_keys(limited),
+            (((s.account, p, s.currency), r) for s, p, r in rated),
+            (((s.account, p), (days_left(s.total_quota, r) or 0.0) * DAY) for s, p, r in rated),
+        )
+        for (name, text, labels), values in zip(FAMILIES, series, strict=True):
+            yield name, text, labels, values
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        money = ["account", "provider", "currency"]
-        plain = ["account", "provider"]
-        balance = GaugeMetricFamily(
-            "balance_bot_balance", "Account balance, in its currency", labels=money
-        )
-        used = GaugeMetricFamily(
-            "balance_bot_used",
-            "Consumed so far, in its currency (derived from balance drops where the provider "
-            "reports none)",
-            labels=money,
-        )
-        requests = GaugeMetricFamily(
-            "balance_bot_upstream_requests",
-            "Requests the account made, as its provider counts them",
-            labels=plain,
-        )
-        success = GaugeMetricFamily(
-            "balance_bot_last_success_timestamp_seconds", "Time of the last good poll", labels=plain
-        )
-        keys = GaugeMetricFamily(
-            "balance_bot_key_remaining",
-            f"Remaining quota of a limited key (the {MAX_KEY_SERIES_TOTAL} lowest, at most "
-            f"{MAX_KEY_SERIES} per account)",
-            labels=[*money, "key"],
-        )
-        burn = GaugeMetricFamily(
-            "balance_bot_burn_rate_per_day",
-            "Spending over the burn window, per day, in its currency (absent while gathering data)",
-            labels=money,
-        )
-        left = GaugeMetricFamily(
-            "balance_bot_time_left_seconds",
-            "Balance / burn rate (absent while gathering data; +Inf when not depleting)",
-            labels=plain,
-        )
-        rates, providers = self._burn(), self._providers()
-        lowest: list[tuple[Snapshot, str, list[KeyBalance]]] = []  # each account's lowest keys
-        for snap in self._snapshots():
-            provider = providers.get(snap.account, "cometapi")
-            a, m = [snap.account, provider], [snap.account, provider, snap.currency]
-            success.add_metric(a, snap.fetched_at.timestamp())
-            if snap.request_count is not None:
-                requests.add_metric(a, snap.request_count)
-            used.add_metric(m, snap.total_used_quota)
-            if snap.unlimited:
-                continue  # no finite balance, nor time left
-            rate = rates.get(snap.account)
-            if rate is not None:
-                burn.add_metric(m, rate)
-                days = days_left(snap.total_quota, rate) or 0.0
-                left.add_metric(a, days * DAY)
-            balance.add_metric(m, snap.total_quota)
-            limited = heapq.nsmallest(
+        for name, text, labels, values in self.families():
+            family = GaugeMetricFamily(name, text, labels=list(labels))
+            for label_values, value in values:
+                family.add_metric(list(label_values), value)
+            yield family
+
+    def text(self) -> str:
+        """The families as generate_latest() writes them (labels sorted by name)."""
+        out = io.StringIO()
+        write = out.write
+        for name, text, labels, values in self.families():
+            write(f"# HELP {name} {_escape_help(text)}\n# TYPE {name} gauge\n")
+            order = sorted(range(len(labels)), key=labels.__getitem__)
+            for label_values, value in values:
+                pairs = ",".join(f'{labels[i]}="{_escape(label_values[i])}"' for i in order)
+                write(f"{name}{{{pairs}}} {floatToGoString(value)}\n")
+        return out.getvalue()
+
+
+def _lowest_keys(accounts: list[tuple[Snapshot, str]]) -> Series:
+    """The limited keys with the least left: at most MAX_KEY_SERIES per account and
+    MAX_KEY_SERIES_TOTAL in all, bounded whatever the number of accounts (a page of
+    250,000 series takes seconds to render and a hundred MB to hold). Candidates
+    are made one at a time: no more than the chosen ones are held at once."""
+    lowest = [
+        (
+            snap,
+            provider,
+            heapq.nsmallest(
                 MAX_KEY_SERIES,
                 (k for k in snap.keys if not k.unlimited),
                 key=lambda k: k.remain_quota,
-            )
-            lowest.append((snap, provider, limited))
-        # bounded whatever the number of accounts: a page of 250,000 series takes
-        # seconds to render and a hundred MB to hold; the candidates are made one
-        # at a time, so that no more than the chosen ones are held at once
-        candidates = (
-            (k.remain_quota, snap.account, k.name, provider, snap.currency)
-            for snap, provider, limited in lowest
-            for k in limited
+            ),
         )
-        seen: set[tuple[str, str]] = set()
-        for remain, owner, name, provider, currency in heapq.nsmallest(
-            MAX_KEY_SERIES_TOTAL, candidates
-        ):
-            label = (owner, _label(name))
-            if label not in seen:
-                seen.add(label)
-                keys.add_metric([owner, provider, currency, label[1]], remain)
-        yield from (balance, used, requests, success, keys, burn, left)
+        for snap, provider in accounts
+    ]
+    candidates = (
+        (k.remain_quota, snap.account, k.name, provider, snap.currency)
+        for snap, provider, keys in lowest
+        for k in keys
+    )
+    seen: set[tuple[str, str]] = set()
+    for remain, owner, name, provider, currency in heapq.nsmallest(
+        MAX_KEY_SERIES_TOTAL, candidates
+    ):
+        label = (owner, _label(name))
+        if label not in seen:
+            seen.add(label)
+            yield (owner, provider, currency, label[1]), remain
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
 class Metrics:
@@ -194,10 +232,13 @@ class Metrics:
         changes); the instruments lock for themselves. At 5,000 accounts the
         rendering takes about a second that the loop then does not wait."""
         snaps, burn, providers = list(self.snapshots()), dict(self.burn()), dict(self.providers())
-        page = CollectorRegistry()
-        page.register(_Balances(lambda: snaps, lambda: burn, lambda: providers))
-        page.register(self._instruments)
-        return functools.partial(generate_latest, page)
+        balances = _Balances(lambda: snaps, lambda: burn, lambda: providers)
+        instruments = self._instruments
+
+        def render() -> bytes:
+            return balances.text().encode() + generate_latest(instruments)
+
+        return render
 
     def observe_polls(self, results: Mapping[str, PollResult]) -> None:
         providers = self.providers()
