@@ -28,7 +28,7 @@ from bot.engine.model import (
     Snapshot,
 )
 from bot.state.protocol import StateStore
-from bot.state.types import Commit, OutboxItem, OutboxStatus, SentMessage
+from bot.state.types import Commit, OutboxItem, OutboxStatus, SentMessage, StoreError
 from tests.stores import BACKENDS, Opener
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -429,3 +429,14 @@ async def test_a_failed_commit_takes_back_the_layout_ids_it_gave(store, opener, 
     last = await again.history.last(["main", "other"])
     assert last["main"].layout.names == ("a", "b") and list(last["main"].keys) == [0.0, 0.0]
     assert last["other"].layout.names == ("x",)
+
+
+async def test_a_commit_failing_inside_the_samples_write_takes_back_its_layout_ids(store):
+    first = snap(10, [KeyBalance("a", 5, 1)], account="first")
+    second = snap(10, [KeyBalance("b", 5, 1)], account="second")
+    one, two = samples_of(first)[0], samples_of(second)[0]
+    two = replace(two, requests=2**70)  # no database integer holds it: the insert fails
+    with pytest.raises((OverflowError, StoreError)):  # each backend says it its own way
+        await store.commit_cycle(Commit(EngineState(), EngineState(), [], [], T0, [one, two]))
+    assert one.layout is not None and one.layout.id is None
+    assert two.layout is not None and two.layout.id is None

@@ -104,6 +104,7 @@ class Client:
             # without its frames: they hold what the attempt read (up to a body's
             # bound), which must not live on through the waits of the retries
             failed = exc.with_traceback(None)
+            failed.__context__ = failed.__cause__ = None  # hidden anyway (`from None`)
         return await self._retried(account, started, failed)
 
     async def _retried(self, account: Account, started: float, failed: FetchError) -> Snapshot:

@@ -201,7 +201,6 @@ def _limits(seconds: float) -> aiohttp.ClientTimeout:
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def describe(url: str) -> str:
     """host[:port]/path: never the query string (the key) nor any userinfo."""
     parts = urlsplit(url)

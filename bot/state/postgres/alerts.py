@@ -133,7 +133,7 @@ class Alerts(Fenced):
                 "fetched_at=EXCLUDED.fetched_at, data=EXCLUDED.data, figures=EXCLUDED.figures",
                 self._snapshot_rows.rows(commit.snapshots),
             )
-            fresh += await samples.write(conn, commit.samples)
+            await samples.write(conn, commit.samples, fresh)
             ended = change.ended
             for table in ("told", "acks"):
                 await db.executemany(

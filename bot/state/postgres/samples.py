@@ -19,10 +19,13 @@ Rows = Callable[[str, Sequence[Any]], Coroutine[Any, Any, list[tuple[Any, ...]]]
 _COLUMNS = "s.account, s.at, s.total, s.used, s.requests, s.spent, s.layout, s.keys"
 
 
-async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -> list[Layout]:
+async def write(
+    conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample], fresh: list[Layout]
+) -> None:
     """Insert samples (and their new layouts), in the caller's transaction; the
-    layouts given an id (the caller takes it back if the transaction fails)."""
-    rows, fresh = [], []
+    layouts given an id are added to `fresh` as they get it (the caller takes the
+    ids back if the transaction fails, wherever it fails)."""
+    rows = []
     for s in samples:
         layout = s.layout
         if layout is not None and layout.id is None:
@@ -42,7 +45,6 @@ async def write(conn: psycopg.AsyncConnection[Any], samples: Iterable[Sample]) -
                 "spent=EXCLUDED.spent, layout=EXCLUDED.layout, keys=EXCLUDED.keys",
                 rows,
             )
-    return fresh
 
 
 class Reader:

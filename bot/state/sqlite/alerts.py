@@ -118,7 +118,7 @@ class Alerts(Db):
                 "VALUES (?,?,?,?)",
                 self._snapshot_rows.rows(commit.snapshots),
             )
-            fresh += samples.write(db, commit.samples)
+            samples.write(db, commit.samples, fresh)
             ended = change.ended
             db.executemany("DELETE FROM told WHERE rule=? AND account=? AND subject=?", ended)
             db.executemany("DELETE FROM acks WHERE rule=? AND account=? AND subject=?", ended)

@@ -44,10 +44,11 @@ CREATE INDEX samples_by_time ON samples (at);
 """
 
 
-def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> list[Layout]:
+def write(db: sqlite3.Connection, samples: Iterable[Sample], fresh: list[Layout]) -> None:
     """Insert samples (and their new layouts), in the caller's transaction; the
-    layouts given an id (the caller takes it back if the transaction fails)."""
-    rows, fresh = [], []
+    layouts given an id are added to `fresh` as they get it (the caller takes the
+    ids back if the transaction fails, wherever it fails)."""
+    rows = []
     for s in samples:
         layout = s.layout
         if layout is not None and layout.id is None:
@@ -62,7 +63,6 @@ def write(db: sqlite3.Connection, samples: Iterable[Sample]) -> list[Layout]:
         "keys) VALUES (?,?,?,?,?,?,?,?)",
         rows,
     )
-    return fresh
 
 
 class Reader:
