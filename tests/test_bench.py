@@ -14,15 +14,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    ("script", "tables"),
+    ("script", "args", "tables"),
     [
-        ("bench/bench.py", ["| figure | result | target |", "| N x K | balances |"]),
-        ("bench/history.py", ["| per account per cycle | median |"]),
+        ("bench/bench.py", ["--quick"], ["| figure | result | target |", "| N x K | balances |"]),
+        ("bench/history.py", ["--quick"], ["| per account per cycle | median |"]),
+        # the literal 90-day state-file run, here tiny
+        (
+            "bench/history.py",
+            ["--growth", "3", "2"],
+            ["| day | 0 | 1 | 2 |", "| database |", "| WAL |"],
+        ),
     ],
 )
-def test_a_bench_script_runs_to_its_report(script: str, tables: list[str]) -> None:
+def test_a_bench_script_runs_to_its_report(script: str, args: list[str], tables: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, script, "--quick"],
+        [sys.executable, script, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,18 +40,3 @@ def test_a_bench_script_runs_to_its_report(script: str, tables: list[str]) -> No
     assert "Machine: " in done.stdout
     for table in tables:
         assert table in done.stdout
-
-
-def test_the_growth_run_prints_its_table() -> None:
-    """`bench/history.py --growth` (the literal 90-day state-file run, here tiny)."""
-    done = subprocess.run(
-        [sys.executable, "bench/history.py", "--growth", "3", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| day | 0 | 1 | 2 |" in done.stdout
-    assert "| database |" in done.stdout and "| WAL |" in done.stdout

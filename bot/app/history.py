@@ -93,16 +93,7 @@ def advance(
         at = ledger.at + gap
     spent = ledger.spent + max(0.0, snapshot.total_used_quota - ledger.used) if ledger else 0.0
     usual = _usual(ledger, snapshot) if ledger is not None else None
-    if usual is not None and ledger is not None:
-        layout, shape, limited, unlimited = (
-            ledger.layout,
-            ledger.shape,
-            ledger.limited,
-            ledger.unlimited,
-        )
-        key_used, key_spent = usual
-    else:
-        layout, key_used, key_spent, shape, limited, unlimited = _unusual(ledger, snapshot, at)
+    layout, key_used, key_spent, shape, limited, unlimited = usual or _unusual(ledger, snapshot, at)
     sample = Sample(
         snapshot.account,
         at,
@@ -134,10 +125,16 @@ def advance(
 _name, _remain, _used = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
-def _usual(ledger: Ledger, snapshot: Snapshot) -> tuple[array[float], array[float]] | None:
+Shaped = tuple[Layout | None, array, array, tuple[str, ...] | None, tuple, tuple]
+# what a poll leaves in the ledger: layout, key used and spent figures, shape, and
+# where the limited and the unlimited keys are in it
+
+
+def _usual(ledger: Ledger, snapshot: Snapshot) -> Shaped | None:
     """The usual poll: the same keys as the last one, in the same order, each
     limited or unlimited as it was, no counter reset. The counters advance over
-    the figures' arrays (C-level maps, no per-key objects); None for any other poll."""
+    the figures' arrays (C-level maps, no per-key objects), the rest is the
+    ledger's; None for any other poll."""
     keys, shape = snapshot.keys, ledger.shape
     if shape is None or len(keys) != len(shape) or tuple(map(_name, keys)) != shape:
         return None
@@ -145,18 +142,15 @@ def _usual(ledger: Ledger, snapshot: Snapshot) -> tuple[array[float], array[floa
         if keys[i][1] >= 0 and keys[i][2] >= 0:
             return None  # a key turned limited
     picked = [keys[i] for i in ledger.limited]
-    if not picked:
-        return array("d"), array("d")
     used = list(map(_used, picked))
     grown = list(map(sub, used, ledger.key_used))
-    if min(grown) < 0 or min(used) < 0 or min(map(_remain, picked)) < 0:
+    if picked and (min(grown) < 0 or min(used) < 0 or min(map(_remain, picked)) < 0):
         return None  # a reset, or a key turned unlimited
-    return array("d", used), array("d", list(map(add, ledger.key_spent, grown)))
+    spent = array("d", list(map(add, ledger.key_spent, grown)))
+    return ledger.layout, array("d", used), spent, shape, ledger.limited, ledger.unlimited
 
 
-def _unusual(
-    ledger: Ledger | None, snapshot: Snapshot, at: float
-) -> tuple[Layout | None, array[float], array[float], tuple[str, ...] | None, tuple, tuple]:
+def _unusual(ledger: Ledger | None, snapshot: Snapshot, at: float) -> Shaped:
     """Any poll, the long way: each limited key found by name in the ledger (or a
     series of its own from `at`); the layout, the figures and the poll's shape."""
     old = ledger.layout if ledger else None

@@ -26,8 +26,9 @@ def encode(data: Any) -> str:
 
 
 def snapshot_text(snapshot: Snapshot) -> str:
-    """A snapshot as stored: Snapshot.to_dict() with each key as a [name, remain,
-    used] array, half the size (this is written for every account on every poll)."""
+    """A snapshot as rows before frames held it (bot/state/snapshot_rows.py):
+    Snapshot.to_dict() with each key as a [name, remain, used] array. Such rows are
+    still read (snapshot_of); nothing writes this form any more but the tests."""
     return encode(
         {
             "account": snapshot.account,

@@ -3,8 +3,9 @@ StateStore and gets back, whatever the backend."""
 
 from __future__ import annotations
 
+import contextlib
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -136,6 +137,21 @@ class Layout:
 
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
+
+
+@contextlib.contextmanager
+def new_layouts(remember: Callable[[list[Layout]], None]) -> Iterator[list[Layout]]:
+    """The layouts a commit gives ids to, as it gives them. If the commit fails
+    the ids are taken back (the next new layout could get the same id, and its
+    samples another account's names); if it goes through, `remember` gets them."""
+    fresh: list[Layout] = []
+    try:
+        yield fresh
+    except BaseException:
+        for layout in fresh:
+            layout.id = None
+        raise
+    remember(fresh)
 
 
 @dataclass(frozen=True, slots=True)

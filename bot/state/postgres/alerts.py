@@ -13,7 +13,7 @@ from bot.state.postgres import samples
 from bot.state.postgres.fence import Fenced
 from bot.state.postgres.outbox import enqueue_rows
 from bot.state.snapshot_rows import SnapshotRows, read_all
-from bot.state.types import Commit, Layout
+from bot.state.types import Commit, Layout, new_layouts
 
 
 class Alerts(Fenced):
@@ -68,14 +68,8 @@ class Alerts(Fenced):
         return read_all(rows, self.where)
 
     async def commit_cycle(self, commit: Commit) -> None:
-        fresh: list[Layout] = []  # layouts given an id by this transaction
-        try:
+        with new_layouts(self.history.remember) as fresh:
             await self._write_cycle(commit, fresh)
-        except BaseException:
-            for layout in fresh:  # the transaction that gave them is undone
-                layout.id = None
-            raise
-        self.history.remember(fresh)
 
     async def _write_cycle(self, commit: Commit, fresh: list[Layout]) -> None:
         now, change = commit.now, Changes.of(commit)

@@ -11,7 +11,7 @@ from bot.state.snapshot_rows import SnapshotRows, read_all
 from bot.state.sqlite import samples
 from bot.state.sqlite.db import Db, _dt, _ts
 from bot.state.sqlite.outbox import enqueue_rows
-from bot.state.types import Commit, Layout
+from bot.state.types import Commit, Layout, new_layouts
 
 
 class Alerts(Db):
@@ -62,14 +62,8 @@ class Alerts(Db):
         return read_all((tuple(row) for row in rows), str(self.path))
 
     async def commit_cycle(self, commit: Commit) -> None:
-        fresh: list[Layout] = []  # layouts given an id by this transaction
-        try:
+        with new_layouts(self.history.remember) as fresh:
             self._write_cycle(commit, fresh)
-        except BaseException:
-            for layout in fresh:  # the transaction that gave them is undone
-                layout.id = None
-            raise
-        self.history.remember(fresh)
 
     def _write_cycle(self, commit: Commit, fresh: list[Layout]) -> None:
         now, change = commit.now, Changes.of(commit)
